@@ -1,0 +1,42 @@
+"""
+### Crawl a snapshot into the lake
+
+Reads the configured source (the local profile: a directory of repositories; the k8s profile: GitHub)
+into `snapshot={id}/crawl/` of the lake, with every dropped file and its reason recorded.
+
+* **Scheduled** monthly: the run for the month starting at the data interval's start crawls snapshot `YYYY-MM`.
+  `catchup` is on, so `airflow backfill create --dag-id crawl --from-date ... --to-date ...` makes one
+  partition per month; re-running a month replaces exactly that partition.
+* **Manual**: trigger with the `snapshot` param (e.g. `2026-10`).
+
+Emits the `crawl` Asset with `{"snapshot": id}`, which schedules the dedup DAG.
+"""
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from assets import CRAWLED
+from stage_launcher import publish, resolve_snapshot, stage_task
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule="@monthly",
+    start_date=pendulum.datetime(2026, 8, 1, tz="UTC"),
+    catchup=True,
+    max_active_runs=1,
+    tags=["seedcoder", "crawl"],
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                              description="Snapshot id for a manual run (e.g. 2026-10); empty: the data interval.")},
+    doc_md=__doc__,
+)
+def crawl():
+    snapshot = resolve_snapshot()
+    crawled = stage_task("crawl")
+    snapshot >> crawled >> publish(CRAWLED, "crawl")(snapshot)
+
+
+crawl()

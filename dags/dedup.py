@@ -1,0 +1,36 @@
+"""
+### Deduplicate a crawled snapshot
+
+Scheduled on the `crawl` Asset (the event's extra names the snapshot), or run by hand with the `snapshot` param.
+`exact_dedup` drops repeated content (SHA256) at repository and file level, keeping the copy from the repository
+with the most stars, then forks, then a permissive licence, then the earliest.
+Emits the `dedup` Asset.
+"""
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from assets import CRAWLED, DEDUPED
+from stage_launcher import publish, resolve_snapshot, stage_task
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=[CRAWLED],
+    start_date=pendulum.datetime(2026, 8, 1, tz="UTC"),
+    catchup=False,
+    tags=["seedcoder", "dedup"],
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                              description="Snapshot id for a manual run; empty: from the triggering crawl event.")},
+    doc_md=__doc__,
+)
+def dedup():
+    snapshot = resolve_snapshot()
+    exact = stage_task("exact_dedup")
+    snapshot >> exact >> publish(DEDUPED, "exact_dedup")(snapshot)
+
+
+dedup()

@@ -1,0 +1,344 @@
+"""The stage contract: attempt locations, `_stats.json`, and the atomic `_SUCCESS` commit.
+
+Layout of one stage's partition of one snapshot::
+
+    {root}/snapshot={id}/{stage}/_SUCCESS                       commit pointer (JSON), written last, atomically
+    {root}/snapshot={id}/{stage}/attempt={a}/{dataset}/part-*.parquet
+    {root}/snapshot={id}/{stage}/attempt={a}/_stats.json
+    {root}/snapshot={id}/{stage}/attempt={a}/_shards/{name}.done resume markers of a sharded stage
+
+A stage writes only under a fresh (or resumed, uncommitted) attempt. Committing writes ``_SUCCESS`` in a
+single atomic object write that names the attempt; readers resolve data through it, so a stage killed at
+any point leaves the previously committed partition intact and visible, and a re-run replaces exactly
+that partition. This is the same pointer-swap idea as table formats (Delta, Iceberg) use, and it needs
+no rename, which S3 does not have. Superseded and abandoned attempts are deleted after a commit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from lake.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SUCCESS = "_SUCCESS"
+STATS = "_stats.json"
+
+
+def check_snapshot(snapshot: str) -> str:
+    if not SNAPSHOT_RE.match(snapshot or ""):
+        raise ValueError(f"invalid snapshot id {snapshot!r}: use letters, digits, '.', '_' or '-' (e.g. 2026-10)")
+    return snapshot
+
+
+@dataclass
+class StageStats:
+    """What a stage did: counts in and out, why records were dropped, and how fast."""
+
+    stage: str
+    snapshot: str
+    attempt: str = ""
+    records_in: int = 0
+    records_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    drops: Counter = field(default_factory=Counter)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    started_at: str = ""
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.drops[reason] += count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "snapshot": self.snapshot,
+            "attempt": self.attempt,
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "records_dropped": sum(self.drops.values()),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "drop_reasons": dict(sorted(self.drops.items())),
+            "seconds": round(self.seconds, 3),
+            "records_per_s": round(self.records_in / self.seconds, 1) if self.seconds > 0 else None,
+            "started_at": self.started_at,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Commit:
+    snapshot: str
+    stage: str
+    attempt: str
+    datasets: dict[str, list[str]]
+    stats: dict[str, Any]
+    committed_at: str
+
+    @property
+    def prefix(self) -> str:
+        return f"snapshot={self.snapshot}/{self.stage}/attempt={self.attempt}"
+
+
+class StageNotCommitted(FileNotFoundError):
+    pass
+
+
+class Lake:
+    """The lake: where every stage's committed partitions live."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    @classmethod
+    def from_config(cls, cfg) -> "Lake":
+        return cls(open_storage(cfg.lake_root(), endpoint_url=cfg.lake.s3_endpoint_url, region=cfg.lake.s3_region))
+
+    @classmethod
+    def at(cls, root: str, **kw) -> "Lake":
+        return cls(open_storage(root, **kw))
+
+    @property
+    def root(self) -> str:
+        return self.storage.root
+
+    @staticmethod
+    def stage_prefix(snapshot: str, stage: str) -> str:
+        check_snapshot(snapshot)
+        if not STAGE_RE.match(stage):
+            raise ValueError(f"invalid stage name {stage!r}")
+        return f"snapshot={snapshot}/{stage}"
+
+    def snapshots(self) -> list[str]:
+        seen = set()
+        for key in self.storage.list(""):
+            head = key.split("/", 1)[0]
+            if head.startswith("snapshot="):
+                seen.add(head.removeprefix("snapshot="))
+        return sorted(seen)
+
+    def commit_info(self, snapshot: str, stage: str) -> Commit | None:
+        key = f"{self.stage_prefix(snapshot, stage)}/{SUCCESS}"
+        if not self.storage.exists(key):
+            return None
+        raw = json.loads(self.storage.read_bytes(key))
+        return Commit(
+            snapshot=raw["snapshot"],
+            stage=raw["stage"],
+            attempt=raw["attempt"],
+            datasets=raw["datasets"],
+            stats=raw["stats"],
+            committed_at=raw["committed_at"],
+        )
+
+    def require(self, snapshot: str, stage: str) -> Commit:
+        info = self.commit_info(snapshot, stage)
+        if info is None:
+            raise StageNotCommitted(
+                f"stage {stage!r} has no committed output for snapshot {snapshot!r} in {self.root} "
+                f"(run it first: python -m <module of {stage}> --snapshot {snapshot})"
+            )
+        return info
+
+    def dataset_keys(self, snapshot: str, stage: str, dataset: str) -> list[str]:
+        info = self.require(snapshot, stage)
+        if dataset not in info.datasets:
+            raise KeyError(f"stage {stage!r} of snapshot {snapshot!r} has no dataset {dataset!r}; "
+                           f"it has {sorted(info.datasets)}")
+        return list(info.datasets[dataset])
+
+    def dataset_uri(self, snapshot: str, stage: str, dataset: str, *, for_spark: bool = False) -> str:
+        """Directory URI of a committed dataset (what ``spark.read.parquet`` wants)."""
+        info = self.require(snapshot, stage)
+        return self.storage.uri(f"{info.prefix}/{dataset}", for_spark=for_spark)
+
+    def dataset_file_uris(self, snapshot: str, stage: str, dataset: str, *, for_spark: bool = False) -> list[str]:
+        return [self.storage.uri(k, for_spark=for_spark) for k in self.dataset_keys(snapshot, stage, dataset)]
+
+    def read_table(self, snapshot: str, stage: str, dataset: str, columns: list[str] | None = None):
+        """A committed dataset as one pyarrow Table (small data, tests and GPU stages)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(io.BytesIO(self.storage.read_bytes(k)), columns=columns)
+                  for k in self.dataset_keys(snapshot, stage, dataset) if k.endswith(".parquet")]
+        if not tables:
+            raise StageNotCommitted(f"dataset {dataset!r} of stage {stage!r} ({snapshot}) has no parquet files")
+        return pa.concat_tables(tables)
+
+    def iter_batches(self, snapshot: str, stage: str, dataset: str, columns: list[str] | None = None,
+                     batch_size: int = 1024):
+        import pyarrow.parquet as pq
+
+        for key in self.dataset_keys(snapshot, stage, dataset):
+            if key.endswith(".parquet"):
+                yield from pq.ParquetFile(io.BytesIO(self.storage.read_bytes(key))).iter_batches(
+                    batch_size=batch_size, columns=columns)
+
+    def stats(self, snapshot: str, stage: str) -> dict[str, Any]:
+        return self.require(snapshot, stage).stats
+
+    def stats_uri(self, snapshot: str, stage: str) -> str:
+        return self.storage.uri(f"{self.require(snapshot, stage).prefix}/{STATS}")
+
+    def committed_stages(self, snapshot: str) -> list[Commit]:
+        out = []
+        for key in self.storage.list(f"snapshot={check_snapshot(snapshot)}"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == SUCCESS:
+                info = self.commit_info(snapshot, parts[1])
+                if info:
+                    out.append(info)
+        return sorted(out, key=lambda c: c.committed_at)
+
+
+def _new_attempt_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+class StageRun:
+    """One attempt of one stage on one snapshot; commit on clean exit of the ``with`` block.
+
+    ``resume=True`` adopts the newest uncommitted attempt left by a killed run, so a sharded stage can skip
+    the shards it already finished (see :meth:`shard_done`). Without it, every run starts a fresh attempt.
+    """
+
+    def __init__(self, lake: Lake, snapshot: str, stage: str, *, resume: bool = False, params: dict | None = None):
+        self.lake = lake
+        self.storage = lake.storage
+        self.snapshot = check_snapshot(snapshot)
+        self.stage = stage
+        self.prefix = Lake.stage_prefix(snapshot, stage)
+        self.params = params or {}
+        self.attempt = (self._latest_uncommitted() if resume else None) or _new_attempt_id()
+        self.resumed = resume and self.storage.exists(f"{self.attempt_prefix}/_shards")
+        self.stats = StageStats(stage=stage, snapshot=snapshot, attempt=self.attempt,
+                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self._t0 = time.monotonic()
+        self._committed: Commit | None = None
+
+    @property
+    def attempt_prefix(self) -> str:
+        return f"{self.prefix}/attempt={self.attempt}"
+
+    def _attempts(self) -> list[str]:
+        names = set()
+        for key in self.storage.list(self.prefix):
+            part = key[len(self.prefix) + 1 :].split("/", 1)[0]
+            if part.startswith("attempt="):
+                names.add(part.removeprefix("attempt="))
+        return sorted(names)
+
+    def _latest_uncommitted(self) -> str | None:
+        committed = self.lake.commit_info(self.snapshot, self.stage)
+        open_attempts = [a for a in self._attempts() if not committed or a != committed.attempt]
+        return open_attempts[-1] if open_attempts else None
+
+    # -- writing ---------------------------------------------------------------------------------
+    def dataset_key(self, dataset: str) -> str:
+        if not STAGE_RE.match(dataset):
+            raise ValueError(f"invalid dataset name {dataset!r}")
+        return f"{self.attempt_prefix}/{dataset}"
+
+    def dataset_uri(self, dataset: str, *, for_spark: bool = False) -> str:
+        """Where a Spark job writes a dataset of this attempt (``df.write.parquet(uri)``)."""
+        return self.storage.uri(self.dataset_key(dataset), for_spark=for_spark)
+
+    def local_dir(self, dataset: str):
+        """A local directory for a dataset of this attempt (local lake only), for writers that need a path."""
+        path = self.storage.local_path(self.dataset_key(dataset))
+        if path is None:
+            raise RuntimeError("local_dir() needs a filesystem lake; write with write_table()/write_bytes() on S3")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_table(self, dataset: str, table, part: int | str, *, row_group_size: int = 8192) -> str:
+        """Write one parquet part deterministically (no timestamps in the file, stable name)."""
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
+        name = f"part-{part:05d}.parquet" if isinstance(part, int) else f"part-{part}.parquet"
+        key = f"{self.dataset_key(dataset)}/{name}"
+        self.storage.write_bytes(key, buf.getvalue())
+        return key
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        key = f"{self.attempt_prefix}/{relative}"
+        self.storage.write_bytes(key, data)
+        return key
+
+    # -- resume ----------------------------------------------------------------------------------
+    def shard_done(self, shard: str) -> bool:
+        return self.storage.exists(f"{self.attempt_prefix}/_shards/{shard}.done")
+
+    def mark_shard_done(self, shard: str, info: dict | None = None) -> None:
+        self.storage.write_bytes(f"{self.attempt_prefix}/_shards/{shard}.done",
+                                 json.dumps(info or {}, sort_keys=True).encode())
+
+    def shard_info(self, shard: str) -> dict:
+        return json.loads(self.storage.read_bytes(f"{self.attempt_prefix}/_shards/{shard}.done"))
+
+    # -- commit ----------------------------------------------------------------------------------
+    def commit(self) -> Commit:
+        self.stats.seconds = time.monotonic() - self._t0
+        datasets: dict[str, list[str]] = {}
+        for key in self.storage.list(self.attempt_prefix):
+            rel = key[len(self.attempt_prefix) + 1 :]
+            if "/" not in rel or rel.startswith("_"):
+                continue
+            name, file = rel.split("/", 1)
+            if file.split("/")[-1].startswith(("_", ".")):
+                continue
+            datasets.setdefault(name, []).append(key)
+        stats = self.stats.to_dict()
+        self.storage.write_bytes(f"{self.attempt_prefix}/{STATS}",
+                                 (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        pointer = {"snapshot": self.snapshot, "stage": self.stage, "attempt": self.attempt,
+                   "datasets": {k: sorted(v) for k, v in sorted(datasets.items())},
+                   "stats": stats, "params": self.params, "committed_at": now}
+        self.storage.write_bytes(f"{self.prefix}/{SUCCESS}", (json.dumps(pointer, indent=2) + "\n").encode())
+        self._committed = self.lake.require(self.snapshot, self.stage)
+        for attempt in self._attempts():
+            if attempt != self.attempt:
+                self.storage.delete_prefix(f"{self.prefix}/attempt={attempt}")
+        log.info("committed %s/%s attempt %s: %d in, %d out, drops %s, %.1fs",
+                 self.snapshot, self.stage, self.attempt, self.stats.records_in, self.stats.records_out,
+                 dict(self.stats.drops), self.stats.seconds)
+        return self._committed
+
+    def __enter__(self) -> "StageRun":
+        log.info("%s %s/%s attempt %s", "resuming" if self.resumed else "starting",
+                 self.snapshot, self.stage, self.attempt)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            log.error("stage %s/%s failed; attempt %s left uncommitted (the committed partition is unchanged)",
+                      self.snapshot, self.stage, self.attempt)
+
+
+def summarize(commits: Iterable[Commit], storage: Storage) -> str:
+    lines = []
+    for c in commits:
+        s = c.stats
+        lines.append(f"  {c.stage:<16} {s['records_in']:>9,} in {s['records_out']:>9,} out "
+                     f"{s['seconds']:>8.1f}s  {storage.uri(c.prefix)}")
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""One factory that turns a pipeline stage into the Airflow operator the deployment profile asks for.
+
+- ``local`` (default): :class:`LocalStageOperator` runs ``python -m <module> --snapshot S`` as a subprocess in
+  the stage's own virtual environment (.venv for Spark stages, .venv-gpu for GPU stages) and streams its log.
+- ``k8s``: Spark stages become a ``SparkSubmitOperator`` (Spark on Kubernetes), GPU stages a deferrable
+  ``KubernetesPodOperator`` with GPU limits, node selector, tolerations and a GPU pool.
+
+The profile comes from ``$SEEDCODER_PROFILE`` (an environment read, no I/O), so the same DAG file serves both.
+Every stage task reads the snapshot id from the DAG's ``snapshot`` task (XCom), which resolves it from the
+manual-run param, the triggering Asset event, or the scheduled data interval: one run key for every kind of run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from airflow.sdk import Asset, BaseOperator, task
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT_XCOM = "{{ ti.xcom_pull(task_ids='snapshot') }}"
+Runtime = Literal["spark", "gpu", "python"]
+
+
+def profile() -> str:
+    value = os.environ.get("SEEDCODER_PROFILE", "local")
+    if value not in ("local", "k8s"):
+        raise ValueError(f"SEEDCODER_PROFILE must be 'local' or 'k8s', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PodResources:
+    """What a stage asks of the cluster on the k8s profile."""
+
+    cpu: str = "2"
+    memory: str = "8Gi"
+    gpus: int = 0
+    ephemeral_storage: str = "20Gi"
+    shm_size: str | None = None  # a memory-backed /dev/shm (torch dataloaders, NCCL)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, str], ...] = ()
+
+    def gpu_defaults(self) -> "PodResources":
+        if not self.gpus:
+            return self
+        selector = self.node_selector or {"nvidia.com/gpu.present": "true"}
+        tolerations = self.tolerations or ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
+        return PodResources(self.cpu, self.memory, self.gpus, self.ephemeral_storage, self.shm_size or "16Gi",
+                            selector, tolerations)
+
+
+# Images and cluster names of the k8s profile (environment, so the DAG file does no I/O at parse time).
+IMAGES = {
+    "spark": os.environ.get("SEEDCODER_SPARK_IMAGE", "ghcr.io/seedcoder-platform/spark:0.1.0"),
+    "gpu": os.environ.get("SEEDCODER_GPU_IMAGE", "ghcr.io/seedcoder-platform/gpu:0.1.0"),
+    "python": os.environ.get("SEEDCODER_SPARK_IMAGE", "ghcr.io/seedcoder-platform/spark:0.1.0"),
+}
+NAMESPACE = os.environ.get("SEEDCODER_NAMESPACE", "seedcoder")
+GPU_POOL = os.environ.get("SEEDCODER_GPU_POOL", "gpu")
+SERVICE_ACCOUNT = os.environ.get("SEEDCODER_SERVICE_ACCOUNT", "seedcoder-stage")
+
+
+class LocalStageOperator(BaseOperator):
+    """Run a stage module as a subprocess in its runtime's virtual environment (local profile)."""
+
+    template_fields = ("snapshot", "extra_args")
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, stage: str, module: str, runtime: Runtime = "spark", snapshot: str = SNAPSHOT_XCOM,
+                 extra_args: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.module = module
+        self.runtime = runtime
+        self.snapshot = snapshot
+        self.extra_args = list(extra_args or [])
+
+    def python(self) -> str:
+        from lake.config import load_config
+
+        cfg = load_config()
+        rel = cfg.launcher.gpu_python if self.runtime == "gpu" else cfg.launcher.spark_python
+        path = Path(rel) if Path(rel).is_absolute() else REPO_ROOT / rel
+        if not path.exists():
+            raise FileNotFoundError(f"{self.runtime} environment {path} is missing: run scripts/bootstrap.sh")
+        return str(path)
+
+    def execute(self, context: Any) -> dict:
+        if not self.snapshot or self.snapshot == "None":
+            raise ValueError(f"stage {self.stage}: no snapshot id (is the 'snapshot' task upstream?)")
+        python = self.python()
+        cmd = [python, "-m", self.module, "--snapshot", self.snapshot, *self.extra_args]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
+        env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
+        self.log.info("running %s", " ".join(cmd))
+        tail: deque[str] = deque(maxlen=40)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            self.log.info("%s", line)
+        if proc.wait() != 0:
+            raise RuntimeError(f"stage {self.stage} ({self.module}) exited with {proc.returncode}; last lines:\n"
+                               + "\n".join(tail))
+        return committed_summary(self.snapshot, self.stage)
+
+
+def committed_summary(snapshot: str, stage: str) -> dict:
+    """The committed stage's stats (small JSON for XCom and the UI)."""
+    from lake.config import load_config
+
+    lake = load_config().open_lake()
+    info = lake.require(snapshot, stage)
+    stats = info.stats
+    return {"stage": stage, "snapshot": snapshot, "attempt": info.attempt,
+            "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
+            "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
+            "seconds": stats["seconds"]}
+
+
+def stage_task(stage: str, *, module: str | None = None, runtime: Runtime = "spark",
+               resources: PodResources | None = None, extra_args: list[str] | None = None,
+               task_id: str | None = None, **op_kwargs: Any) -> BaseOperator:
+    """The operator running ``stage`` under the active profile.
+
+    ``module`` defaults to ``spark_jobs.<stage>`` for Spark/python stages and ``training.<stage>`` for GPU ones.
+    """
+    module = module or (f"training.{stage}" if runtime == "gpu" else f"spark_jobs.{stage}")
+    task_id = task_id or stage
+    args = ["--snapshot", SNAPSHOT_XCOM, *(extra_args or [])]
+    if profile() == "local":
+        return LocalStageOperator(task_id=task_id, stage=stage, module=module, runtime=runtime,
+                                  extra_args=extra_args, **op_kwargs)
+    resources = (resources or PodResources()).gpu_defaults()
+    if runtime == "spark":
+        return spark_submit_operator(task_id, stage, module, args, resources, **op_kwargs)
+    return pod_operator(task_id, stage, module, args, resources, runtime, **op_kwargs)
+
+
+def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, **kw: Any):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    conf = {
+        "spark.kubernetes.namespace": NAMESPACE,
+        "spark.kubernetes.container.image": IMAGES["spark"],
+        "spark.kubernetes.authenticate.driver.serviceAccountName": SERVICE_ACCOUNT,
+        "spark.kubernetes.driverEnv.SEEDCODER_PROFILE": "k8s",
+        "spark.executorEnv.SEEDCODER_PROFILE": "k8s",
+        "spark.kubernetes.executor.request.cores": res.cpu,
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+        "spark.dynamicAllocation.maxExecutors": os.environ.get("SEEDCODER_SPARK_MAX_EXECUTORS", "50"),
+    }
+    for key, value in res.node_selector.items():
+        conf[f"spark.kubernetes.node.selector.{key}"] = value
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=os.environ.get("SEEDCODER_SPARK_CONN_ID", "spark_k8s"),
+        application="local:///opt/seedcoder/lake/entry.py",
+        application_args=[module, *args],
+        name=f"seedcoder-{stage.replace('_', '-')}",
+        deploy_mode="cluster",
+        conf=conf,
+        executor_memory=res.memory.replace("Gi", "g"),
+        driver_memory="8g",
+        **kw,
+    )
+
+
+def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, runtime: Runtime,
+                 **kw: Any):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    limits = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": res.ephemeral_storage}
+    if res.gpus:
+        limits["nvidia.com/gpu"] = str(res.gpus)
+    volumes, mounts = [], []
+    if res.shm_size:
+        volumes.append(k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
+                                                                                     size_limit=res.shm_size)))
+        mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
+    if res.gpus:
+        kw.setdefault("pool", GPU_POOL)
+    return KubernetesPodOperator(
+        task_id=task_id,
+        name=f"seedcoder-{stage.replace('_', '-')}",
+        namespace=NAMESPACE,
+        image=IMAGES[runtime],
+        cmds=["python", "-m", module],
+        arguments=args,
+        env_vars={"SEEDCODER_PROFILE": "k8s"},
+        container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
+        node_selector=dict(res.node_selector) or None,
+        tolerations=[k8s.V1Toleration(**t) for t in res.tolerations] or None,
+        volumes=volumes or None,
+        volume_mounts=mounts or None,
+        service_account_name=SERVICE_ACCOUNT,
+        labels={"app.kubernetes.io/part-of": "seedcoder", "seedcoder/stage": stage},
+        deferrable=True,
+        on_finish_action="delete_pod",
+        get_logs=True,
+        **kw,
+    )
+
+
+@task(task_id="snapshot")
+def resolve_snapshot(**context: Any) -> str:
+    """The run's snapshot id: the ``snapshot`` param, else the triggering Asset event, else the data interval."""
+    from lake.stage import check_snapshot
+
+    params = context.get("params") or {}
+    if params.get("snapshot"):
+        return check_snapshot(str(params["snapshot"]))
+    events = context.get("triggering_asset_events") or {}
+    for _asset, asset_events in events.items():
+        for event in reversed(list(asset_events)):
+            if (event.extra or {}).get("snapshot"):
+                return check_snapshot(event.extra["snapshot"])
+    start = context.get("data_interval_start")
+    if start is not None:
+        return start.strftime("%Y-%m")
+    raise ValueError("no snapshot: give the 'snapshot' param, or trigger from an Asset event that carries one")
+
+
+def publish(asset: Asset, stage: str):
+    """A task that emits ``asset`` with the snapshot id and the stage's numbers as the event's extra."""
+
+    @task(task_id=f"publish_{stage}", outlets=[asset])
+    def _publish(snapshot: str, **context: Any) -> dict:
+        summary = committed_summary(snapshot, stage)
+        context["outlet_events"][asset].extra = {"snapshot": snapshot, "uri": summary["uri"],
+                                                 "records_out": summary["records_out"]}
+        print(json.dumps(summary, indent=2), file=sys.stderr)
+        return summary
+
+    return _publish

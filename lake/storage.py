@@ -147,6 +147,8 @@ class S3Storage:
 
     def list(self, prefix: str) -> list[str]:
         prefix = prefix.rstrip("/")
+        if not prefix:  # the whole lake (Lake.snapshots lists from the root)
+            return sorted(self._iter_keys(""))
         return sorted(k for k in self._iter_keys(prefix) if k == prefix or k.startswith(prefix + "/"))
 
     def delete_prefix(self, prefix: str) -> None:

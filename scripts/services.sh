@@ -175,7 +175,7 @@ s3_stop() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.25
   done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
   rm -f "$S3_PID"
   say "S3 (weed mini) stopped"
 }
@@ -205,13 +205,13 @@ main() {
   want() { [[ $which == all || $which == "$1" ]]; }
   case $action in
     start)
-      want postgres && pg_start
-      want s3 && s3_start
+      if want postgres; then pg_start; fi
+      if want s3; then s3_start; fi
       write_env
       ;;
     stop)
-      want s3 && s3_stop
-      want postgres && pg_stop
+      if want s3; then s3_stop; fi
+      if want postgres; then pg_stop; fi
       ;;
     status)
       local rc=0

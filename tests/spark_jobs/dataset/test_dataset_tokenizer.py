@@ -1,0 +1,82 @@
+"""The tokenizer stage: special ids, digit splitting, byte-exact round trips, HF format, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import commit_files, file_rows, stdlib_texts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lake.stage import Lake
+from spark_jobs.dataset import tokenizer as tok
+
+
+def test_special_tokens_have_the_released_ids(tiny_tokenizer):
+    assert tiny_tokenizer.token_to_id(tok.BOS) == 0
+    assert tiny_tokenizer.token_to_id(tok.EOS) == 2
+    for name in (tok.PAD, tok.SEP, tok.FIM_PREFIX, tok.FIM_SUFFIX, tok.FIM_MIDDLE):
+        assert tiny_tokenizer.token_to_id(name) == tok.SPECIAL_IDS[name]
+
+
+def test_digits_are_split_one_by_one(tiny_tokenizer):
+    pieces = tiny_tokenizer.encode("x = 1234567890").tokens
+    digits = [p for p in pieces if any(c.isdigit() for c in p)]
+    assert digits and all(len(p.lstrip("Ġ")) == 1 for p in digits)
+
+
+def test_special_token_look_alikes_in_text_stay_text(tiny_tokenizer):
+    ids = tiny_tokenizer.encode("a <[fim-prefix]> b <[end▁of▁sentence]>").ids
+    assert not set(ids) & set(tok.SPECIAL_IDS.values())
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=150, deadline=None)
+def test_decode_of_encode_is_byte_exact(tiny_tokenizer, text):
+    assert tiny_tokenizer.decode(tiny_tokenizer.encode(text).ids, skip_special_tokens=False) == text
+
+
+def test_stage_trains_deterministically_and_saves_hf_files(make_config):
+    cfg = make_config(stages={"tokenizer": {"input": "exact_dedup", "vocab_size": 800}})
+    lake = cfg.open_lake()
+    rows = file_rows("py/json", dict(stdlib_texts("json"))) + file_rows("py/http", dict(stdlib_texts("http")))
+    commit_files(lake, "s1", "exact_dedup", rows)
+    first = tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    json_a = tok.tokenizer_json(lake, "s1")
+    tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    assert tok.tokenizer_json(lake, "s1") == json_a
+    assert first["records_out"] == len(rows) and first["metrics"]["vocab_size"] <= 800
+    files = {k.rsplit("/", 1)[1] for k in lake.dataset_keys("s1", "tokenizer", "tokenizer")}
+    assert files == set(tok.FILES)
+    config = json.loads((tok.local_dir(lake, "s1") / "tokenizer_config.json").read_text())
+    assert config["bos_token"] == tok.BOS and config["pad_token"] == tok.PAD
+
+
+def test_loads_with_transformers_when_installed(make_config):
+    transformers = pytest.importorskip("transformers")
+    cfg = make_config(stages={"tokenizer": {"input": "exact_dedup", "vocab_size": 600}})
+    lake = cfg.open_lake()
+    commit_files(lake, "s1", "exact_dedup", file_rows("py/json", dict(stdlib_texts("json"))))
+    tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    hf = transformers.AutoTokenizer.from_pretrained(str(tok.local_dir(lake, "s1")))
+    assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id) == (0, 2, 1)
+    text = "def f(x):\n    return x * 42\n"
+    assert hf.decode(hf(text)["input_ids"]) == text
+
+
+def test_missing_input_is_a_clear_error(make_config, tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"profile: local\nlake:\n  root: {tmp_path / 'lake'}\n"
+                        "stages:\n  tokenizer:\n    input: exact_dedup\n")
+    assert tok.main(["--snapshot", "nothing", "--config", str(cfg_path)]) == 2
+    assert Lake.at(str(tmp_path / "lake")).commit_info("nothing", "tokenizer") is None
+
+
+def test_an_empty_corpus_is_refused(make_config):
+    cfg = make_config(stages={"tokenizer": {"input": "exact_dedup", "vocab_size": 600, "max_file_bytes": 1}})
+    lake = cfg.open_lake()
+    commit_files(lake, "s1", "exact_dedup", file_rows("py/json", dict(stdlib_texts("json", 3))))
+    with pytest.raises(ValueError, match="no training text"):
+        tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    assert lake.commit_info("s1", "tokenizer") is None

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag
-
 from assets import CRAWLED
 from stage_launcher import publish, resolve_snapshot, stage_task
 

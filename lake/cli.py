@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from lake.config import ConfigError, PlatformConfig, load_config
 from lake.stage import check_snapshot

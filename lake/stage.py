@@ -23,9 +23,10 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from lake.storage import Storage, open_storage
 
@@ -105,11 +106,11 @@ class Lake:
         self.storage = storage
 
     @classmethod
-    def from_config(cls, cfg) -> "Lake":
+    def from_config(cls, cfg) -> Lake:
         return cls(open_storage(cfg.lake_root(), endpoint_url=cfg.lake.s3_endpoint_url, region=cfg.lake.s3_region))
 
     @classmethod
-    def at(cls, root: str, **kw) -> "Lake":
+    def at(cls, root: str, **kw) -> Lake:
         return cls(open_storage(root, **kw))
 
     @property
@@ -207,7 +208,7 @@ class Lake:
 
 
 def _new_attempt_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
 class StageRun:
@@ -227,7 +228,7 @@ class StageRun:
         self.attempt = (self._latest_uncommitted() if resume else None) or _new_attempt_id()
         self.resumed = resume and self.storage.exists(f"{self.attempt_prefix}/_shards")
         self.stats = StageStats(stage=stage, snapshot=snapshot, attempt=self.attempt,
-                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                started_at=datetime.now(UTC).isoformat(timespec="seconds"))
         self._t0 = time.monotonic()
         self._committed: Commit | None = None
 
@@ -308,7 +309,7 @@ class StageRun:
         stats = self.stats.to_dict()
         self.storage.write_bytes(f"{self.attempt_prefix}/{STATS}",
                                  (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         pointer = {"snapshot": self.snapshot, "stage": self.stage, "attempt": self.attempt,
                    "datasets": {k: sorted(v) for k, v in sorted(datasets.items())},
                    "stats": stats, "params": self.params, "committed_at": now}
@@ -322,7 +323,7 @@ class StageRun:
                  dict(self.stats.drops), self.stats.seconds)
         return self._committed
 
-    def __enter__(self) -> "StageRun":
+    def __enter__(self) -> StageRun:
         log.info("%s %s/%s attempt %s", "resuming" if self.resumed else "starting",
                  self.snapshot, self.stage, self.attempt)
         return self

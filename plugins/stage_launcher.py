@@ -47,7 +47,7 @@ class PodResources:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, str], ...] = ()
 
-    def gpu_defaults(self) -> "PodResources":
+    def gpu_defaults(self) -> PodResources:
         if not self.gpus:
             return self
         selector = self.node_selector or {"nvidia.com/gpu.present": "true"}

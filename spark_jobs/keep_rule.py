@@ -7,11 +7,11 @@ total: the same input keeps the same copy on any number of executors.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from lake.schemas import PERMISSIVE_LICENSES
 
-_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def keep_key(record: dict) -> tuple:
@@ -24,7 +24,7 @@ def keep_key(record: dict) -> tuple:
     """
     created = record.get("repo_created_at") or _FAR_FUTURE
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return (
         -int(record.get("stars") or 0),
         -int(record.get("forks") or 0),

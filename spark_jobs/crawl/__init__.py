@@ -1,0 +1,1 @@
+"""The crawl stage: a snapshot's repositories into the lake (local source here; GitHub in crawl.github)."""

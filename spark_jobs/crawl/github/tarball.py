@@ -1,0 +1,171 @@
+"""Streaming extraction of a repository tarball into file records, applying the crawl's file rules.
+
+The archive is read once, front to back, with ``tarfile`` in stream mode (``r|gz``): nothing is extracted to
+disk and no member is read before its declared size and name have passed the rules, so a 1 GB sparse member
+costs a header, not a gigabyte. Hostile members are refused with a named reason: unsafe names
+(``absolute_path``, ``path_traversal``, ``invalid_path``), ``symlink`` (symbolic links, whatever the target),
+``special_file`` (hard links, devices, FIFOs), ``duplicate_path``, plus every content rule of
+:mod:`spark_jobs.crawl.file_rules`.
+
+A truncated or corrupt archive raises :class:`ArchiveError` mid-stream. The caller drops the whole repository
+(see :func:`extract_all`): repository-level training data needs the complete tree, a partial one would silently
+look complete downstream, and a later run fetches it again because failures are never cached.
+"""
+
+from __future__ import annotations
+
+import http.client
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+import urllib3
+
+from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, unsafe_path_reason
+from spark_jobs.crawl.github.config import ArchiveLimits
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    path: str
+    text: str
+    language: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    path: str
+    reason: str
+    detail: str | None
+    size_bytes: int | None
+
+
+class ArchiveError(Exception):
+    """The archive as a whole is unusable; ``reason`` names why (it becomes the repository's drop reason)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class CountingReader:
+    """A read-only stream that counts compressed bytes and stops at a limit (oversized downloads)."""
+
+    def __init__(self, raw: BinaryIO, limit: int):
+        self.raw = raw
+        self.limit = limit
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ArchiveError("archive_too_large", f"more than {self.limit} compressed bytes")
+        return data
+
+
+def _repo_path(name: str) -> tuple[str | None, str | None]:
+    """(path inside the repository, unsafe reason) of a member name.
+
+    GitHub tarballs put everything under one top folder ``owner-repo-sha/``; it is stripped.
+
+    >>> _repo_path("o-r-abc/src/a.py"), _repo_path("o-r-abc/"), _repo_path("/etc/passwd")
+    (('src/a.py', None), (None, None), ('/etc/passwd', 'absolute_path'))
+    >>> _repo_path("o-r-abc/../../x")
+    ('o-r-abc/../../x', 'path_traversal')
+    """
+    reason = unsafe_path_reason(name)
+    if reason:
+        return name, reason
+    parts = PurePosixPath(name).parts[1:]
+    if not parts:
+        return None, None
+    return "/".join(parts), None
+
+
+def iter_tarball(counted: CountingReader, rules: FileRules,
+                 limits: ArchiveLimits) -> Iterator[ExtractedFile | Rejected]:
+    """Each member of a gzipped repository tarball as a kept file or a rejection; raises ArchiveError."""
+    seen: set[str] = set()
+    members = 0
+    total = 0
+    try:
+        with tarfile.open(fileobj=counted, mode="r|gz") as archive:
+            for member in archive:
+                members += 1
+                if members > limits.max_members:
+                    raise ArchiveError("too_many_members", f"more than {limits.max_members} members")
+                if member.isdir():
+                    continue
+                path, reason = _repo_path(member.name)
+                if path is None:
+                    continue
+                if reason:
+                    yield Rejected(path[:500], reason, member.name[:200], member.size)
+                    continue
+                if member.issym():
+                    yield Rejected(path, "symlink", f"-> {member.linkname[:200]}", None)
+                    continue
+                if not member.isfile():
+                    kind = "hardlink" if member.islnk() else "device or fifo"
+                    yield Rejected(path, "special_file", f"{kind} {member.linkname[:200]}".strip(), None)
+                    continue
+                if path in seen:
+                    yield Rejected(path, "duplicate_path", "a second member with the same path", member.size)
+                    continue
+                seen.add(path)
+                early = classify_name(path, member.size, rules)
+                if early is not None:
+                    yield Rejected(path, early.reason, early.detail, member.size)
+                    continue
+                total += member.size
+                if total > limits.max_total_bytes:
+                    raise ArchiveError("archive_too_large", f"more than {limits.max_total_bytes} uncompressed bytes")
+                handle = archive.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                if len(data) != member.size:
+                    raise ArchiveError("truncated_archive", f"member {path} ended after {len(data)} bytes")
+                verdict = classify(path, data, rules)
+                if verdict.kept:
+                    yield ExtractedFile(path, verdict.text, verdict.language, len(data))
+                else:
+                    yield Rejected(path, verdict.reason, verdict.detail, len(data))
+    except ArchiveError:
+        raise
+    except (http.client.HTTPException, urllib3.exceptions.HTTPError) as err:
+        raise ArchiveError("truncated_archive", f"download broke: {type(err).__name__}: {str(err)[:200]} "
+                                                f"(after {counted.count} compressed bytes)") from None
+    except (EOFError, tarfile.ReadError, zlib.error, OSError) as err:
+        # gzip reports a cut stream as EOFError, tarfile as ReadError ("unexpected end of data").
+        kind = "truncated_archive" if isinstance(err, EOFError) or "end of" in str(err).lower() else "corrupt_archive"
+        raise ArchiveError(kind, f"{type(err).__name__}: {err} (after {counted.count} compressed bytes)") from None
+
+
+@dataclass
+class Extraction:
+    """A whole repository: kept files and rejections, or the archive-level failure that dropped all of it."""
+
+    files: list[ExtractedFile]
+    rejects: list[Rejected]
+    failure: ArchiveError | None = None
+    compressed_bytes: int = 0
+
+
+def extract_all(stream: BinaryIO, rules: FileRules, limits: ArchiveLimits) -> Extraction:
+    """Extract a repository completely, or drop it whole if the archive fails (partial trees never survive)."""
+    counted = CountingReader(stream, limits.max_archive_bytes)
+    files: list[ExtractedFile] = []
+    rejects: list[Rejected] = []
+    try:
+        for item in iter_tarball(counted, rules, limits):
+            (files if isinstance(item, ExtractedFile) else rejects).append(item)
+    except ArchiveError as err:
+        return Extraction([], [], err, counted.count)
+    files.sort(key=lambda f: f.path)
+    rejects.sort(key=lambda r: (r.path, r.reason))
+    return Extraction(files, rejects, None, counted.count)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs the environments, starts the test servers (PostgreSQL, the S3 server) on loopback,
+# runs the whole suite in both environments, stops the servers. Usage: scripts/test.sh [extra pytest args]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export SEEDCODER_PROFILE=local PYTHONUNBUFFERED=1
+export PATH="$PWD/.venv/bin:$PATH"
+scripts/bootstrap.sh all || exit 1
+if [[ -x scripts/services.sh ]]; then
+  scripts/services.sh start || { echo "test: could not start the test servers" >&2; exit 1; }
+  trap 'scripts/services.sh stop' EXIT
+  # shellcheck disable=SC1091
+  [[ -f .work/services.env ]] && set -a && source .work/services.env && set +a
+fi
+
+status=0
+run() {  # run LABEL PYTHON ARGS...: pytest exit 5 (nothing collected) is not a failure
+  local label=$1 py=$2; shift 2
+  echo "=== $label"
+  "$py" -m pytest "$@"
+  local rc=$?
+  if [[ $rc -ne 0 && $rc -ne 5 ]]; then status=1; fi
+}
+run "platform environment (.venv): lake, Spark jobs, plugins, DAGs" .venv/bin/python \
+  tests lake spark_jobs plugins --ignore=tests/training "$@"
+run "GPU-side environment (.venv-gpu): training" .venv-gpu/bin/python tests/training training "$@"
+exit $status

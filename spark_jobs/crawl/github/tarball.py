@@ -1,6 +1,6 @@
 """Streaming extraction of a repository tarball into file records, applying the crawl's file rules.
 
-The archive is read once, front to back, with ``tarfile`` in stream mode (``r|gz``): nothing is extracted to
+The archive is read once, front to back, with ``tarfile`` in stream mode (``r|`` over a ``GzipFile``): nothing is extracted to
 disk and no member is read before its declared size and name have passed the rules, so a 1 GB sparse member
 costs a header, not a gigabyte. Hostile members are refused with a named reason: unsafe names
 (``absolute_path``, ``path_traversal``, ``invalid_path``), ``symlink`` (symbolic links, whatever the target),
@@ -14,6 +14,7 @@ look complete downstream, and a later run fetches it again because failures are 
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import tarfile
 import zlib
@@ -95,7 +96,10 @@ def iter_tarball(counted: CountingReader, rules: FileRules,
     members = 0
     total = 0
     try:
-        with tarfile.open(fileobj=counted, mode="r|gz") as archive:
+        # Stream mode over our own GzipFile rather than tarfile's "r|gz": that one never checks the gzip CRC
+        # and length, so an archive cut inside its trailer, or corrupted inside a member, would pass as whole.
+        gz = gzip.GzipFile(fileobj=counted, mode="rb")
+        with tarfile.open(fileobj=gz, mode="r|") as archive:
             for member in archive:
                 members += 1
                 if members > limits.max_members:
@@ -112,7 +116,7 @@ def iter_tarball(counted: CountingReader, rules: FileRules,
                     yield Rejected(path, "symlink", f"-> {member.linkname[:200]}", None)
                     continue
                 if not member.isfile():
-                    kind = "hardlink" if member.islnk() else "device or fifo"
+                    kind = "hardlink" if member.islnk() else "fifo" if member.isfifo() else "device"
                     yield Rejected(path, "special_file", f"{kind} {member.linkname[:200]}".strip(), None)
                     continue
                 if path in seen:
@@ -135,12 +139,14 @@ def iter_tarball(counted: CountingReader, rules: FileRules,
                     yield ExtractedFile(path, verdict.text, verdict.language, len(data))
                 else:
                     yield Rejected(path, verdict.reason, verdict.detail, len(data))
+        while gz.read(1 << 16):  # to the end of the gzip stream: its CRC and length are checked there
+            pass
     except ArchiveError:
         raise
     except (http.client.HTTPException, urllib3.exceptions.HTTPError) as err:
         raise ArchiveError("truncated_archive", f"download broke: {type(err).__name__}: {str(err)[:200]} "
                                                 f"(after {counted.count} compressed bytes)") from None
-    except (EOFError, tarfile.ReadError, zlib.error, OSError) as err:
+    except (EOFError, tarfile.ReadError, gzip.BadGzipFile, zlib.error, OSError) as err:
         # gzip reports a cut stream as EOFError, tarfile as ReadError ("unexpected end of data").
         kind = "truncated_archive" if isinstance(err, EOFError) or "end of" in str(err).lower() else "corrupt_archive"
         raise ArchiveError(kind, f"{type(err).__name__}: {err} (after {counted.count} compressed bytes)") from None

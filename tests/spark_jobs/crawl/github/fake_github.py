@@ -93,7 +93,7 @@ class FakeGitHub:
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -136,6 +136,8 @@ class FakeGitHub:
 
     def _send(self, h, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
               cut_after: int | None = None) -> None:
+        if cut_after is None:
+            cut_after = getattr(h, "cut_after", None)
         h.send_response(status)
         for key, value in (headers or {}).items():
             h.send_header(key, value)
@@ -161,10 +163,11 @@ class FakeGitHub:
         if fault and fault.delay_s:
             time.sleep(fault.delay_s)
             fault = None
+        h.cut_after = fault.cut_after if fault else None
         if fault and fault.cut_after is None:
             return self._send(h, fault.status, json.dumps({"message": "fault"}).encode(), fault.headers)
         if path.startswith("/codeload/"):
-            return self._codeload(h, path, fault)
+            return self._codeload(h, path)
         if not path.startswith("/api/"):
             return self._send(h, 404, b"{}")
         auth = h.headers.get("Authorization")
@@ -209,7 +212,7 @@ class FakeGitHub:
             headers["Link"] = f'<{base}&page=2>; rel="next", <{base}&page={last}>; rel="last"'
         self._json(h, [{"sha": s} for s in page], headers)
 
-    def _codeload(self, h, path: str, fault: Fault | None) -> None:
+    def _codeload(self, h, path: str) -> None:
         match = re.fullmatch(r"/codeload/([^/]+/[^/]+)/legacy\.tar\.gz/([0-9a-f]+)", path)
         repo = self.repos.get(match[1]) if match else None
         if repo is None:
@@ -224,8 +227,7 @@ class FakeGitHub:
             data = subprocess.run(["git", "archive", "--format=tar", f"--prefix={prefix}", sha],
                                   cwd=repo.git_dir, check=True, capture_output=True).stdout
             data = gzip.compress(data, mtime=0)
-        self._send(h, 200, data, {"Content-Type": "application/x-gzip"},
-                   cut_after=fault.cut_after if fault else None)
+        self._send(h, 200, data, {"Content-Type": "application/x-gzip"})
 
 
 def push_event(repo: str, when: str) -> dict:

@@ -1,0 +1,331 @@
+"""The seedcoder chart: lint, render with inline values, validate every object against Kubernetes 1.37, assert.
+
+No cluster runs here: `helm template` renders offline and kubernetes-validate checks each object against the
+API's OpenAPI schema (strict: unknown fields are errors).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.helm.chart_tools import CHART, KUBERNETES_VERSION, REPO, REQUIRED, RenderError, run_helm
+
+COMPONENTS = {"api-server": ["airflow", "api-server"], "scheduler": ["airflow", "scheduler"],
+              "dag-processor": ["airflow", "dag-processor"], "triggerer": ["airflow", "triggerer"]}
+
+FULL_VALUES = {
+    "images": {"airflow": {"tag": "1.2.3", "pullPolicy": "Always"}, "gpu": {"repository": "registry.local/gpu"}},
+    "imagePullSecrets": ["registry-creds"],
+    "airflow": {
+        "database": {"key": "sql_alchemy_conn"},
+        "extraEnv": [{"name": "AIRFLOW__CORE__PARALLELISM", "value": "64"}],
+        "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+        "serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/airflow"},
+        "apiServer": {"replicas": 2, "serviceType": "LoadBalancer", "port": 9090},
+    },
+    "stages": {"namespace": "stages", "gpuPool": {"name": "h100", "slots": 3},
+               "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/stage"}},
+               "spark": {"connId": "spark_prod", "maxExecutors": 200}},
+    "lake": {"root": "s3://corp-lake/seedcoder", "s3Endpoint": "http://minio.storage:9000",
+             "credentialsSecret": "lake-s3", "region": "eu-west-1"},
+}
+
+
+def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container["env"]}
+
+
+@pytest.fixture(scope="module")
+def default_objects(render) -> list[dict]:
+    return render()
+
+
+@pytest.fixture(scope="module")
+def full_objects(render) -> list[dict]:
+    return render(FULL_VALUES, namespace="platform", release="prod")
+
+
+# -- lint and schema ----------------------------------------------------------------------------------------
+
+def test_helm_lint_strict(helm):
+    proc = run_helm(helm, "lint", "--strict", str(CHART), values=REQUIRED)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("values", [{}, FULL_VALUES], ids=["defaults", "full"])
+def test_every_object_is_valid_kubernetes(render, values):
+    objects = render(values)
+    assert len(objects) >= 13
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("missing, message", [
+    ({"airflow": {"database": {"existingSecret": ""}, "existingSecret": "keys"}}, "airflow.database.existingSecret"),
+    ({"airflow": {"database": {"existingSecret": "pg"}, "existingSecret": ""}}, "airflow.existingSecret"),
+])
+def test_required_values_fail_fast_naming_the_value(render, missing, message):
+    with pytest.raises(RenderError, match=re.escape(message) + " is required"):
+        render(missing, with_required=False)
+
+
+@pytest.mark.parametrize("values, complaint", [
+    ({"bogus": 1}, "additional properties 'bogus' not allowed"),
+    ({"airflow": {"scheduler": {"replicaz": 2}}}, "additional properties 'replicaz' not allowed"),
+    ({"lake": {"root": "/local/path"}}, "/lake/root"),
+    ({"images": {"airflow": {"pullPolicy": "Sometimes"}}}, "/images/airflow/pullPolicy"),
+    ({"stages": {"gpuPool": {"slots": 0}}}, "/stages/gpuPool/slots"),
+    ({"airflow": {"apiServer": {"resources": {"limits": {"cpu": "lots"}}}}}, "/airflow/apiServer/resources/limits/cpu"),
+])
+def test_schema_rejects_bad_values(render, values, complaint):
+    with pytest.raises(RenderError, match=re.escape(complaint)):
+        render(values)
+
+
+def test_schema_is_strict_everywhere():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def objects(node, path="$"):
+        if isinstance(node, dict):
+            if node.get("type") == "object":
+                yield path, node
+            for key, child in node.items():
+                yield from objects(child, f"{path}.{key}")
+
+    loose = [path for path, node in objects(schema)
+             if "properties" in node and node.get("additionalProperties") is not False]
+    assert not loose, f"objects that accept unknown keys: {loose}"
+
+
+def test_every_values_key_has_a_comment_above_it():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    for number, line in enumerate(lines):
+        if re.match(r"^\s*[A-Za-z][\w-]*:", line):
+            above = next((p.strip() for p in reversed(lines[:number]) if p.strip()), "")
+            if not above.startswith("#"):
+                undocumented.append(f"values.yaml:{number + 1}: {line.strip()}")
+    assert not undocumented, "\n".join(undocumented)
+
+
+MAPS = ("resources", "nodeSelector", "annotations", "serviceAccountAnnotations")  # free-form keys below these
+
+
+def test_schema_and_values_yaml_agree():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def keys(node, prefix=""):
+        for key, value in node.items():
+            yield prefix + key
+            if isinstance(value, dict) and key not in MAPS:
+                yield from keys(value, prefix + key + ".")
+
+    def schema_keys(node, prefix=""):
+        for key, sub in node.get("properties", {}).items():
+            yield prefix + key
+            if sub.get("additionalProperties") is False and key not in MAPS:
+                yield from schema_keys(sub, prefix + key + ".")
+
+    assert set(keys(values)) == set(schema_keys(schema)) - {"global"}
+
+
+# -- the Airflow components ---------------------------------------------------------------------------------
+
+def test_four_airflow_components_with_our_image(full_objects):
+    deployments = by_kind(full_objects, "Deployment")
+    assert set(deployments) == {f"prod-seedcoder-{c}" for c in COMPONENTS}
+    for component, args in COMPONENTS.items():
+        spec = deployments[f"prod-seedcoder-{component}"]["spec"]
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == "ghcr.io/seedcoder-platform/airflow:1.2.3"
+        assert container["imagePullPolicy"] == "Always"
+        assert container["args"][:2] == args
+        assert "livenessProbe" in container
+        assert pod["serviceAccountName"] == "prod-seedcoder-airflow"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+        assert pod["nodeSelector"] == {"pool": "system"}
+        assert pod["initContainers"][0]["args"][:3] == ["airflow", "db", "check-migrations"]
+        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/etc/seedcoder"] == "platform-config"
+    assert deployments["prod-seedcoder-api-server"]["spec"]["replicas"] == 2
+
+
+def test_api_server_service_routes_to_the_api_server(full_objects):
+    service = by_kind(full_objects, "Service")["prod-seedcoder-api-server"]
+    deployment = by_kind(full_objects, "Deployment")["prod-seedcoder-api-server"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert port["port"] == 9090 and container["ports"][0]["containerPort"] == 9090
+    assert container["args"][2:4] == ["--port", "9090"]
+    env = env_of(container)
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]["value"] == (
+        "http://prod-seedcoder-api-server.platform.svc:9090/execution/")
+
+
+def test_postgres_connection_and_keys_come_from_secrets(full_objects):
+    for deployment in by_kind(full_objects, "Deployment").values():
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "airflow-postgres", "key": "sql_alchemy_conn"}
+        for var, key in [("AIRFLOW__CORE__FERNET_KEY", "fernet-key"), ("AIRFLOW__API_AUTH__JWT_SECRET", "jwt-secret"),
+                         ("AIRFLOW__API__SECRET_KEY", "api-secret-key")]:
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "airflow-keys", "key": key}
+            assert "value" not in env[var]
+        assert env["AIRFLOW__CORE__PARALLELISM"]["value"] == "64"
+
+
+def test_airflow_settings_name_real_airflow_options(default_objects):
+    """Every AIRFLOW__SECTION__KEY the chart sets is an option this Airflow knows (a typo would be ignored)."""
+    from airflow.configuration import conf
+
+    deployment = by_kind(default_objects, "Deployment")["seedcoder-scheduler"]
+    names = [n for n in env_of(deployment["spec"]["template"]["spec"]["containers"][0]) if n.startswith("AIRFLOW__")]
+    assert len(names) >= 8
+    for name in names:
+        _, section, key = name.split("__", 2)
+        options = conf.configuration_description.get(section.lower(), {}).get("options", {})
+        assert key.lower() in options, f"{name} is not an Airflow option"
+
+
+def test_spark_connection_resolves_in_the_spark_provider(full_objects, monkeypatch):
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    env = env_of(by_kind(full_objects, "Deployment")["prod-seedcoder-scheduler"]["spec"]["template"]["spec"]
+                 ["containers"][0])
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_PROD", env["AIRFLOW_CONN_SPARK_PROD"]["value"])
+    resolved = SparkSubmitHook(conn_id="spark_prod")._resolve_connection()
+    assert resolved["master"] == "k8s://https://kubernetes.default.svc:443"
+    assert resolved["deploy_mode"] == "cluster"
+    assert resolved["namespace"] == "stages"
+    assert env["SEEDCODER_SPARK_CONN_ID"]["value"] == "spark_prod"
+    assert env["SEEDCODER_SPARK_MAX_EXECUTORS"]["value"] == "200"
+
+
+def test_stage_launcher_settings(full_objects, default_objects):
+    env = env_of(by_kind(full_objects, "Deployment")["prod-seedcoder-scheduler"]["spec"]["template"]["spec"]
+                 ["containers"][0])
+    assert env["SEEDCODER_PROFILE"]["value"] == "k8s"
+    assert env["SEEDCODER_NAMESPACE"]["value"] == "stages"
+    assert env["SEEDCODER_SERVICE_ACCOUNT"]["value"] == "seedcoder-stage"
+    assert env["SEEDCODER_GPU_POOL"]["value"] == "h100"
+    assert env["SEEDCODER_SPARK_IMAGE"]["value"] == "ghcr.io/seedcoder-platform/spark:0.1.0"
+    assert env["SEEDCODER_GPU_IMAGE"]["value"] == "registry.local/gpu:0.1.0"
+    default_env = env_of(by_kind(default_objects, "Deployment")["seedcoder-scheduler"]["spec"]["template"]["spec"]
+                         ["containers"][0])
+    assert default_env["SEEDCODER_NAMESPACE"]["value"] == "seedcoder", "stages default to the release namespace"
+
+
+# -- the lake, the config, the pool, RBAC -------------------------------------------------------------------
+
+def test_lake_s3_settings(full_objects, default_objects):
+    env = env_of(by_kind(full_objects, "Deployment")["prod-seedcoder-triggerer"]["spec"]["template"]["spec"]
+                 ["containers"][0])
+    assert env["SEEDCODER_LAKE_ROOT"]["value"] == "s3://corp-lake/seedcoder"
+    assert env["SEEDCODER_S3_ENDPOINT"]["value"] == "http://minio.storage:9000"
+    assert env["AWS_REGION"]["value"] == "eu-west-1"
+    assert env["SEEDCODER_S3_SECRET"]["value"] == "lake-s3"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "lake-s3", "key": "AWS_ACCESS_KEY_ID"}
+    default_env = env_of(by_kind(default_objects, "Deployment")["seedcoder-triggerer"]["spec"]["template"]["spec"]
+                         ["containers"][0])
+    assert "AWS_ACCESS_KEY_ID" not in default_env, "without a credentials Secret the pods use their own identity"
+    assert default_env["SEEDCODER_LAKE_ROOT"]["value"] == "s3://seedcoder-lake/lake"
+
+
+def test_configmap_carries_the_k8s_profile(default_objects, render):
+    config = by_kind(default_objects, "ConfigMap")["seedcoder-config"]
+    assert config["data"]["k8s.yaml"] == (REPO / "config" / "k8s.yaml").read_text().rstrip("\n")
+    assert yaml.safe_load(config["data"]["k8s.yaml"])["profile"] == "k8s"
+    override = render({"platformConfig": "profile: k8s\nlake:\n  root: s3://other/lake\n"})
+    assert yaml.safe_load(by_kind(override, "ConfigMap")["seedcoder-config"]["data"]["k8s.yaml"])["lake"] == {
+        "root": "s3://other/lake"}
+    checksums = {d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                 for d in by_kind(default_objects, "Deployment").values()}
+    override_checksums = {d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                          for d in by_kind(override, "Deployment").values()}
+    assert len(checksums) == 1 and checksums != override_checksums, "a config change rolls the pods"
+
+
+def test_the_profile_in_the_configmap_loads(default_objects, tmp_path, monkeypatch):
+    from lake.config import load_config
+
+    path = tmp_path / "k8s.yaml"
+    path.write_text(by_kind(default_objects, "ConfigMap")["seedcoder-config"]["data"]["k8s.yaml"])
+    monkeypatch.setenv("SEEDCODER_LAKE_ROOT", "s3://corp-lake/seedcoder")
+    cfg = load_config(path)
+    assert cfg.profile == "k8s" and cfg.lake.root == "s3://corp-lake/seedcoder"
+
+
+def test_init_job_migrates_and_creates_the_gpu_pool_with_deferred_slots(full_objects):
+    job = by_kind(full_objects, "Job")["prod-seedcoder-init"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["bash", "-ec"]
+    script = container["args"][2]
+    assert script.startswith("airflow db migrate && ")
+    assert "airflow pools set 'h100' 3 " in script and script.endswith("--include-deferred")
+    assert "initContainers" not in job["spec"]["template"]["spec"], "the job itself runs the migration"
+
+
+def test_gpu_pool_command_is_accepted_by_airflow(full_objects):
+    """The pool command parses with this Airflow's own CLI parser (flags and positionals in order)."""
+    import shlex
+
+    from airflow.cli.cli_parser import get_parser
+
+    script = by_kind(full_objects, "Job")["prod-seedcoder-init"]["spec"]["template"]["spec"]["containers"][0]["args"][2]
+    pool_command = shlex.split(script.split(" && ", 1)[1])
+    args = get_parser().parse_args(pool_command[1:])
+    assert (args.pool, args.slots, args.include_deferred) == ("h100", 3, True)
+
+
+def test_rbac_for_the_launcher_and_the_stage_pods(full_objects):
+    accounts = by_kind(full_objects, "ServiceAccount")
+    assert accounts["seedcoder-stage"]["metadata"]["namespace"] == "stages"
+    assert accounts["prod-seedcoder-airflow"]["metadata"]["namespace"] == "platform"
+    assert accounts["seedcoder-stage"]["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/stage"}
+    roles, bindings = by_kind(full_objects, "Role"), by_kind(full_objects, "RoleBinding")
+
+    def can(role: dict, resource: str, verb: str) -> bool:
+        return any(resource in r["resources"] and verb in r["verbs"] for r in role["rules"])
+
+    launcher = roles["prod-seedcoder-launcher"]
+    assert launcher["metadata"]["namespace"] == "stages"
+    for resource, verb in [("pods", "create"), ("pods", "delete"), ("pods", "watch"), ("pods/log", "get"),
+                           ("configmaps", "create"), ("events", "list")]:
+        assert can(launcher, resource, verb), f"the launcher cannot {verb} {resource}"
+    assert bindings["prod-seedcoder-launcher"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prod-seedcoder-airflow", "namespace": "platform"}]
+
+    stage = roles["prod-seedcoder-stage"]
+    for resource in ("pods", "services", "configmaps", "persistentvolumeclaims"):
+        assert can(stage, resource, "create") and can(stage, resource, "deletecollection")
+    assert bindings["prod-seedcoder-stage"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "seedcoder-stage", "namespace": "stages"}]
+    assert bindings["prod-seedcoder-stage"]["roleRef"]["name"] == "prod-seedcoder-stage"
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in full_objects), "namespaced only"
+
+
+def test_stage_service_account_matches_the_launcher_default():
+    from stage_launcher import SERVICE_ACCOUNT
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["stages"]["serviceAccount"]["name"] == SERVICE_ACCOUNT == "seedcoder-stage"

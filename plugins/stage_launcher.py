@@ -65,6 +65,19 @@ IMAGES = {
 NAMESPACE = os.environ.get("SEEDCODER_NAMESPACE", "seedcoder")
 GPU_POOL = os.environ.get("SEEDCODER_GPU_POOL", "gpu")
 SERVICE_ACCOUNT = os.environ.get("SEEDCODER_SERVICE_ACCOUNT", "seedcoder-stage")
+# Lake settings the launcher passes on from its own environment (the chart sets them on Airflow's pods), so a
+# stage pod or Spark job reads and writes the lake the deployment configured, not the image's default.
+LAKE_ENV = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "AWS_REGION", "AWS_DEFAULT_REGION")
+S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def lake_env() -> dict[str, str]:
+    return {key: os.environ[key] for key in LAKE_ENV if os.environ.get(key)}
+
+
+def lake_credentials_secret() -> str | None:
+    """The Secret with the lake's S3 keys (``SEEDCODER_S3_SECRET``); None: the pods' own identity (IRSA)."""
+    return os.environ.get("SEEDCODER_S3_SECRET") or None
 
 
 class LocalStageOperator(BaseOperator):
@@ -164,6 +177,14 @@ def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str]
     }
     for key, value in res.node_selector.items():
         conf[f"spark.kubernetes.node.selector.{key}"] = value
+    for key, value in lake_env().items():
+        conf[f"spark.kubernetes.driverEnv.{key}"] = conf[f"spark.executorEnv.{key}"] = value
+    if os.environ.get("SEEDCODER_S3_ENDPOINT"):
+        conf["spark.hadoop.fs.s3a.endpoint"] = os.environ["SEEDCODER_S3_ENDPOINT"]
+    if secret := lake_credentials_secret():
+        for key in S3_CREDENTIAL_KEYS:
+            conf[f"spark.kubernetes.driver.secretKeyRef.{key}"] = f"{secret}:{key}"
+            conf[f"spark.kubernetes.executor.secretKeyRef.{key}"] = f"{secret}:{key}"
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=os.environ.get("SEEDCODER_SPARK_CONN_ID", "spark_k8s"),
@@ -193,6 +214,7 @@ def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: Po
         mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
     if res.gpus:
         kw.setdefault("pool", GPU_POOL)
+    secret = lake_credentials_secret()
     return KubernetesPodOperator(
         task_id=task_id,
         name=f"seedcoder-{stage.replace('_', '-')}",
@@ -200,7 +222,8 @@ def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: Po
         image=IMAGES[runtime],
         cmds=["python", "-m", module],
         arguments=args,
-        env_vars={"SEEDCODER_PROFILE": "k8s"},
+        env_vars={"SEEDCODER_PROFILE": "k8s", **lake_env()},
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))] if secret else None,
         container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
         node_selector=dict(res.node_selector) or None,
         tolerations=[k8s.V1Toleration(**t) for t in res.tolerations] or None,

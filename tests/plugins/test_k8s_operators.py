@@ -1,0 +1,221 @@
+"""The stage launcher on the k8s profile: the operators it builds, the pod they would create, the spark-submit.
+
+No cluster runs here. The KubernetesPodOperator renders its pod with ``build_pod_request_obj`` (a dry run: no
+kube config), the pod is serialized the way the Kubernetes client sends it and validated against the
+Kubernetes 1.37 schema. The SparkSubmitOperator's hook builds the exact spark-submit command line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pendulum
+import pytest
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG
+from kubernetes.client import ApiClient
+from stage_launcher import LocalStageOperator, PodResources, stage_task
+
+KUBERNETES_VERSION = "1.37.0"
+REPO = Path(__file__).resolve().parents[2]
+SPARK_CONNECTION = {"conn_type": "spark", "host": "k8s://https://kubernetes.default.svc", "port": 443,
+                    "extra": {"deploy-mode": "cluster", "namespace": "seedcoder"}}
+LAKE_VARS = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "SEEDCODER_S3_SECRET", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture(autouse=True)
+def k8s_profile(monkeypatch):
+    monkeypatch.setenv("SEEDCODER_PROFILE", "k8s")
+    for var in LAKE_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+class FakeTaskInstance:
+    """What template rendering and pod labels read from a task instance: the snapshot XCom and identity."""
+
+    def __init__(self, task_id: str):
+        self.dag_id, self.task_id, self.map_index, self.try_number = "k8s_test", task_id, -1, 1
+
+    def xcom_pull(self, task_ids=None, **_kw):
+        assert task_ids == "snapshot"
+        return "2026-10"
+
+
+def build(stage: str, **kw):
+    """The operator for ``stage`` inside a DAG, its templates rendered as a run of snapshot 2026-10 would."""
+    with DAG("k8s_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+        op = stage_task(stage, **kw)
+    context = {"ti": FakeTaskInstance(op.task_id), "run_id": "manual__2026-10", "dag": dag, "task": op}
+    op.render_template_fields(context)
+    return op, context
+
+
+def pod_of(op: KubernetesPodOperator, context: dict) -> dict:
+    pod = op.build_pod_request_obj(context, dry_run=True)
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+# -- GPU stages: a deferrable KubernetesPodOperator --------------------------------------------------------
+
+def test_gpu_stage_pod(caplog):
+    op, context = build("score", runtime="gpu", resources=PodResources(gpus=2, cpu="8", memory="64Gi"))
+    assert isinstance(op, KubernetesPodOperator)
+    assert op.deferrable is True
+    assert op.on_finish_action.value == "delete_pod"
+    assert op.get_logs is True
+    assert op.pool == "gpu"
+
+    pod = pod_of(op, context)
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["image"] == "ghcr.io/seedcoder-platform/gpu:0.1.0"
+    assert container["command"] == ["python", "-m", "training.score"]
+    assert container["args"] == ["--snapshot", "2026-10"]
+    assert container["resources"]["limits"] == {"cpu": "8", "memory": "64Gi", "ephemeral-storage": "20Gi",
+                                                "nvidia.com/gpu": "2"}
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["serviceAccountName"] == "seedcoder-stage"
+    assert spec["restartPolicy"] == "Never"
+    assert pod["metadata"]["namespace"] == "seedcoder"
+    assert pod["metadata"]["labels"]["seedcoder/stage"] == "score"
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in spec["volumes"]
+    assert {"name": "SEEDCODER_PROFILE", "value": "k8s"} in container["env"]
+
+
+def test_gpu_stage_with_its_own_nodes_and_pool():
+    tolerations = ({"key": "dedicated", "operator": "Equal", "value": "h100", "effect": "NoSchedule"},)
+    op, context = build("pretrain", runtime="gpu", pool="pretrain",
+                        resources=PodResources(gpus=8, cpu="96", memory="1000Gi", shm_size="64Gi",
+                                               node_selector={"node.kubernetes.io/instance-type": "p5.48xlarge"},
+                                               tolerations=tolerations))
+    assert op.pool == "pretrain", "an explicit pool wins over the GPU pool"
+    pod = pod_of(op, context)
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert pod["spec"]["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+    assert pod["spec"]["tolerations"] == list(tolerations)
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "64Gi"
+
+
+def test_cpu_pod_stage_asks_for_no_gpu():
+    op, context = build("label_sample", runtime="python", module="training.quality.label_sample")
+    assert isinstance(op, KubernetesPodOperator)
+    assert op.pool == "default_pool"
+    pod = pod_of(op, context)
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "ghcr.io/seedcoder-platform/spark:0.1.0"
+    assert container["command"] == ["python", "-m", "training.quality.label_sample"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert not pod["spec"].get("tolerations") and not pod["spec"].get("nodeSelector")
+
+
+def test_lake_settings_reach_the_stage_pod(monkeypatch):
+    monkeypatch.setenv("SEEDCODER_LAKE_ROOT", "s3://corp-lake/seedcoder")
+    monkeypatch.setenv("SEEDCODER_S3_ENDPOINT", "http://minio.storage:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("SEEDCODER_S3_SECRET", "lake-s3")
+    op, context = build("score", runtime="gpu", resources=PodResources(gpus=1))
+    pod = pod_of(op, context)
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"SEEDCODER_PROFILE": "k8s", "SEEDCODER_LAKE_ROOT": "s3://corp-lake/seedcoder",
+                   "SEEDCODER_S3_ENDPOINT": "http://minio.storage:9000", "AWS_REGION": "eu-west-1"}
+    assert container["envFrom"] == [{"secretRef": {"name": "lake-s3"}}]
+
+
+def test_pod_without_a_lake_secret_uses_its_own_identity():
+    op, context = build("score", runtime="gpu", resources=PodResources(gpus=1))
+    assert not pod_of(op, context)["spec"]["containers"][0].get("envFrom")
+
+
+# -- Spark stages: spark-submit to Kubernetes ---------------------------------------------------------------
+
+@pytest.fixture
+def spark_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_K8S", json.dumps(SPARK_CONNECTION))
+
+
+def submit_command(op: SparkSubmitOperator) -> list[str]:
+    return op._get_hook()._build_spark_submit_command(op.application)
+
+
+def confs(command: list[str]) -> dict[str, str]:
+    return dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--conf")
+
+
+def test_spark_stage_operator(spark_connection):
+    op, _ = build("exact_dedup", resources=PodResources(cpu="4", memory="16Gi", node_selector={"pool": "spark"}))
+    assert isinstance(op, SparkSubmitOperator)
+    assert op.application == "local:///opt/seedcoder/lake/entry.py"
+    assert op.application_args == ["spark_jobs.exact_dedup", "--snapshot", "2026-10"]
+
+    command = submit_command(op)
+    assert command[0] == "spark-submit"
+    assert command[command.index("--master") + 1] == "k8s://https://kubernetes.default.svc:443"
+    assert command[command.index("--deploy-mode") + 1] == "cluster"
+    assert command[command.index("--name") + 1] == "seedcoder-exact-dedup"
+    assert command[command.index("--executor-memory") + 1] == "16g"
+    application = command.index("local:///opt/seedcoder/lake/entry.py")
+    assert command[application + 1:] == ["spark_jobs.exact_dedup", "--snapshot", "2026-10"]
+    conf = confs(command)
+    assert conf["spark.kubernetes.namespace"] == "seedcoder"
+    assert conf["spark.kubernetes.container.image"] == "ghcr.io/seedcoder-platform/spark:0.1.0"
+    assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == "seedcoder-stage"
+    assert conf["spark.kubernetes.driverEnv.SEEDCODER_PROFILE"] == "k8s"
+    assert conf["spark.executorEnv.SEEDCODER_PROFILE"] == "k8s"
+    assert conf["spark.kubernetes.executor.request.cores"] == "4"
+    assert conf["spark.kubernetes.node.selector.pool"] == "spark"
+    assert conf["spark.dynamicAllocation.enabled"] == "true"
+
+
+def test_spark_stage_gets_the_lake_settings(spark_connection, monkeypatch):
+    monkeypatch.setenv("SEEDCODER_LAKE_ROOT", "s3://corp-lake/seedcoder")
+    monkeypatch.setenv("SEEDCODER_S3_ENDPOINT", "http://minio.storage:9000")
+    monkeypatch.setenv("SEEDCODER_S3_SECRET", "lake-s3")
+    op, _ = build("exact_dedup")
+    conf = confs(submit_command(op))
+    for prefix in ("spark.kubernetes.driverEnv.", "spark.executorEnv."):
+        assert conf[prefix + "SEEDCODER_LAKE_ROOT"] == "s3://corp-lake/seedcoder"
+        assert conf[prefix + "SEEDCODER_S3_ENDPOINT"] == "http://minio.storage:9000"
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://minio.storage:9000"
+    for role in ("driver", "executor"):
+        assert conf[f"spark.kubernetes.{role}.secretKeyRef.AWS_ACCESS_KEY_ID"] == "lake-s3:AWS_ACCESS_KEY_ID"
+        assert conf[f"spark.kubernetes.{role}.secretKeyRef.AWS_SECRET_ACCESS_KEY"] == "lake-s3:AWS_SECRET_ACCESS_KEY"
+
+
+def test_unknown_profile_is_refused(monkeypatch):
+    monkeypatch.setenv("SEEDCODER_PROFILE", "cloud")
+    with pytest.raises(ValueError, match="SEEDCODER_PROFILE must be 'local' or 'k8s', got 'cloud'"):
+        build("crawl")
+
+
+def test_local_profile_builds_a_subprocess_operator(monkeypatch):
+    monkeypatch.setenv("SEEDCODER_PROFILE", "local")
+    op, _ = build("crawl")
+    assert isinstance(op, LocalStageOperator)
+    assert op.snapshot == "2026-10"
+
+
+# -- the DAG files on the k8s profile -----------------------------------------------------------------------
+
+def test_dags_parse_into_k8s_operators():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    stage_tasks = [t for dag in bag.dags.values() for t in dag.tasks
+                   if isinstance(t, (SparkSubmitOperator, KubernetesPodOperator, LocalStageOperator))]
+    assert stage_tasks, "the DAGs launch no stage"
+    assert not [t for t in stage_tasks if isinstance(t, LocalStageOperator)], "a local operator on the k8s profile"
+    crawl = bag.dags["crawl"].get_task("crawl")
+    assert isinstance(crawl, SparkSubmitOperator)
+    assert crawl.application_args[:3] == ["spark_jobs.crawl", "--snapshot", "{{ ti.xcom_pull(task_ids='snapshot') }}"]

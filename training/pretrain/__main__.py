@@ -1,0 +1,5 @@
+import sys
+
+from training.pretrain.stage import main
+
+sys.exit(main())

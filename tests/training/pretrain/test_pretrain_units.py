@@ -1,0 +1,215 @@
+"""The pure parts of pretraining: presets, DeepSpeed config, schedule, mixture loader, document masking,
+checkpoint bookkeeping. Fast (a tiny random model at most)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lake.stage import Lake
+from training.pretrain import checkpoint as ckpt
+from training.pretrain.config import SEED_CODER_PHASES, PhaseConfig, PretrainConfig
+from training.pretrain.data import IGNORE, MixtureLoader, effective_mixture, example
+from training.pretrain.ds_config import deepspeed_config
+from training.pretrain.presets import PRESETS, flops_per_token, parameter_counts, preset
+from training.pretrain.schedule import Schedule
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu_env
+
+
+# -- presets ---------------------------------------------------------------------------------------
+def test_seed_coder_8b_matches_the_released_config():
+    from transformers import LlamaForCausalLM
+
+    from training.pretrain.presets import llama_config
+
+    spec = preset("seed-coder-8b").with_vocab(1000)
+    cfg = llama_config(spec, bos_id=0, eos_id=2, pad_id=1)
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) == (32, 4096, 14336)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (32, 8, 128)
+    assert cfg.vocab_size == 155_136 and cfg.rope_parameters["rope_theta"] == 500_000
+    assert cfg.tie_word_embeddings is False and cfg.rms_norm_eps == 1e-6 and cfg.max_position_embeddings == 32768
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    assert sum(p.numel() for p in model.parameters()) == parameter_counts(spec)["total"]
+
+
+def test_presets_resolve_the_vocabulary_and_refuse_a_too_small_one():
+    assert preset("tiny").with_vocab(354).vocab_size == 354
+    assert 1e6 < parameter_counts(preset("tiny").with_vocab(4096))["total"] < 1e7  # a few million
+    with pytest.raises(ValueError, match="vocabulary of 155136"):
+        preset("seed-coder-8b").with_vocab(200_000)
+    with pytest.raises(ValueError, match="unknown model preset"):
+        preset("70b")
+
+
+def test_flops_per_token_counts_six_n_plus_causal_attention():
+    spec = PRESETS["1b"].with_vocab(155_136)
+    n = parameter_counts(spec)["non_embedding"]
+    assert flops_per_token(spec, 4096) == 6 * n + 6 * 16 * 2048 * 4096
+
+
+# -- DeepSpeed config --------------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_deepspeed_config_computes_the_global_batch(stage):
+    cfg = PretrainConfig(micro_batch_size=3, grad_accum_steps=5, zero_stage=stage, bf16=True)
+    ds = deepspeed_config(cfg, world_size=16, on_gpu=True)
+    assert ds["train_batch_size"] == 3 * 5 * 16 == cfg.global_batch(16)
+    assert ds["zero_optimization"]["stage"] == stage and ds["bf16"] == {"enabled": True}
+    assert ("stage3_gather_16bit_weights_on_model_save" in ds["zero_optimization"]) == (stage == 3)
+
+
+# -- schedule ------------------------------------------------------------------------------------------
+def test_the_report_schedule_scaled_to_a_budget_keeps_its_proportions_and_rates():
+    phases = list(SEED_CODER_PHASES)
+    sched = Schedule.resolve(phases, warmup_steps=10, global_batch=4, seq_lens={p.name: 8 for p in phases},
+                             token_budget=6_000_000)
+    steps = [p.steps for p in sched.phases]
+    assert steps == [156_250, 12_500, 18_750]  # 5T : 0.4T : 0.6T of 6T tokens, 32 tokens per step
+    assert [p.lr for p in sched.phases] == pytest.approx([3e-4, 3e-4 / math.sqrt(10), 3e-5])
+    assert sched.lr_at(0) == pytest.approx(3e-5) and sched.lr_at(9) == pytest.approx(3e-4)
+    assert sched.phase_at(156_250).name == "continued_high_lr"
+    assert sched.lr_at(sched.total_steps - 1) == pytest.approx(3e-5)
+    with pytest.raises(IndexError):
+        sched.phase_at(sched.total_steps)
+
+
+def test_config_rejects_ambiguous_phases():
+    with pytest.raises(ValueError, match="exactly one of tokens or steps"):
+        PhaseConfig(name="x", tokens=10, steps=10, lr=1e-3)
+    with pytest.raises(ValueError, match="unique"):
+        PretrainConfig(phases=[PhaseConfig(name="a", steps=1, lr=1), PhaseConfig(name="a", steps=1, lr=1)])
+    with pytest.raises(ValueError, match="positive sum"):
+        PhaseConfig(name="x", steps=1, lr=1e-3, mixture={"commits": 0.0})
+
+
+# -- data ---------------------------------------------------------------------------------------------
+class FakeSource:
+    """Rows whose first token names (source, row), so draws can be checked."""
+
+    def __init__(self, tag: int, rows: int, seq_len: int = 8):
+        self.tag, self.rows, self.seq_len = tag, rows, seq_len
+
+    def __len__(self):
+        return self.rows
+
+    def __getitem__(self, i):
+        tokens = np.full(self.seq_len, 10 + i, dtype=np.uint32)
+        tokens[0] = self.tag
+        return tokens, np.array([0, 3], dtype=np.int64)
+
+    def valid_tokens(self, i):
+        return self.seq_len if i else self.seq_len - 2
+
+
+SOURCES = {"file_level": FakeSource(1, 13), "repo_level": FakeSource(2, 5)}
+MIX = {"file_level": 0.7, "repo_level": 0.3}
+
+
+def loader(**kw):
+    args = {"seed": 7, "micro_batch_size": 2, "grad_accum_steps": 2, "world_size": 1, "rank": 0} | kw
+    return MixtureLoader(SOURCES, **args)
+
+
+def draws(ld, steps, start=0):
+    return [ld.draw(s, MIX) for s in range(start, start + steps)]
+
+
+def test_the_mixture_is_deterministic_and_resumes_exactly():
+    full = draws(loader(), 12)
+    assert full == draws(loader(), 12)
+    assert full != draws(loader(seed=8), 12)
+    first = loader()
+    draws(first, 5)
+    resumed = loader()
+    resumed.load_state_dict(first.state_dict())
+    assert draws(resumed, 7, start=5) == full[5:]
+    with pytest.raises(ValueError, match="global batch"):
+        loader(micro_batch_size=3).load_state_dict(first.state_dict())
+    with pytest.raises(ValueError, match="sequential"):
+        loader().draw(3, MIX)
+
+
+def test_every_row_of_a_source_is_seen_once_per_epoch_and_weights_hold():
+    rows = [r for step in draws(loader(), 200) for r in step]
+    file_rows = [row for name, row in rows if name == "file_level"]
+    for epoch in range(len(file_rows) // 13):
+        assert sorted(file_rows[epoch * 13 : (epoch + 1) * 13]) == list(range(13))
+    share = len(file_rows) / len(rows)
+    assert 0.65 < share < 0.75
+
+
+def test_ranks_split_the_same_global_draw():
+    one = loader(micro_batch_size=2, grad_accum_steps=2, world_size=1)
+    two = [loader(micro_batch_size=1, grad_accum_steps=2, world_size=2, rank=r) for r in (0, 1)]
+    for step in range(4):
+        whole = one.step_batches(step, MIX)
+        parts = [ld.step_batches(step, MIX) for ld in two]
+        flat = [row for mb in whole for row in mb.rows]
+        split = [row for m in range(2) for r in range(2) for row in parts[r][m].rows]
+        assert flat == split
+
+
+def test_micro_batches_carry_document_positions_and_masked_labels():
+    mb = loader().step_batches(0, MIX)[0]
+    assert mb.input_ids.dtype == np.int64 and mb.input_ids.shape == (2, 8)
+    for (_name, row), positions in zip(mb.rows, mb.position_ids, strict=True):
+        # row 0 of a fake source ends in 2 padding tokens, which form their own segment
+        assert positions.tolist() == ([0, 1, 2, 0, 1, 2, 0, 1] if row == 0 else [0, 1, 2, 0, 1, 2, 3, 4])
+    assert (mb.labels[:, 3] == IGNORE).all()  # first token of the second document
+    assert mb.loss_tokens == int((mb.labels != IGNORE).sum())
+
+
+def test_example_masks_padding_and_restarts_positions():
+    ids, labels, pos = example(np.array([9, 9, 9, 9, 1, 1], dtype=np.uint32), np.array([], dtype=np.int64), 4)
+    assert pos.tolist() == [0, 1, 2, 3, 0, 1] and labels.tolist() == [9, 9, 9, 9, IGNORE, IGNORE]
+
+
+def test_empty_sources_lose_their_weight_and_all_empty_is_an_error():
+    assert effective_mixture({"a": 1, "b": 1}, {"a": 3, "b": 0}) == ({"a": 1.0}, ["b"])
+    with pytest.raises(ValueError, match="no rows to train on"):
+        effective_mixture({"a": 1}, {"a": 0})
+
+
+# -- attention stays inside documents -----------------------------------------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_packed_row_gives_each_document_the_logits_it_has_alone(attn):
+    from training.pretrain.presets import build_model
+
+    spec = preset("tiny").with_vocab(300)
+    model = build_model(spec, seed=0, bos_id=0, eos_id=2, pad_id=1, attn_implementation=attn).eval()
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(10, 300, 11), rng.integers(10, 300, 9)
+    ids, _, pos = example(np.concatenate([a, b]).astype(np.uint32), np.array([0, 11]), 20)
+    with torch.no_grad():
+        packed = model(input_ids=torch.tensor(ids)[None], position_ids=torch.tensor(pos)[None]).logits[0]
+        alone_a = model(input_ids=torch.tensor(a)[None]).logits[0]
+        alone_b = model(input_ids=torch.tensor(b)[None]).logits[0]
+        leaky = model(input_ids=torch.tensor(ids)[None]).logits[0]  # plain causal: b sees a
+    torch.testing.assert_close(packed[:11], alone_a, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed[11:], alone_b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(leaky[11:], alone_b, atol=1e-3)
+
+
+# -- checkpoint bookkeeping ---------------------------------------------------------------------------
+def test_only_complete_checkpoints_count_and_pruning_keeps_the_newest(tmp_path):
+    lake = Lake.at(str(tmp_path))
+    prefix = "snapshot=s/pretrain/attempt=a"
+    for step in (10, 20, 30):
+        lake.storage.write_bytes(f"{ckpt.checkpoint_prefix(prefix, step)}/model.pt", b"w")
+        if step != 30:
+            ckpt.write_state(lake.storage, prefix, step, {"step": step})
+    assert ckpt.complete_steps(lake.storage, prefix) == [10, 20]  # 30 has no trainer_state.json
+    assert ckpt.prune(lake.storage, prefix, keep=1) == [10]
+    assert ckpt.complete_steps(lake.storage, prefix) == [20]
+    assert lake.storage.exists(f"{ckpt.checkpoint_prefix(prefix, 30)}/model.pt")  # newer, still being written
+
+
+def test_resume_refuses_another_architecture():
+    saved = preset("tiny").with_vocab(300).architecture()
+    ckpt.check_architecture(saved, dict(saved), "x")
+    with pytest.raises(ckpt.ArchitectureMismatch, match="hidden_size: checkpoint 256 vs run 512"):
+        ckpt.check_architecture(saved, saved | {"hidden_size": 512}, "x")

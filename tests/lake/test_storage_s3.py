@@ -259,3 +259,14 @@ def test_killed_stage_resumes_to_the_uninterrupted_output(s3_server, s3_root, s3
     local_parts = [local.storage.read_bytes(k) for k in local.dataset_keys("2026-10", "near_dedup", "files")]
     s3_parts = [s3_lake.storage.read_bytes(k) for k in after.datasets["files"]]
     assert s3_parts == local_parts
+
+
+def test_k8s_profile_without_an_endpoint_means_aws(monkeypatch):
+    """config/k8s.yaml leaves the endpoint empty on AWS; that must pick AWS's endpoint, not fail."""
+    from lake.config import load_config
+
+    monkeypatch.delenv("SEEDCODER_S3_ENDPOINT", raising=False)
+    monkeypatch.setenv("SEEDCODER_LAKE_ROOT", "s3://corp-lake/seedcoder")
+    lake = load_config(REPO / "config" / "k8s.yaml").open_lake()
+    assert lake.root == "s3://corp-lake/seedcoder"
+    assert lake.storage.client.meta.endpoint_url.startswith("https://s3.")

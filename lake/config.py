@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"
@@ -35,6 +35,11 @@ class LakeConfig(StrictModel):
     # S3 endpoint for non-AWS servers (SeaweedFS, MinIO); None means AWS.
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _empty_is_aws(cls, value: str | None) -> str | None:
+        return value or None
 
 
 class SparkConfig(StrictModel):

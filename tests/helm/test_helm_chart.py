@@ -329,3 +329,25 @@ def test_stage_service_account_matches_the_launcher_default():
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["stages"]["serviceAccount"]["name"] == SERVICE_ACCOUNT == "seedcoder-stage"
+
+
+def test_every_airflow_command_parses_with_this_airflow(full_objects):
+    """Container args, init containers and probes name real `airflow` subcommands and flags."""
+    from airflow.cli.cli_parser import get_parser
+
+    commands = []
+    for obj in full_objects:
+        if obj["kind"] not in ("Deployment", "Job"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            if container["args"][0] == "airflow":
+                commands.append(container["args"])
+            probe = container.get("livenessProbe", {}).get("exec", {}).get("command")
+            if probe:
+                commands.append(probe)
+    assert len(commands) >= 11
+    parser = get_parser()
+    for command in commands:
+        args = parser.parse_args(command[1:])
+        assert callable(args.func), command

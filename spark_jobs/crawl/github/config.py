@@ -87,5 +87,7 @@ class GithubConfig(StrictModel):
     crawl_commits: bool = True
     # Lake-relative folder of the fetch cache: a repository fetched at a SHA is never downloaded again.
     cache_prefix: str = "_cache/github"
+    # Spark partitions of discovery (hours per task = hours / partitions); 0: 4 x default parallelism.
+    discovery_partitions: int = Field(0, ge=0)
     # Spark partitions of the fetch (repositories per task = selected / partitions); 0: 4 x default parallelism.
     fetch_partitions: int = Field(0, ge=0)

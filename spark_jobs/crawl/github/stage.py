@@ -79,7 +79,8 @@ def discover(spark, gh: GithubConfig, period: Period) -> dict:
     """Push counts per active repository (most active first) and the status of every hourly file."""
     hours = hour_names(period.start, period.end)
     root, timeout = gh.gharchive_url, gh.api.timeout_s
-    scans = spark.sparkContext.parallelize(hours, min(len(hours), 64)).map(
+    partitions = gh.discovery_partitions or 4 * spark.sparkContext.defaultParallelism
+    scans = spark.sparkContext.parallelize(hours, min(len(hours), partitions)).map(
         lambda h: scan_hour(root, h, timeout_s=timeout))
     # Persisted: the scans feed both the per-hour report and the push counts; scanning twice means downloading twice.
     scans.persist()
@@ -90,6 +91,7 @@ def discover(spark, gh: GithubConfig, period: Period) -> dict:
     finally:
         scans.unpersist()
     bad = sorted(h for h, status, *_ in report if status != "ok")
+    corrupt = sorted((h, detail) for h, status, _, _, detail in report if status == "corrupt")
     if len(bad) > gh.max_missing_hours:
         raise FileNotFoundError(f"GH Archive at {root}: {len(bad)} of {len(hours)} hourly files of {period.label} are "
                                 f"missing or corrupt (max_missing_hours={gh.max_missing_hours}); first: {bad[:5]}")
@@ -99,7 +101,7 @@ def discover(spark, gh: GithubConfig, period: Period) -> dict:
     statuses = Counter(status for _, status, *_ in report)
     log.info("discovery %s: %d hours (%s), %d active repositories", period.label, len(hours), dict(statuses),
              len(candidates))
-    return {"candidates": candidates, "hours": dict(statuses), "bad_hours": bad[:100],
+    return {"candidates": candidates, "hours": dict(statuses), "corrupt_hours": corrupt[:100],
             "events": sum(r[2] for r in report), "malformed_lines": sum(r[3] for r in report)}
 
 
@@ -212,12 +214,13 @@ def assemble(spark, run: StageRun, storage, selected: list[dict], outcomes: list
     (commits.repartition(partitions, "repo").sortWithinPartitions("repo", "sha")
      .write.mode("overwrite").parquet(run.dataset_uri("commits", for_spark=True)))
     rejected = spark.read.parquet(run.dataset_uri("rejects", for_spark=True))
-    totals = written.agg(F.count("*").alias("n"), F.sum("size_bytes").alias("b")).collect()[0]
+    by_language = written.groupBy("language").agg(F.count("*").alias("n"), F.sum("size_bytes").alias("b")).collect()
+    by_reason = rejected.groupBy("reason").agg(F.count("*").alias("n"), F.sum("size_bytes").alias("b")).collect()
     return {
-        "files": int(totals["n"]), "file_bytes": int(totals["b"] or 0),
-        "drops": {r["reason"]: int(r["count"]) for r in rejected.groupBy("reason").count().collect()},
-        "rejected_bytes": int(rejected.agg(F.sum("size_bytes")).collect()[0][0] or 0),
-        "by_language": {r["language"]: int(r["count"]) for r in written.groupBy("language").count().collect()},
+        "files": sum(int(r["n"]) for r in by_language), "file_bytes": sum(int(r["b"] or 0) for r in by_language),
+        "drops": {r["reason"]: int(r["n"]) for r in by_reason},
+        "rejected_bytes": sum(int(r["b"] or 0) for r in by_reason),
+        "by_language": {r["language"]: int(r["n"]) for r in by_language},
         "commits": spark.read.parquet(run.dataset_uri("commits", for_spark=True)).count(),
     }
 
@@ -258,7 +261,7 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
     mbytes = sum(o["compressed_bytes"] for o in fetched) / 1e6
     run.stats.metrics.update({
         "source": "github", "period": [period.start.isoformat(), period.end.isoformat()],
-        "gharchive": {k: discovery[k] for k in ("hours", "bad_hours", "events", "malformed_lines")},
+        "gharchive": {k: discovery[k] for k in ("hours", "corrupt_hours", "events", "malformed_lines")},
         "repositories": {"active": len(discovery["candidates"]), "selected": len(selected),
                          "fetched": len(downloaded), "from_cache": sum(o["status"] == "cached" for o in fetched),
                          "failed": len(failed), "selection": selection["reasons"]},

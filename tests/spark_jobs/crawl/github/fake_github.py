@@ -52,6 +52,16 @@ def make_repo(path: Path, history: list[tuple[str, dict[str, bytes | None], str]
     return path
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (a killed crawl, a closed 404) are normal here, not tracebacks."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class FakeRepo:
     name: str
@@ -91,7 +101,7 @@ class FakeGitHub:
         self.tarball_downloads: Counter = Counter()
         self.seen_auth: list[str | None] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 

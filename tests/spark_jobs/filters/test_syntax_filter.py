@@ -1,0 +1,83 @@
+"""The syntax filter on real files: valid code kept, broken code dropped, C macros tolerated, bounds enforced."""
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+from filter_records import record
+
+from spark_jobs.filters.syntax_filter import ParseTimeout, SyntaxFilter, error_share, parse, parser_for
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def verdict(doc, **kw):
+    return SyntaxFilter(**kw).process(doc)
+
+
+def test_valid_stdlib_python_is_kept():
+    for name in ("json/decoder.py", "textwrap.py", "string.py"):
+        assert verdict(record(name, (STDLIB / name).read_text())).keep, name
+
+
+@pytest.mark.parametrize("broken", [
+    "def f(x:\n    return x\n",            # unbalanced bracket
+    "x = 1\nif x\n    print(x)\n",          # missing colon
+    "class A:\n    def f(self):\n        return )\n",  # stray token
+])
+def test_broken_python_is_dropped_with_line(broken):
+    out = verdict(record("bad.py", broken))
+    assert not out.keep and out.reason == "syntax_error"
+    assert "Python: error share" in out.detail and "first error at line" in out.detail
+
+
+def test_javascript_valid_and_truncated():
+    source = "export function add(a, b) {\n  return [a, b].map((x) => x * 2);\n}\n"
+    assert verdict(record("a.js", source)).keep
+    assert not verdict(record("a.js", source[:-3])).keep
+
+
+def test_c_macros_are_tolerated_but_garbage_is_not():
+    header = ("#define DECLARE(name) int name##_get(void);\n"
+              "DECLARE(foo)\nDECLARE(bar)\n" + "".join(f"int plain_function_{i}(int a, int b);\n" for i in range(60)))
+    assert verdict(record("x.h", header)).keep
+    garbage = "int main( {{{ ]]] return ;;; }" * 20
+    out = verdict(record("x.c", garbage))
+    assert not out.keep and out.detail.startswith("C: error share")
+
+
+def test_thresholds_are_per_language():
+    tolerant = SyntaxFilter(max_error_share={"Python": 0.5})
+    assert tolerant.process(record("a.py", "x = (1\n" + "y = 2\n" * 50)).keep
+    assert not SyntaxFilter().process(record("a.py", "x = (1\n" + "y = 2\n" * 50)).keep
+
+
+def test_languages_without_grammar_pass_through_counted():
+    step = SyntaxFilter()
+    assert step.process(record("a.bat", "@echo off\n((((")).keep
+    assert step.take_metrics() == {"no_grammar:Batchfile": 1}
+
+
+def test_size_bound():
+    out = verdict(record("big.py", "x = 1\n" * 1000), max_bytes=100)
+    assert not out.keep and out.reason == "syntax_too_large" and "6000 bytes" in out.detail
+
+
+def test_time_bound_cancels_and_parser_recovers():
+    parser = parser_for("python")
+    huge = ("x = [" + "1, " * 200_000 + "]\n").encode()
+    with pytest.raises(ParseTimeout):
+        parse(parser, huge, max_seconds=0.001)
+    tree = parse(parser, b"y = 2\n", max_seconds=5)  # the cancelled parse must not leak into the next one
+    assert error_share(tree.root_node, 6) == (0.0, None)
+    out = verdict(record("huge.py", huge.decode()), max_parse_seconds=0.001)
+    assert not out.keep and out.reason == "syntax_timeout"
+
+
+def test_error_share_grows_with_damage():
+    parser = parser_for("c")
+    good = b"int f(int a) { return a + 1; }\n" * 20
+    one = good + b"int g( { \n"
+    many = good + b"@@@ $$$ ### %%% \n" * 20
+    shares = [error_share(parser.parse(s).root_node, len(s))[0] for s in (good, one, many)]
+    assert shares[0] == 0 < shares[1] < shares[2]

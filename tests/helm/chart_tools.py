@@ -66,15 +66,16 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 def run_helm(helm: Path, *args: str, values: dict | None = None) -> subprocess.CompletedProcess:
-    """Run helm with ``values`` written to a values file (the inline values of a test)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        yaml.safe_dump(values or {}, fh)
-    try:
-        env = dict(os.environ, HELM_CACHE_HOME=str(_cache_dir() / "helm-cache"),
-                   HELM_CONFIG_HOME=str(_cache_dir() / "helm-config"), HELM_DATA_HOME=str(_cache_dir() / "helm-data"))
-        return subprocess.run([str(helm), *args, "-f", fh.name], capture_output=True, text=True, timeout=120, env=env)
-    finally:
-        os.unlink(fh.name)
+    """Run helm; ``values`` (the inline values of a test) go in through a values file."""
+    env = dict(os.environ, HELM_CACHE_HOME=str(_cache_dir() / "helm-cache"),
+               HELM_CONFIG_HOME=str(_cache_dir() / "helm-config"), HELM_DATA_HOME=str(_cache_dir() / "helm-data"))
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [str(helm), *args]
+        if values is not None:
+            values_file = Path(tmp, "values.yaml")
+            values_file.write_text(yaml.safe_dump(values))
+            command += ["-f", str(values_file)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
 
 
 def render_chart(helm: Path, values: dict | None = None, *, namespace: str = "seedcoder",

@@ -351,3 +351,14 @@ def test_every_airflow_command_parses_with_this_airflow(full_objects):
     for command in commands:
         args = parser.parse_args(command[1:])
         assert callable(args.func), command
+
+
+def test_packaged_chart_carries_the_linked_config(helm, tmp_path):
+    """files/k8s.yaml links to config/k8s.yaml; `helm package` must embed the file, not a dangling link."""
+    packaged = run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    assert packaged.returncode == 0, packaged.stderr
+    (archive,) = tmp_path.glob("seedcoder-*.tgz")
+    rendered = run_helm(helm, "template", "seedcoder", str(archive), values=REQUIRED)
+    assert rendered.returncode == 0, rendered.stderr
+    config = by_kind([d for d in yaml.safe_load_all(rendered.stdout) if d], "ConfigMap")["seedcoder-config"]
+    assert config["data"]["k8s.yaml"] == (REPO / "config" / "k8s.yaml").read_text().rstrip("\n")

@@ -59,9 +59,9 @@ def _copy(src: Path, dst: Path) -> bool:
         return False
 
 
-def add_distribution(dist, out: Path) -> int:
+def add_distribution(dist, out: Path, owner: str = "pypi") -> int:
     name = dist.metadata["Name"]
-    repo_dir = out / f"pypi__{name.lower().replace('-', '_')}"
+    repo_dir = out / f"{owner}__{name.lower().replace('-', '_')}"
     copied = 0
     for f in sorted(dist.files or [], key=str):
         rel = str(f)
@@ -69,7 +69,7 @@ def add_distribution(dist, out: Path) -> int:
             continue
         copied += _copy(Path(dist.locate_file(f)), repo_dir / rel)
     if copied:
-        meta = {"repo": f"pypi/{name}", "license": spdx_of(dist.metadata),
+        meta = {"repo": f"{owner}/{name}", "license": spdx_of(dist.metadata),
                 "source": f"pypi:{name}=={dist.version}", "stars": 0, "forks": 0}
         (repo_dir / ".repo.json").write_text(json.dumps(meta, indent=1))
     return copied
@@ -88,7 +88,23 @@ def add_stdlib(lib: Path, version: str, out: Path, max_files: int) -> int:
     return copied
 
 
-def build(out: Path, max_files: int, pythons: list[Path]) -> dict:
+def add_mirrors(site_packages: Path, out: Path, limit: int) -> int:
+    """The same distributions installed in a second environment: real whole-repository copies (and, where the
+    versions differ, real near-copies), as forks and mirrors are on GitHub."""
+    added = 0
+    for dist in sorted(md.distributions(path=[str(site_packages)]), key=lambda d: (d.metadata["Name"] or "").lower()):
+        if added >= limit:
+            break
+        if dist.metadata["Name"] in MIRROR_CANDIDATES and add_distribution(dist, out, owner="mirror"):
+            added += 1
+    return added
+
+
+# Small pure-Python distributions that both environments install.
+MIRROR_CANDIDATES = {"certifi", "idna", "six", "attrs", "jinja2", "Jinja2", "packaging", "pyyaml", "PyYAML", "tqdm"}
+
+
+def build(out: Path, max_files: int, pythons: list[Path], mirror_site: Path | None = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -103,6 +119,8 @@ def build(out: Path, max_files: int, pythons: list[Path]) -> dict:
         n = add_distribution(dist, out)
         total += n
         repos += n > 0
+    if mirror_site is not None and mirror_site.is_dir():
+        repos += add_mirrors(mirror_site, out, limit=5)
     return {"root": str(out), "repositories": repos, "files": total}
 
 
@@ -121,9 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=".work/demo_source", help="directory of repositories to (re)create")
     parser.add_argument("--max-files", type=int, default=12000, help="stop adding repositories past this many files")
+    parser.add_argument("--mirror-site-packages", default=None,
+                        help="site-packages of a second environment whose copies of a few distributions are added "
+                             "as mirror repositories (default: .venv-gpu's, if present)")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    summary = build(Path(args.out), args.max_files, find_stdlibs())
+    mirror = Path(args.mirror_site_packages) if args.mirror_site_packages else next(
+        iter(sorted(Path(".venv-gpu/lib").glob("python3*/site-packages"))), None)
+    summary = build(Path(args.out), args.max_files, find_stdlibs(), mirror)
     log.info("demo source: %(repositories)d repositories, %(files)d files in %(root)s", summary)
     print(json.dumps(summary))
     return 0

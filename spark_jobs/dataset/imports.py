@@ -149,11 +149,12 @@ def _python(path: str, caps, repo: RepoPaths) -> set[str]:
                 base = posixpath.dirname(base)
         else:
             parts = _text(module).split(".")
-        out.update(module_files(parts, base))  # `from X import n` always loads X
-        for name in names:
+        for name in names:  # a submodule named `n` of X, else X itself (n is a name defined in X)
             hits = module_files([*parts, name], base) if name != "*" else []
             if hits and hits[0].endswith((f"/{name}.py", f"{name}/__init__.py", f"{name}.py")):
                 out.update(hits)
+            else:
+                out.update(module_files(parts, base))
     return out
 
 

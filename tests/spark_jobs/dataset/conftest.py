@@ -47,3 +47,58 @@ def commit_files(lake: Lake, snapshot: str, stage: str, rows: list[dict], **extr
         for name, table in extra_tables.items():
             run.write_table(name, table, 0)
         run.stats.records_out = len(rows)
+
+
+SMALL_REPOS = {
+    "acme/app": {
+        "app/__init__.py": "",
+        "app/main.py": "from app import service\nimport app.db\n\nif __name__ == '__main__':\n    service.run()\n",
+        "app/service.py": "from app.models import User\n\ndef run():\n    return User('x')\n",
+        "app/models.py": "from app.db import Base\n\nclass User(Base):\n    def __init__(self, name):\n"
+                         "        self.name = name\n",
+        "app/db.py": "import sqlite3\n\nclass Base:\n    conn = None\n",
+        "schema.sql": "create table users (id int primary key, name text);\n",
+        "deploy.sh": "#!/bin/sh\nset -e\npython -m app.main\n",
+        "static/index.html": "<!doctype html>\n<p>app</p>\n",
+    },
+    "acme/gosvc": {
+        "cmd/server/main.go": 'package main\n\nimport "github.com/acme/gosvc/internal/store"\n\n'
+                              "func main() { store.Open() }\n",
+        "internal/store/store.go": "package store\n\nfunc Open() {}\n",
+    },
+    "acme/rs": {
+        "src/main.rs": "mod config;\nuse crate::config::Config;\nfn main() { let _c = Config {}; }\n",
+        "src/config.rs": "pub struct Config {}\n",
+    },
+    "solo/one": {"one.py": "print('only file')\n"},
+}
+
+
+def curated_rows() -> list[dict]:
+    """Real standard-library packages as repositories plus small hand-made multi-language ones."""
+    rows = file_rows("cpython/json", {p: t for p, t in stdlib_texts("json")})
+    for repo, files in sorted(SMALL_REPOS.items()):
+        rows += file_rows(repo, files)
+    return rows
+
+
+def commit_table(rows: list[dict]):
+    from lake.schemas import COMMITS
+
+    commits = [
+        {"repo": "acme/app", "sha": "c1" * 20, "parent_sha": "c0" * 20, "author_date": None,
+         "message": "Add a name to the User model", "readme": "# app\n", "tree": "app/\napp/models.py\n",
+         "changes": [{"path": "app/models.py", "status": "M", "diff": "+        self.name = name\n",
+                      "truncated": False}]},
+        {"repo": "acme/app", "sha": "c2" * 20, "parent_sha": "c1" * 20, "author_date": None,
+         "message": "Empty merge", "readme": None, "tree": None, "changes": []},
+        {"repo": "gone/repo", "sha": "c3" * 20, "parent_sha": None, "author_date": None,
+         "message": "Initial commit", "readme": None, "tree": "", "changes": [
+             {"path": "x.c", "status": "A", "diff": "+int x;\n", "truncated": False}]},
+    ]
+    return pa.Table.from_pylist(commits, schema=COMMITS)
+
+
+def score_table(rows: list[dict], low_repos: set[str]):
+    return pa.table({"id": [r["id"] for r in rows],
+                     "score": [0.1 if r["repo"] in low_repos else 0.9 for r in rows]})

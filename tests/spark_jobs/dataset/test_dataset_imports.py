@@ -19,7 +19,7 @@ def test_python_absolute_relative_and_from_imports():
         "tests/test_core.py": "import pkg.core\nfrom pkg import util, missing\nimport numpy as np\n",
     }
     assert deps(files, "src/pkg/core.py", "Python") == {"src/pkg/util.py", "src/pkg/models/__init__.py",
-                                                          "src/other.py", "src/pkg/__init__.py"}
+                                                          "src/other.py"}
     assert deps(files, "src/pkg/models/__init__.py", "Python") == {"src/pkg/util.py"}
     assert deps(files, "tests/test_core.py", "Python") == {"src/pkg/core.py", "src/pkg/util.py",
                                                              "src/pkg/__init__.py"}

@@ -1,0 +1,184 @@
+"""The three document sources of the build as Spark DataFrames of ``(source, doc_id, pieces)``.
+
+Repository and commit documents are made per repository with ``applyInPandas`` (tree-sitter parsing, graph
+ordering and BM25 are per-repository work), file documents with plain column expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from spark_jobs.dataset import repo_concat
+from spark_jobs.dataset.commits import CommitBounds, commit_documents
+from spark_jobs.dataset.documents import SPARK_PIECES, to_rows
+from spark_jobs.dataset.imports import dependency_graph
+
+DOC_SCHEMA = f"source string, doc_id string, pieces {SPARK_PIECES}"
+
+
+@dataclass
+class BuiltDocuments:
+    """The documents to pack, and how to count what happened to the inputs (Spark actions, run on demand)."""
+
+    documents: Any
+    count_actions: list[Callable[[], dict[str, Any]]]
+
+    def counts(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for action in self.count_actions:
+            out.update(action())
+        return out
+
+
+def _aggregate(df, **exprs) -> Callable[[], dict[str, Any]]:
+    """One Spark job computing several numbers of ``df``."""
+
+    def run() -> dict[str, Any]:
+        row = df.agg(*[e.alias(name) for name, e in exprs.items()]).first()
+        return {name: (row[name] or 0) for name in exprs}
+
+    return run
+
+
+def _frame(source: str, doc_ids: list[str], pieces: list[list[dict]]) -> pd.DataFrame:
+    """A DOC_SCHEMA frame; object columns even when empty, which Arrow needs for the nested pieces."""
+    return pd.DataFrame({"source": pd.Series([source] * len(doc_ids), dtype=object),
+                         "doc_id": pd.Series(doc_ids, dtype=object),
+                         "pieces": pd.Series(pieces, dtype=object)})
+
+
+def _tokens_of(tokenizer, texts: list[str]) -> list[int]:
+    return [len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)] if texts else []
+
+
+def repo_documents_pandas(pdf: pd.DataFrame, *, tokenizer_json: str, seed: int, budget_tokens: int,
+                          max_parse_bytes: int) -> pd.DataFrame:
+    """``applyInPandas`` body: one repository's files in, its repository-level documents out."""
+    from spark_jobs.dataset.packing import _tokenizer
+
+    repo = str(pdf["repo"].iloc[0])
+    paths, languages, contents = list(pdf["path"]), list(pdf["language"]), list(pdf["content"])
+    files = [repo_concat.RepoFile(p, lang, c, 0) for p, lang, c in zip(paths, languages, contents, strict=True)]
+    counts = _tokens_of(_tokenizer(tokenizer_json), [repo_concat.file_piece_text(f) for f in files])
+    files = [repo_concat.RepoFile(f.path, f.language, f.content, n + 1) for f, n in zip(files, counts, strict=True)]
+    graph = dependency_graph({f.path: (f.language, f.content) for f in files}, max_parse_bytes=max_parse_bytes)
+    docs = repo_concat.arrange(repo, files, graph, seed=seed, budget_tokens=budget_tokens)
+    return _frame("repo_level", [f"{repo}#{i}" for i in range(len(docs))],
+                  [to_rows(repo_concat.document(d)) for d in docs])
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value)
+
+
+def commit_documents_pandas(commits: pd.DataFrame, files: pd.DataFrame, *, bounds: CommitBounds) -> pd.DataFrame:
+    """``cogroup().applyInPandas`` body: one repository's commits and curated files in, commit samples out."""
+    if commits.empty:
+        return _frame("commits", [], [])
+    corpus = dict(zip(files["path"], files["content"], strict=True)) if not files.empty else {}
+    rows = []
+    for record in commits.sort_values("sha").to_dict("records"):
+        record["changes"] = [dict(c) for c in _as_list(record.get("changes"))]
+        rows.append(record)
+    docs = commit_documents(rows, corpus, bounds)
+    return _frame("commits", [f"{r['repo']}@{r['sha']}" for r in rows], [to_rows(d) for d in docs])
+
+
+def rendered_text(pieces_col):
+    """A Spark column with the document's text pieces joined (what decontamination reads)."""
+    from pyspark.sql import functions as F
+
+    return F.concat_ws("\n", F.transform(F.filter(pieces_col, lambda p: ~p["special"]), lambda p: p["text"]))
+
+
+def documents(spark, files, scores, commits, cfg, tokenizer_json: str) -> BuiltDocuments:
+    """All documents of the build (``cfg`` is a DatasetBuildConfig).
+
+    Counts (``BuiltDocuments.counts``): ``files_in``, ``commits_in`` and drop reasons ``contaminated_file``,
+    ``empty_file``, ``commit_without_changes``, ``contaminated_repo_document``, ``contaminated_commit``;
+    ``repo_*`` numbers describe the repository selection.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from spark_jobs.dataset import decontaminate
+
+    def n_where(condition):
+        return F.sum(F.when(condition, 1).otherwise(0))
+
+    files = files.select("id", "repo", "path", "language", "content")
+    if cfg.decontaminate:
+        # Persisted: the flag is an n-gram scan of every file, read by the three sources and the counts.
+        files = decontaminate.flag(files, F.col("content")).persist(StorageLevel.MEMORY_AND_DISK)
+    else:
+        files = files.withColumn("contamination", F.lit(None).cast("string"))
+    # An empty file would be a document of eos alone: nothing to learn, and a boundary without content.
+    actions = [_aggregate(files, files_in=F.count("*"),
+                          contaminated_file=n_where(F.col("contamination").isNotNull()),
+                          empty_file=n_where(F.col("contamination").isNull() & (F.length("content") == 0)))]
+    clean = files.filter(F.col("contamination").isNull() & (F.length("content") > 0)).drop("contamination")
+    file_docs = clean.select(F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
+                             F.array(F.struct(F.lit(False).alias("special"),
+                                              F.col("content").alias("text"))).alias("pieces"))
+
+    repo_files = clean.groupBy("repo").agg(F.count("*").alias("n_files"))
+    eligible = repo_files.filter(F.col("n_files") >= cfg.repo_min_files).select("repo")
+    if scores is not None:
+        means = (clean.select("id", "repo").join(scores.select("id", "score"), "id")
+                 .groupBy("repo").agg(F.avg("score").alias("mean_score"))
+                 .join(eligible, "repo"))
+        # The best ceil(fraction * n) repositories; ties by name, so the selection is exact and deterministic.
+        ranked = (means.withColumn("rank", F.row_number().over(
+                      Window.orderBy(F.col("mean_score").desc(), F.col("repo"))))
+                  .withColumn("total", F.count("*").over(Window.partitionBy(F.lit(1)))))
+        selected = ranked.filter(F.col("rank") <= F.ceil(F.col("total") * F.lit(cfg.repo_keep_fraction))
+                                 ).select("repo")
+    else:
+        selected = eligible
+    actions.append(lambda: {"repo_repositories": repo_files.count(), "repo_eligible": eligible.count(),
+                            "repo_selected": selected.count()})
+    budget = cfg.repo_budget_tokens or cfg.seq_len.repo_level
+    repo_docs = (clean.join(selected, "repo").select("repo", "path", "language", "content")
+                 .groupBy("repo").applyInPandas(
+                     lambda pdf: repo_documents_pandas(pdf, tokenizer_json=tokenizer_json, seed=cfg.seed,
+                                                       budget_tokens=budget, max_parse_bytes=cfg.max_parse_bytes),
+                     DOC_SCHEMA))
+
+    docs = file_docs.unionByName(_checked(repo_docs, cfg, actions, "contaminated_repo_document"))
+    if commits is None:
+        actions.append(lambda: {"commits_in": 0})
+    else:
+        actions.append(_aggregate(commits, commits_in=F.count("*"),
+                                  commit_without_changes=n_where(F.size("changes") == 0)))
+        bounds = CommitBounds(cfg.commit_readme_chars, cfg.commit_tree_chars, cfg.commit_file_chars,
+                              cfg.commit_top_files)
+        commit_docs = (commits.filter(F.size("changes") > 0).groupBy("repo")
+                       .cogroup(clean.select("repo", "path", "content").groupBy("repo"))
+                       .applyInPandas(lambda c, f: commit_documents_pandas(c, f, bounds=bounds), DOC_SCHEMA))
+        docs = docs.unionByName(_checked(commit_docs, cfg, actions, "contaminated_commit"))
+    return BuiltDocuments(docs, actions)
+
+
+def n_flagged(column):
+    from pyspark.sql import functions as F
+
+    return F.sum(F.when(column.isNotNull(), 1).otherwise(0))
+
+
+def _checked(docs, cfg, actions: list, reason: str):
+    """Final-document decontamination; the documents are persisted because the count and the packing both read them."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from spark_jobs.dataset import decontaminate
+
+    if not cfg.decontaminate:
+        return docs
+    flagged = decontaminate.flag(docs, rendered_text(F.col("pieces"))).persist(StorageLevel.MEMORY_AND_DISK)
+    actions.append(_aggregate(flagged, **{reason: n_flagged(F.col("contamination"))}))
+    return flagged.filter(F.col("contamination").isNull()).drop("contamination")

@@ -1,0 +1,135 @@
+"""The dataset_build stage end to end on Spark local[2]: shards decode back to the source documents."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import commit_files, commit_table, curated_rows, score_table
+
+from lake.config import load_config
+from lake.stage import StageRun
+from lake.token_shards import SOURCES, TokenShards, read_index
+from spark_jobs.dataset import build, fim
+from spark_jobs.dataset import tokenizer as tok
+from spark_jobs.dataset.documents import decode_document, render
+from spark_jobs.dataset.repo_concat import split_document
+
+REPO = Path(__file__).resolve().parents[3]
+STAGES = {
+    "tokenizer": {"input": "quality_filter", "vocab_size": 900},
+    "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 512},
+                      "fim_rate": {"file_level": 0.5, "repo_level": 0.5, "commits": 0.0},
+                      "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "decontaminate": False, "repo_keep_fraction": 0.75},
+}
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory, spark):
+    """A curated snapshot (files, scores, commits, tokenizer) built once and then one committed build."""
+    root = tmp_path_factory.mktemp("lake")
+    cfg = load_config(REPO / "config" / "local.yaml", overrides={"lake": {"root": str(root)}, "stages": STAGES})
+    lake = cfg.open_lake()
+    rows = curated_rows()
+    commit_files(lake, "s1", "quality_filter", rows)
+    with StageRun(lake, "s1", "score") as run:
+        run.write_table("scores", score_table(rows, {"acme/rs"}), 0)
+    with StageRun(lake, "s1", "crawl") as run:
+        run.write_table("commits", commit_table(rows), 0)
+    tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    stats = run_build(cfg, lake)
+    return cfg, lake, rows, stats
+
+
+def run_build(cfg, lake, **overrides):
+    stage_cfg = cfg.stage("dataset_build", build.DatasetBuildConfig).model_copy(update=overrides)
+    with StageRun(lake, "s1", "dataset_build", resume=stage_cfg.resume) as run:
+        return build.build(run, cfg, stage_cfg)
+
+
+def decoded(lake, source):
+    tokenizer = tok.load(lake, "s1")
+    return [decode_document(tokenizer, ids) for ids in TokenShards(lake, "s1", source).documents()]
+
+
+def test_shards_decode_back_to_the_source_documents(curated):
+    _cfg, lake, rows, stats = curated
+    index = read_index(lake, "s1")
+    assert set(index["sources"]) == set(SOURCES)
+
+    files = decoded(lake, "file_level")
+    assert collections.Counter(render(fim.invert(d)) for d in files) == collections.Counter(
+        r["content"] for r in rows if r["content"])
+    n_fim = sum(fim.is_fim(d) for d in files)
+    assert stats["metrics"]["sources"]["file_level"]["fim_documents"] == n_fim and 0 < n_fim < len(files)
+
+    repos = [split_document(fim.invert(d)) for d in decoded(lake, "repo_level")]
+    by_first = {files[0][0].split("/")[0]: files for files in repos}
+    contents = {(r["repo"], r["path"]): r["content"] for r in rows}
+    for files_of_repo in repos:
+        assert all(content in contents.values() for _path, content in files_of_repo)
+    json_paths = [p for p, _c in by_first["json"]]
+    pos = {p: i for i, p in enumerate(json_paths)}
+    assert pos["json/scanner.py"] < pos["json/decoder.py"] < pos["json/__init__.py"] < pos["json/tool.py"]
+    assert pos["json/encoder.py"] < pos["json/__init__.py"]
+    app = [p for p, _c in by_first["app"]]
+    assert app.index("app/db.py") < app.index("app/models.py") < app.index("app/service.py") < app.index(
+        "app/main.py")
+    assert set(app[-3:]) == {"schema.sql", "deploy.sh", "static/index.html"}
+    # acme/rs scores low (dropped by repo_keep_fraction), solo/one has one file: neither is a repo document
+    assert {p for r in repos for p, _c in r} & {"src/main.rs", "one.py"} == set()
+    assert stats["metrics"]["repositories"]["selected"] == 3
+
+    commits = sorted(render(d) for d in decoded(lake, "commits"))
+    assert len(commits) == 2  # the empty merge is dropped; a commit of a repository without files is kept
+    assert commits[0].startswith("<commit_message>\nAdd a name to the User model")
+    assert '<file path="app/models.py">' in commits[0] and "<file" not in commits[1]
+    assert commits[0].endswith('<change status="M" path="app/models.py">\n+        self.name = name\n\n</change>\n')
+    assert stats["drop_reasons"] == {"commit_without_changes": 1, "empty_file": 1}
+    assert stats["metrics"]["tokens_per_source"] == {s: index["sources"][s]["num_tokens"] for s in SOURCES}
+
+
+def test_rows_keep_document_boundaries(curated):
+    _cfg, lake, _rows, _stats = curated
+    shards = TokenShards(lake, "s1", "file_level")
+    eos = tok.SPECIAL_IDS[tok.EOS]
+    for i in range(len(shards)):
+        tokens, starts = shards[i]
+        valid = shards.valid_tokens(i)
+        ends = np.flatnonzero(tokens[:valid] == eos)
+        # a document starts right after every eos inside the row
+        assert set((ends + 1)[ends + 1 < valid].tolist()) <= set(starts.tolist())
+        assert all(tokens[s] != eos for s in starts)
+
+
+def shard_arrays(lake) -> dict[str, list[np.ndarray]]:
+    return {s: [np.array(t) for t, _ in TokenShards(lake, "s1", s)] for s in SOURCES}
+
+
+def same_arrays(a: dict, b: dict) -> bool:
+    return all(len(a[s]) == len(b[s]) and all(np.array_equal(x, y) for x, y in zip(a[s], b[s], strict=True))
+               for s in SOURCES)
+
+
+def test_a_rebuild_gives_identical_shards_and_a_killed_build_resumes(curated, monkeypatch):
+    cfg, lake, _rows, _stats = curated
+    first = shard_arrays(lake)
+
+    # A build killed after packing (before its index and commit) leaves an attempt with every group marked done.
+    def killed(*_a, **_k):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(build, "write_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_build(cfg, lake)
+    monkeypatch.undo()
+    open_attempt = StageRun(lake, "s1", "dataset_build", resume=True)
+    markers = [k for k in lake.storage.list(f"{open_attempt.attempt_prefix}/_shards") if "-0000" in k]
+    assert markers
+    # Lose one group's marker, as if the kill hit while that group was being packed.
+    lake.storage.delete_prefix(markers[0])
+    resumed = run_build(cfg, lake)
+    assert resumed["metrics"]["resumed_groups"] == len(markers) - 1
+    assert same_arrays(first, shard_arrays(lake))

@@ -3,13 +3,14 @@
 ``python -m spark_jobs.filters.syntax_filter --snapshot 2026-10``
 
 The Seed-Coder report drops files with syntax errors found by tree-sitter. A plain "the tree has an error node"
-rule is right for Python and JavaScript (tree-sitter parses every valid stdlib / npm file without one) but wrong
-for C-family code, where the preprocessor defeats a context-free grammar: 39% of the real headers in /usr/include
-have an error node. So the measure is the *error share*: bytes of tokens tree-sitter could not place in any
+rule is right for Python and JavaScript (tree-sitter parses 99.7% of real stdlib / npm files without one) but
+wrong for C-family code, where the preprocessor defeats a context-free grammar: 48-63% of the distinct real C
+headers in /usr/include have an error node. So the measure is the *error share*: bytes of tokens tree-sitter could not place in any
 well-formed construct (direct token children of ERROR nodes; well-formed subtrees inside an ERROR are not counted),
 plus one byte per MISSING (inserted) token, over the file's bytes. A file is dropped when its share exceeds its
-language's threshold: 0 (any error) by default, larger for the macro-heavy languages; ``benchmarks/syntax_filter.py``
-is how the thresholds were chosen (notes/issue-5.md has the numbers).
+language's threshold: 0 (any error) by default, larger for the macro-heavy and loosely-parsed languages; ``benchmarks/syntax_filter.py``
+and ``benchmarks/syntax_languages.py`` are how the thresholds were chosen (benchmarks/RESULTS-filters.md has the
+numbers). Languages whose grammar fails on most real files (SQL dialects, Tcl...) pass unchecked, counted.
 
 Bounds: files over ``max_bytes`` are not parsed (reason ``syntax_too_large``); a parse running longer than
 ``max_parse_seconds`` is cancelled through tree-sitter's progress callback (reason ``syntax_timeout``). The
@@ -33,9 +34,22 @@ from spark_jobs.filters.runner import FilterStageConfig, run_filter_stage
 
 STAGE = "syntax_filter"
 
-# Thresholds on the error share, chosen on real files (benchmarks/syntax_filter.py --corpus headers): the smallest
-# value that keeps >= 98% of valid real headers. Unlisted languages use `default_max_error_share` (0: any error).
-MACRO_LANGUAGE_THRESHOLDS = {"C": 0.02, "C++": 0.02, "CUDA": 0.02, "Objective-C": 0.02, "HLSL": 0.02, "GLSL": 0.02}
+# Thresholds on the error share, chosen on real files (installed software: shipped code is code that ran), with
+# benchmarks/syntax_filter.py (C, C++) and benchmarks/syntax_languages.py (the rest): each is about the share that
+# keeps 98% of distinct real files of the language. C: 0.051 on 1,134 /usr/include headers with the C++ fallback;
+# C++: 0.040 on 1,000 libstdc++/LLVM headers; so 0.05 for the C family (CUDA, Objective-C, HLSL and GLSL share the
+# preprocessor; no local corpus measured them). Unlisted languages use `default_max_error_share` (0: any error),
+# which drops 0.3% of real Python and JavaScript and keeps precision >= 0.997 on seeded corruptions.
+# `.h` files are labelled C by extension but many are C++ (LLVM, ICU, Qt...): a C file that parses badly is measured
+# with the C++ grammar too and gets the better share. Broken C is broken C++ as well, so this costs no recall.
+FALLBACK_GRAMMARS = {"C": ("cpp",)}
+MEASURED_THRESHOLDS = {
+    "C": 0.05, "C++": 0.05, "CUDA": 0.05, "Objective-C": 0.05, "HLSL": 0.05, "GLSL": 0.05,
+    "CSS": 0.02, "Fortran": 0.09, "HTML": 0.01, "Makefile": 0.03, "Perl": 0.01, "Shell": 0.005,
+}
+# Grammars that fail on most real files of the language (SQL: dialects; INI: .cfg/.conf files are not INI;
+# Tcl, Vim Script: 21-90% of real files have errors; CSV: quoting variants): their files pass unchecked, counted.
+UNCHECKED_LANGUAGES = ("CSV", "INI", "SQL", "Tcl", "Vim Script")
 
 
 class SyntaxFilterConfig(FilterStageConfig):
@@ -48,7 +62,9 @@ class SyntaxFilterConfig(FilterStageConfig):
     # Error share above which a file is dropped, for languages not in `max_error_share`.
     default_max_error_share: float = Field(0.0, ge=0, le=1)
     # Per-language thresholds (language names as in lake/languages.py).
-    max_error_share: dict[str, float] = dict(MACRO_LANGUAGE_THRESHOLDS)
+    max_error_share: dict[str, float] = dict(MEASURED_THRESHOLDS)
+    # Languages whose grammar cannot judge real files: passed through unparsed (metric unchecked:<language>).
+    unchecked_languages: tuple[str, ...] = UNCHECKED_LANGUAGES
 
 
 @cache
@@ -124,36 +140,56 @@ class SyntaxFilter(BaseFilter):
     name = "syntax_error"
 
     def __init__(self, max_bytes: int = 1 << 20, max_parse_seconds: float = 10.0,
-                 default_max_error_share: float = 0.0, max_error_share: dict[str, float] | None = None):
+                 default_max_error_share: float = 0.0, max_error_share: dict[str, float] | None = None,
+                 unchecked_languages: tuple[str, ...] = UNCHECKED_LANGUAGES):
         super().__init__()
         self.max_bytes = max_bytes
         self.max_parse_seconds = max_parse_seconds
         self.default_max_error_share = default_max_error_share
-        self.max_error_share = dict(MACRO_LANGUAGE_THRESHOLDS if max_error_share is None else max_error_share)
+        self.max_error_share = dict(MEASURED_THRESHOLDS if max_error_share is None else max_error_share)
+        self.unchecked_languages = frozenset(unchecked_languages)
 
     @classmethod
     def from_config(cls, conf: SyntaxFilterConfig) -> SyntaxFilter:
-        return cls(conf.max_bytes, conf.max_parse_seconds, conf.default_max_error_share, conf.max_error_share)
+        return cls(conf.max_bytes, conf.max_parse_seconds, conf.default_max_error_share, conf.max_error_share,
+                   conf.unchecked_languages)
 
     def threshold(self, language: str) -> float:
         return self.max_error_share.get(language, self.default_max_error_share)
 
+    def measure(self, language: str, grammar: str, source: bytes) -> tuple[float, int | None]:
+        """(error share, first error line) of ``source``: the best over the language's grammar and its fallbacks.
+
+        Raises ParseTimeout when a parse runs past ``max_parse_seconds``."""
+        best: tuple[float, int | None] | None = None
+        for name in (grammar, *FALLBACK_GRAMMARS.get(language, ())):
+            parser = parser_for(name)
+            if parser is None:
+                continue
+            share, line = error_share(parse(parser, source, self.max_parse_seconds).root_node, len(source))
+            if best is None or share < best[0]:
+                best = (share, line)
+            if share <= self.threshold(language):
+                break
+        return best if best is not None else (0.0, None)
+
     def filter(self, doc: dict[str, Any]) -> bool | tuple[bool, str] | tuple[bool, str, str]:
         language = doc.get("language") or language_of(doc.get("path") or "") or ""
         grammar = grammar_of(language)
-        parser = parser_for(grammar) if grammar else None
-        if parser is None:
+        if grammar is None or parser_for(grammar) is None:
             self.count(f"no_grammar:{language or 'unknown'}")
+            return True
+        if language in self.unchecked_languages:
+            self.count(f"unchecked:{language}")
             return True
         source = doc["content"].encode("utf-8")
         if len(source) > self.max_bytes:
             return False, "syntax_too_large", f"{len(source)} bytes > max_bytes {self.max_bytes}"
         try:
-            tree = parse(parser, source, self.max_parse_seconds)
+            share, line = self.measure(language, grammar, source)
         except ParseTimeout as err:
             return False, "syntax_timeout", str(err)
         self.count(f"parsed:{language}")
-        share, line = error_share(tree.root_node, len(source))
         if share > self.threshold(language):
             self.count(f"syntax_error:{language}")
             return False, "syntax_error", f"{language}: error share {share:.4f} > {self.threshold(language)}, " \

@@ -81,3 +81,22 @@ def test_error_share_grows_with_damage():
     many = good + b"@@@ $$$ ### %%% \n" * 20
     shares = [error_share(parser.parse(s).root_node, len(s))[0] for s in (good, one, many)]
     assert shares[0] == 0 < shares[1] < shares[2]
+
+
+def test_unchecked_languages_pass_counted_and_are_configurable():
+    dialect_sql = "SELECT TOP 10 * FROM [dbo].[t] WITH (NOLOCK) ;;; GO\n"
+    step = SyntaxFilter()
+    assert step.process(record("q.sql", dialect_sql)).keep
+    assert step.take_metrics() == {"unchecked:SQL": 1}
+    strict = SyntaxFilter(unchecked_languages=())
+    assert not strict.process(record("q.sql", "SELECT FROM WHERE ((;\n")).keep
+
+
+def test_c_header_that_is_cpp_is_judged_by_the_cpp_grammar():
+    header = "".join(f"template <typename T> class Box{i} {{ public: T get() const {{ return v; }} T v; }};\n"
+                     for i in range(10))
+    step = SyntaxFilter()
+    c_only = error_share(parser_for("c").parse(header.encode()).root_node, len(header))[0]
+    assert c_only > step.threshold("C")
+    assert step.measure("C", "c", header.encode())[0] == 0.0
+    assert step.process(record("box.h", header)).keep

@@ -1,0 +1,44 @@
+"""The syntax benchmarks run end to end at tiny size (their numbers go to benchmarks/RESULTS-filters.md)."""
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corruptions_are_seeded_and_distinct():
+    bench = load("syntax_filter")
+    text = "def f(a):\n    return g(a)\n"
+    first = bench.corruptions(text, "x.py")
+    assert first == bench.corruptions(text, "x.py") and first != bench.corruptions(text, "y.py")
+    assert [kind for kind, _ in first] == ["truncate", "unbalanced", "stray"]
+    assert all(bad != text for _, bad in first)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is the JavaScript ground truth")
+def test_accuracy_benchmark_tiny(capsys):
+    assert load("syntax_filter").main(["--limit", "4", "--languages", "Python,JavaScript,C"]) == 0
+    out = capsys.readouterr().out
+    assert "Python" in out and "precision" in out and "peer ast.parse" in out and "V8" in out
+    assert "threshold keeping 98%" in out
+
+
+def test_language_survey_tiny(tmp_path, capsys):
+    for i in range(3):
+        (tmp_path / f"m{i}.py").write_text(f"x = {i}\n")
+        (tmp_path / f"b{i}.py").write_text(f"x = ({i}\n")
+    assert load("syntax_languages").main(["--roots", str(tmp_path), "--min-files", "2"]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("Python"))
+    assert line.split()[1:3] == ["6", "0.500"]  # 6 distinct files, half with an error node

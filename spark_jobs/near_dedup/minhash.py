@@ -20,8 +20,9 @@ import numpy as np
 from xxhash import xxh3_64_intdigest
 
 MAX32 = np.uint32(0xFFFFFFFF)
-# Rows of the (shingles x permutations) uint32 matrix computed at once: 16k x 250 x 4 bytes = 16 MB.
-CHUNK_ROWS = 16384
+# Rows of the (shingles x permutations) uint32 matrix computed at once: 1024 x 250 x 4 bytes = 1 MB stays in
+# cache; 16k-row chunks measured ~2x slower (memory bound).
+CHUNK_ROWS = 1024
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
@@ -77,7 +78,8 @@ class MinHasher:
     @staticmethod
     def _reduce_chunk(pieces, out, a, b) -> None:
         stacked = fmix32(np.concatenate([p for _, p in pieces]).astype(np.uint32, copy=False))
-        permuted = stacked[:, None] * a[None, :] + b[None, :]
+        permuted = np.multiply(stacked[:, None], a[None, :])
+        permuted += b[None, :]
         offsets = np.cumsum([0] + [len(p) for _, p in pieces[:-1]])
         mins = np.minimum.reduceat(permuted, offsets, axis=0)
         docs = np.fromiter((d for d, _ in pieces), dtype=np.int64, count=len(pieces))

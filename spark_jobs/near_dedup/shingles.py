@@ -9,9 +9,12 @@ and case are kept meaningful only through the tokens they separate. A shingle is
 Documents with fewer than ``n`` tokens have no shingle at all: they are exempt from near dedup (exact dedup already
 removed their byte-identical copies) and counted, never silently merged.
 
-Each shingle is hashed once with xxh3-64: the full 64 bits form the exact-Jaccard set used to verify candidates
-(collisions are negligible at 2^-64), and the low 32 bits feed the MinHash, which is what datasketch's
-``MinHash(hashfunc=lambda s: xxh3_64_intdigest(s) & 0xFFFFFFFF)`` computes from the same shingle bytes.
+A shingle's 64-bit hash is computed from its tokens' hashes, not from its joined string: each distinct token of
+a document is hashed once (xxh3-64), and the n hashes of a window are combined with a polynomial over 2^64 and
+mixed with the MurmurHash3 64-bit finalizer, vectorized over the whole document. That is about 1.5x faster than
+joining and hashing every shingle string (``benchmarks/near_dedup_signatures.py``), and the set is the same:
+two different shingles collide with probability ~2^-64. The 64-bit set verifies candidates (exact Jaccard); its
+low 32 bits are the MinHash input, exactly what datasketch's ``MinHash(hashfunc=int).update_batch(values)`` takes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from xxhash import xxh3_64_intdigest
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 LOW32 = np.uint64(0xFFFFFFFF)
+POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the window polynomial (2^64 / golden ratio)
 
 
 def tokens(text: str) -> list[str]:
@@ -56,12 +60,26 @@ def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
     toks = tokens(text)
     if len(toks) < ngram:
         return np.empty(0, dtype=np.uint64)
-    hashes = np.fromiter(
-        (xxh3_64_intdigest(" ".join(toks[i : i + ngram]).encode("utf-8", "surrogatepass"))
-         for i in range(len(toks) - ngram + 1)),
-        dtype=np.uint64, count=len(toks) - ngram + 1,
-    )
-    return np.unique(hashes)
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.int64, count=len(toks))
+    token_hashes = np.fromiter((xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in vocab),
+                               dtype=np.uint64, count=len(vocab))[ids]
+    windows = len(toks) - ngram + 1
+    h = token_hashes[:windows].copy()
+    for j in range(1, ngram):
+        h *= POLY
+        h += token_hashes[j : j + windows]
+    return np.unique(fmix64(h))
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: spreads the polynomial's low-entropy bits over all 64 (wrapping uint64)."""
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
 
 
 def minhash_inputs(hashes64: np.ndarray) -> np.ndarray:

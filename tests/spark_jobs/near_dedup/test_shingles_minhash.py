@@ -9,7 +9,6 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xxhash import xxh3_64_intdigest
 
 from spark_jobs.near_dedup import minhash as mh
 from spark_jobs.near_dedup.config import NearDedupConfig
@@ -31,10 +30,17 @@ def test_short_documents_have_no_shingles():
     assert shingle_hashes("return x + y;", 5).size == 1
 
 
-def test_shingle_hashes_are_the_hashed_shingle_strings():
-    text = stdlib_sources(1)[0][1]
-    expected = sorted({xxh3_64_intdigest(s.encode()) for s in shingles(text, 5)})
-    assert shingle_hashes(text, 5).tolist() == expected
+def test_shingle_hash_sets_give_the_exact_jaccard_of_the_shingle_strings():
+    texts = [t for _, t in stdlib_sources(4)]
+    rng = random.Random(2)
+    for text in texts:
+        other = edit(text, rng, strength=8)
+        a, b = shingles(text), shingles(other)
+        ha, hb = shingle_hashes(text), shingle_hashes(other)
+        assert (len(ha), len(hb)) == (len(a), len(b))
+        assert jaccard(ha, hb) == len(a & b) / len(a | b)
+    assert np.array_equal(shingle_hashes(texts[0]), shingle_hashes(texts[0]))
+    assert shingle_hashes("a b c d e").tolist() != shingle_hashes("a b c d f").tolist()
 
 
 @pytest.mark.parametrize("num_perm,seed", [(250, 42), (128, 1)])
@@ -43,8 +49,8 @@ def test_signatures_equal_datasketch_on_the_same_shingles(num_perm, seed):
     hasher = MinHasher(num_perm=num_perm, seed=seed, bands=num_perm // 10, rows=10)
     ours = hasher.signatures([minhash_inputs(shingle_hashes(t, 5)) for t in texts])
     for text, sig in zip(texts, ours, strict=True):
-        ref = MinHash(num_perm=num_perm, seed=seed, hashfunc=lambda s: xxh3_64_intdigest(s) & 0xFFFFFFFF)
-        ref.update_batch([s.encode() for s in shingles(text, 5)])
+        ref = MinHash(num_perm=num_perm, seed=seed, hashfunc=int)
+        ref.update_batch(minhash_inputs(shingle_hashes(text, 5)).tolist())
         assert np.array_equal(ref.hashvalues, sig)
 
 

@@ -84,14 +84,14 @@ def build(fake: FakeGitHub, root: Path) -> dict[str, FakeRepo]:
     return out
 
 
-def write_config(path: Path, fake: FakeGitHub, lake_root: Path) -> Path:
+def write_config(path: Path, fake: FakeGitHub, lake_root: Path, **api: object) -> Path:
     base = yaml.safe_load((REPO / "config" / "local.yaml").read_text())
     base["lake"] = {"root": str(lake_root)}
     base["spark"]["shuffle_partitions"] = 4
     base["spark"]["driver_memory"] = "2g"
     crawl = base["stages"].setdefault("crawl", {})
     crawl.update({"source": "github", "output_partitions": 2, "github": {
-        "api": {"base_url": f"{fake.url}/api", "backoff_s": 0.2, "max_concurrency": 4},
+        "api": {"base_url": f"{fake.url}/api", "backoff_s": 0.2, "max_concurrency": 4, **api},
         "gharchive_url": f"{fake.url}/gharchive",
         "max_missing_hours": 1000,
         "fetch_partitions": 4,

@@ -1,0 +1,52 @@
+"""
+### Pretrain a code model on a snapshot's packed token shards
+
+Scheduled on the `dataset` Asset (its extra names the snapshot), or run by hand with the `snapshot` param.
+`pretrain` trains the Llama-structured model of `stages.pretrain.preset` with DeepSpeed on the committed shards of
+`dataset_build`, following the Seed-Coder phase schedule (warmup, 3e-4, 3e-4/sqrt(10), 3e-5; 8K then 32K context),
+checkpoints to the lake, and exports a Hugging Face model (transformers and vLLM load it; FIM prompts in SPM form).
+
+- **local** profile: one subprocess in `.venv-gpu` that runs the DeepSpeed launcher on CPU (gloo), the tiny preset.
+- **k8s** profile: a headless Service and an Indexed Job of `$SEEDCODER_PRETRAIN_NODES` pods x
+  `$SEEDCODER_PRETRAIN_GPUS_PER_NODE` GPUs joined by a torchrun rendezvous at pod 0, in the `gpu` pool.
+
+A retry resumes from the newest complete checkpoint of the interrupted attempt. Emits the `pretrain` Asset.
+"""
+
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag
+from assets import DATASET, MODEL
+from distributed_launch import DistributedLaunch, distributed_stage_tasks
+from stage_launcher import publish, resolve_snapshot
+
+
+def pretrain_launch() -> DistributedLaunch:
+    """The Job's shape from the deployment's environment (the same variables config/k8s.yaml reads)."""
+    return DistributedLaunch(stage="pretrain", module="training.pretrain",
+                             nodes=int(os.environ.get("SEEDCODER_PRETRAIN_NODES", "4")),
+                             gpus_per_node=int(os.environ.get("SEEDCODER_PRETRAIN_GPUS_PER_NODE", "8")))
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=[DATASET],
+    start_date=pendulum.datetime(2026, 8, 1, tz="UTC"),
+    catchup=False,
+    tags=["seedcoder", "pretrain", "gpu"],
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
+    max_active_runs=1,
+    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                              description="Snapshot id for a manual run; empty: from the triggering dataset event.")},
+    doc_md=__doc__,
+)
+def pretrain():
+    snapshot = resolve_snapshot()
+    first, last = distributed_stage_tasks("pretrain", module="training.pretrain", launch=pretrain_launch())
+    snapshot >> first
+    last >> publish(MODEL, "pretrain")(snapshot)
+
+
+pretrain()

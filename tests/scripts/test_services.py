@@ -130,6 +130,8 @@ def test_bad_arguments_are_refused():
     assert proc.returncode == 1 and "unknown service 'mysql'" in proc.stderr
     proc = run(dict(os.environ), "restart")
     assert proc.returncode == 2 and "usage:" in proc.stderr
+    proc = run(dict(os.environ), "--help")
+    assert proc.returncode == 0 and "SEEDCODER_PG_PORT" in proc.stdout and "source .work/services/env.sh" in proc.stdout
 
 
 @pytest.mark.s3

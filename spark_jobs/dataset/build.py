@@ -131,7 +131,14 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     commits = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.commits_stage, "commits", for_spark=True))
                if _stage_has(lake, snapshot, stage_cfg.commits_stage, "commits") else None)
 
-    built = sources.documents(spark, files, scores, commits, stage_cfg, tok_json)
+    eval_index = None
+    if stage_cfg.decontaminate:
+        from lake.ngrams import EvalNgramIndex
+
+        index = EvalNgramIndex.from_config(cfg)
+        eval_index = index.to_bytes()
+        run.stats.metrics["decontamination"] = {"eval_sets": list(index.names), "ngrams": len(index), "n": index.n}
+    built = sources.documents(spark, files, scores, commits, stage_cfg, tok_json, eval_index)
     docs = assign_groups(built.documents, seed=stage_cfg.seed, parts=stage_cfg.parts)
 
     done: dict[tuple[str, int], dict] = {}

@@ -1,25 +1,23 @@
 """Decontamination of the build's documents against the evaluation sets, on Spark.
 
-The n-gram index is the filters' (:mod:`lake.ngrams`: word 10-grams of HumanEval, MBPP and the other sets the
-config names), so the file filter and the final-document check agree on what "contaminated" means. Each
-executor process builds the index once and reuses it for every batch.
+The n-gram index is the filters' (:class:`lake.ngrams.EvalNgramIndex`: word 10-grams of HumanEval and the sets
+``stages.decontaminate.eval_sets`` names), so the file filter and the final-document check agree on what
+"contaminated" means. The driver builds it once; its bytes travel with the task closure (a sorted uint64
+array, a few hundred KB per set) and each executor process deserialises it once.
 """
-
-from __future__ import annotations
 
 from functools import lru_cache
 
 
-@lru_cache(maxsize=1)
-def _index():
+@lru_cache(maxsize=2)
+def _index(data: bytes):
     from lake.ngrams import EvalNgramIndex
 
-    return EvalNgramIndex.from_config()
+    return EvalNgramIndex.from_bytes(data)
 
 
-def contamination(texts) -> list[str | None]:
+def contamination(index, texts) -> list[str | None]:
     """The matched evaluation set of each text, None when clean."""
-    index = _index()
     out = []
     for value in texts:
         hit, name = index.contaminated(value or "")
@@ -27,13 +25,13 @@ def contamination(texts) -> list[str | None]:
     return out
 
 
-def flag(df, text_col):
+def flag(df, text_col, index_bytes: bytes):
     """``df`` plus a ``contamination`` column: the evaluation set a document overlaps, or null."""
     import pandas as pd
     from pyspark.sql import functions as F
 
     @F.pandas_udf("string")
     def contaminated(texts: pd.Series) -> pd.Series:
-        return pd.Series(contamination(texts), dtype="object")
+        return pd.Series(contamination(_index(index_bytes), texts), dtype="object")
 
     return df.withColumn("contamination", contaminated(text_col))

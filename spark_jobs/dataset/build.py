@@ -62,6 +62,9 @@ class DatasetBuildConfig(StrictModel):
     # Stage whose committed ``files`` are the curated corpus.
     input: str = "quality_filter"
     tokenizer_stage: str = "tokenizer"
+    # Snapshot whose committed tokenizer is used; None: this snapshot's. Pin it to keep token ids stable
+    # across monthly snapshots once a model is trained on them.
+    tokenizer_snapshot: str | None = None
     # Stage with a ``scores`` dataset (id, score) for repository selection; ignored when not committed.
     scores_stage: str | None = "score"
     # Stage with a ``commits`` dataset (lake.schemas.COMMITS); ignored when not committed.
@@ -124,7 +127,8 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
         run.storage.delete_prefix(run.attempt_prefix)
     run.mark_shard_done("config", {"fingerprint": fingerprint})
 
-    tok_json = tokenizer_json(lake, snapshot, stage_cfg.tokenizer_stage)
+    tok_snapshot = stage_cfg.tokenizer_snapshot or snapshot
+    tok_json = tokenizer_json(lake, tok_snapshot, stage_cfg.tokenizer_stage)
     files = spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.input, "files", for_spark=True))
     scores = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.scores_stage, "scores", for_spark=True))
               if _stage_has(lake, snapshot, stage_cfg.scores_stage, "scores") else None)
@@ -176,9 +180,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     index = build_index(seq_lens=stage_cfg.seq_len.model_dump(), shards=shards, vocab_size=_vocab_size(tok_json),
                         pad_id=SPECIAL_IDS[PAD], eos_id=SPECIAL_IDS[EOS],
                         bos_id=SPECIAL_IDS[BOS] if stage_cfg.add_bos else None,
-                        tokenizer={"snapshot": snapshot, "stage": stage_cfg.tokenizer_stage,
-                                   "uri": lake.storage.uri(f"{lake.require(snapshot, stage_cfg.tokenizer_stage).prefix}"
-                                                           "/tokenizer")})
+                        tokenizer={"snapshot": tok_snapshot, "stage": stage_cfg.tokenizer_stage,
+                                   "uri": lake.storage.uri(
+                                       f"{lake.require(tok_snapshot, stage_cfg.tokenizer_stage).prefix}/tokenizer")})
     write_index(run, index)
 
     stats = run.stats
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_cfg = cfg.stage(STAGE, DatasetBuildConfig)
         lake = cfg.open_lake()
         lake.require(args.snapshot, stage_cfg.input)
-        lake.require(args.snapshot, stage_cfg.tokenizer_stage)
+        lake.require(stage_cfg.tokenizer_snapshot or args.snapshot, stage_cfg.tokenizer_stage)
         with StageRun(lake, args.snapshot, STAGE, resume=stage_cfg.resume, params=stage_cfg.model_dump()) as run:
             stats = build(run, cfg, stage_cfg)
         print(f"dataset_build {args.snapshot}: {json.dumps(stats['metrics']['tokens_per_source'])} tokens; "

@@ -34,3 +34,19 @@ def tiny_base(tmp_path_factory):
     shape = TinyLlamaShape(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024)
     return build_tiny_base(tmp_path_factory.mktemp("tiny_base"), shape)
+
+
+@pytest.fixture(scope="session")
+def scorer_model(tiny_base, tmp_path_factory):
+    """A scorer checkpoint (tiny base + a seeded random regression head): what train_scorer saves, untrained."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=1, problem_type="regression")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    out = tmp_path_factory.mktemp("scorer")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -40,7 +40,8 @@ class NearDedupConfig(StrictModel):
     # Incremental: dedup against the `signatures` index of earlier snapshots (their files always win).
     # None: every earlier snapshot (by id order) with a committed near_dedup; []: none.
     index_snapshots: list[str] | None = None
-    # Documents per Arrow batch when computing signatures on an executor.
+    # Documents per signature batch (local engine; on Spark it sets spark.sql.execution.arrow.maxRecordsPerBatch,
+    # which bounds a Python worker's memory to about batch_size x the largest files).
     batch_size: int = Field(512, ge=1)
     # Parquet parts per output dataset (deterministic: rows are hash-partitioned by id and sorted).
     output_partitions: int = Field(8, ge=1)

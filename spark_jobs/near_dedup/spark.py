@@ -160,6 +160,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                  ) -> SparkDedup:
     """Plan and run near dedup of one snapshot's FILES DataFrame; outputs are persisted DataFrames."""
     hasher = cfg.hasher()
+    files.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     metrics: dict = {"s_curve": hasher.s_curve(), "engine": "spark"}
     drops = {"near_duplicate_repo": 0, "near_duplicate_file": 0}
 

@@ -14,7 +14,9 @@ way the committed partition is replaced atomically, so a re-run never duplicates
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import time
 from collections import Counter
@@ -92,7 +94,7 @@ def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: Filte
         if conf.engine == "spark":
             _run_spark(run, cfg, conf, make_step)
         else:
-            _run_local(run, conf, make_step(None))
+            _run_local(run, conf, make_step(None), _fingerprint(params))
         run.stats.metrics["input"] = conf.input
         run.stats.metrics["engine"] = conf.engine
     return run
@@ -136,7 +138,12 @@ def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make
         outcomes.unpersist()
 
 
-def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep) -> None:
+def _fingerprint(params: dict[str, Any]) -> str:
+    """Identity of a configuration: a resumed attempt reuses only parts computed under the same one."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep, fingerprint: str) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -147,9 +154,12 @@ def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep) -> No
     for index, key in enumerate(keys):
         shard = f"part-{index:05d}"
         if run.shard_done(shard):
-            totals.add(StageOutcome.from_json(run.shard_info(shard)))
-            log.info("%s: %s already done (resumed attempt), skipping", run.stage, shard)
-            continue
+            info = run.shard_info(shard)
+            if info.get("config") == fingerprint:
+                totals.add(StageOutcome.from_json(info))
+                log.info("%s: %s already done (resumed attempt), skipping", run.stage, shard)
+                continue
+            log.info("%s: %s was done under another configuration, redoing it", run.stage, shard)
         source = list(pq.ParquetFile(io.BytesIO(run.storage.read_bytes(key))).iter_batches(
             batch_size=conf.batch_size))
         table = pa.Table.from_batches(list(apply_batches(step, iter(source), run.stage)), schema=OUTCOME)
@@ -158,7 +168,7 @@ def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep) -> No
         run.write_table("quarantine", quarantine, index)
         part = _count(table)
         part.bytes_in = sum(pc.sum(batch.column("size_bytes")).as_py() or 0 for batch in source)
-        run.mark_shard_done(shard, part.to_json())
+        run.mark_shard_done(shard, {**part.to_json(), "config": fingerprint})
         totals.add(part)
         log.info("%s: part %d/%d done: %d in, %d kept, drops %s (%.1f records/s)", run.stage, index + 1, len(keys),
                  part.records_in, part.records_out, dict(part.drops),

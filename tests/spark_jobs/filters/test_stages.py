@@ -119,6 +119,32 @@ def test_local_engine_resumes_a_killed_run_without_duplicates(lake, config_path,
     assert len(ids) == len(set(ids)) == 11
 
 
+def test_resume_redoes_parts_finished_under_another_config(lake, make_config, tmp_path, monkeypatch):
+    commit_input(lake, corpus())
+
+    def write(threshold):
+        cfg = make_config(stages={"syntax_filter": {"engine": "local", "default_max_error_share": threshold}})
+        path = tmp_path / f"t{threshold}.yaml"
+        path.write_text(yaml.safe_dump(cfg.model_dump(exclude={"source_path"})))
+        return str(path)
+
+    real = runner_module.split_outcomes
+    calls = []
+
+    def dies_on_second_part(table):
+        calls.append(table.num_rows)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(table)
+
+    monkeypatch.setattr(runner_module, "split_outcomes", dies_on_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        syntax_filter.main(["--snapshot", SNAPSHOT, "--config", write(0.0)])
+    assert syntax_filter.main(["--snapshot", SNAPSHOT, "--config", write(1.0)]) == 0
+    assert calls == [5, 7, 5, 7]  # the finished part was computed under threshold 0 and is redone
+    assert lake.stats(SNAPSHOT, "syntax_filter")["drop_reasons"] == {}  # bad.py tolerated under the new config
+
+
 def test_missing_input_stage_is_a_clear_error(lake, config_path, caplog):
     assert syntax_filter.main(["--snapshot", SNAPSHOT, "--config", config_path("local")]) == 2
     assert "near_dedup" in caplog.text and "no committed output" in caplog.text

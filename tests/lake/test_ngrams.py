@@ -88,3 +88,15 @@ def test_hashes_match_a_plain_python_reference(tokens):
     got = word_ngram_hashes(text, 3)
     assert len(got) == max(0, len(words) - 2)
     assert len(set(got.tolist())) == len(expected)  # equal n-grams hash equal, different ones differ
+
+
+@given(st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=0, max_size=12), min_size=1, max_size=4),
+       st.lists(st.sampled_from(["a", "b", "c", "d", "e", "zz", "q"]), min_size=0, max_size=30))
+def test_vocabulary_masked_probe_equals_plain_ngram_sets(eval_texts, doc_words):
+    """The index skips windows with words outside the evaluation vocabulary; it must agree with plain n-gram sets."""
+    n = 3
+    index = EvalNgramIndex.from_texts({"s": [" ".join(t) for t in eval_texts]}, n=n)
+    grams = {tuple(t[i:i + n]) for t in eval_texts for i in range(len(t) - n + 1)}
+    expected = any(tuple(doc_words[i:i + n]) in grams for i in range(len(doc_words) - n + 1))
+    assert index.contaminated(" ".join(doc_words))[0] == expected
+    assert EvalNgramIndex.from_bytes(index.to_bytes()).contaminated(" ".join(doc_words))[0] == expected

@@ -34,6 +34,7 @@ class DedupResult:
     signatures: pa.Table
     drops: Counter = field(default_factory=Counter)
     metrics: dict = field(default_factory=dict)
+    edges: list[tuple[str, str]] = field(default_factory=list)  # accepted file pairs (benchmarks score them)
 
 
 def index_node(file_id: str, snapshot: str) -> str:
@@ -137,7 +138,7 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
                      num_shingles=counts[i], signature=signature_bytes(sigs[i]))
                 for i in sorted(counts) if i not in removed]
     dup_table = pa.Table.from_pylist(sorted(duplicates, key=lambda d: (d["level"], d["removed_id"])), DUPLICATES)
-    return DedupResult(kept, dup_table, pa.Table.from_pylist(sig_rows, SIGNATURES), drops, metrics)
+    return DedupResult(kept, dup_table, pa.Table.from_pylist(sig_rows, SIGNATURES), drops, metrics, edges)
 
 
 def _repo_level(rows, sigs, cfg, hasher, metrics, duplicates) -> set[str]:

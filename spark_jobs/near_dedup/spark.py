@@ -41,6 +41,7 @@ class SparkDedup:
     signatures: DataFrame
     drops: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    edges: DataFrame | None = None  # accepted file pairs (src, dst) (benchmarks score them)
 
 
 # -- executor-side functions (pure, one Arrow batch at a time) --------------------------------------------------
@@ -238,7 +239,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     signature_rows = (signed.join(kept.select(*KEEP_COLUMNS), "id")
                       .select(*KEEP_COLUMNS, F.lit(snapshot).alias("snapshot"), F.lit(scheme_tag(cfg)).alias("scheme"),
                               "num_shingles", "signature").select(*SIGNATURES.names))
-    return SparkDedup(kept, all_dups, signature_rows, drops, metrics)
+    return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges)
 
 
 def _repo_level(files: DataFrame, with_repo: DataFrame, cfg: NearDedupConfig, metrics: dict):

@@ -41,8 +41,8 @@ class FilterStageConfig(StrictModel):
     input: str
     # spark: mapInArrow on the profile's Spark; local: pyarrow in this process, resumable per input part file.
     engine: Literal["spark", "local"] = "spark"
-    # Records per Arrow batch handed to the step (bounds executor memory with large files).
-    batch_size: int = Field(256, ge=1, le=65536)
+    # Records per Arrow batch handed to the step: bounds executor memory (128 files of up to 1 MiB each).
+    batch_size: int = Field(128, ge=1, le=65536)
 
 
 class StageOutcome:

@@ -100,3 +100,18 @@ def test_c_header_that_is_cpp_is_judged_by_the_cpp_grammar():
     assert c_only > step.threshold("C")
     assert step.measure("C", "c", header.encode())[0] == 0.0
     assert step.process(record("box.h", header)).keep
+
+
+@pytest.mark.parametrize("source", [
+    "def f(x):\n    # the body was cut off\n",
+    "class A:\n    def g(self):\n        pass\n    if True:\n",
+    "try:\n    x = 1\nx = 2\n",
+])
+def test_python_errors_without_error_nodes_are_caught(source):
+    out = verdict(record("cut.py", source))
+    assert not out.keep and out.reason == "syntax_error"
+
+
+def test_python_structure_check_keeps_valid_blocks_and_try():
+    source = "try:\n    x = 1\nexcept* ValueError:\n    pass\nfinally:\n    # done\n    y = 2\n"
+    assert verdict(record("ok.py", source)).keep

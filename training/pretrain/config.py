@@ -118,6 +118,11 @@ class PretrainConfig(StrictModel):
     bf16: bool = False
     # Recompute each layer's activations in backward (needed for 32K context on 8B; costs ~30% compute).
     activation_checkpointing: bool = False
+    # Cross-entropy fused with the output projection, in chunks of this many tokens (training/pretrain/loss.py):
+    # never holds the whole batch's logits. None: transformers' loss on full logits. Not with ZeRO-3.
+    fused_loss_chunk: int | None = Field(None, ge=1)
+    # torch.compile each decoder layer (in place, so checkpoints keep their parameter names).
+    compile_layers: bool = False
     # Rows per rank per forward pass.
     micro_batch_size: int = Field(8, ge=1)
     # Micro batches accumulated per optimizer step.
@@ -154,6 +159,9 @@ class PretrainConfig(StrictModel):
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"phases: names must be unique, got {names}")
+        if self.fused_loss_chunk is not None and self.zero_stage == 3:
+            raise ValueError("fused_loss_chunk reads the output projection directly, which ZeRO-3 partitions: "
+                             "use zero_stage <= 2 or drop fused_loss_chunk")
         if self.token_budget is not None and any(p.tokens is None for p in self.phases):
             raise ValueError("token_budget scales token lengths: give every phase in tokens, not steps")
         return self

@@ -14,6 +14,7 @@ import torch
 from training.pretrain.config import PretrainConfig
 from training.pretrain.data import MicroBatch
 from training.pretrain.ds_config import deepspeed_config
+from training.pretrain.loss import fused_linear_cross_entropy
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,35 @@ def adamw(model: torch.nn.Module, cfg: PretrainConfig, lr: float) -> torch.optim
     return torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
                              lr=lr, betas=opt.betas, eps=opt.eps, **kwargs)
+
+
+class TrainingModel(torch.nn.Module):
+    """The causal LM and the loss the trainer optimises: transformers' own, or the chunked fused one.
+
+    The engines wrap this module, so checkpoints name parameters ``lm.*``; :meth:`export_state` drops the prefix.
+    """
+
+    def __init__(self, lm: torch.nn.Module, *, fused_loss_chunk: int | None = None):
+        super().__init__()
+        self.lm = lm
+        self.fused_loss_chunk = fused_loss_chunk
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        if self.fused_loss_chunk is None:
+            return self.lm(input_ids=input_ids, labels=labels, position_ids=position_ids, use_cache=False).loss
+        hidden = self.lm.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
+        return fused_linear_cross_entropy(hidden, self.lm.lm_head.weight, labels, chunk=self.fused_loss_chunk)
+
+    @staticmethod
+    def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k.removeprefix("lm."): v for k, v in state.items()}
+
+
+def training_model(lm: torch.nn.Module, cfg: PretrainConfig) -> TrainingModel:
+    if cfg.compile_layers:
+        for layer in lm.model.layers:
+            layer.compile()
+    return TrainingModel(lm, fused_loss_chunk=cfg.fused_loss_chunk)
 
 
 def to_device(batch: MicroBatch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -54,7 +84,7 @@ class DeepSpeedEngine:
         return self.engine.module
 
     def forward_backward(self, batch: MicroBatch) -> torch.Tensor:
-        loss = self.engine(**to_device(batch, self.device), use_cache=False).loss
+        loss = self.engine(**to_device(batch, self.device))
         self.engine.backward(loss)
         # DeepSpeed counts micro steps in step(); inside an accumulation window it only advances the count.
         if not self.engine.is_gradient_accumulation_boundary():
@@ -85,7 +115,7 @@ class DeepSpeedEngine:
             state = self.engine._zero3_consolidated_16bit_state_dict()
         else:
             state = self.engine.module.state_dict()
-        return state if dist.get_rank() == 0 else None
+        return TrainingModel.export_state(state) if dist.get_rank() == 0 else None
 
 
 class TorchEngine:
@@ -110,7 +140,7 @@ class TorchEngine:
 
     def forward_backward(self, batch: MicroBatch) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            loss = self.wrapped(**to_device(batch, self.device), use_cache=False).loss
+            loss = self.wrapped(**to_device(batch, self.device))
         (loss / self.accum).backward()
         return loss.detach()
 
@@ -143,10 +173,12 @@ class TorchEngine:
 
         if dist.is_initialized() and dist.get_rank() != 0:
             return None
-        return self.model.state_dict()
+        return TrainingModel.export_state(self.model.state_dict())
 
 
 def make_engine(model: torch.nn.Module, cfg: PretrainConfig, world_size: int, device: torch.device):
+    """The configured engine around ``model`` (a transformers causal LM) and its training loss."""
+    wrapped = training_model(model, cfg)
     if cfg.engine == "deepspeed":
-        return DeepSpeedEngine(model, cfg, world_size, device)
-    return TorchEngine(model, cfg, world_size, device)
+        return DeepSpeedEngine(wrapped, cfg, world_size, device)
+    return TorchEngine(wrapped, cfg, world_size, device)

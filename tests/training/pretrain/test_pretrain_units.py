@@ -213,3 +213,40 @@ def test_resume_refuses_another_architecture():
     ckpt.check_architecture(saved, dict(saved), "x")
     with pytest.raises(ckpt.ArchitectureMismatch, match="hidden_size: checkpoint 256 vs run 512"):
         ckpt.check_architecture(saved, saved | {"hidden_size": 512}, "x")
+
+
+# -- fused loss -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_fused_linear_cross_entropy_matches_the_plain_loss_and_gradients(chunk):
+    import torch.nn.functional as F
+
+    from training.pretrain.loss import fused_linear_cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 9, 16, generator=gen, requires_grad=True)
+    weight = torch.randn(50, 16, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 50, (2, 9), generator=gen)
+    labels[0, 3] = labels[1, 5] = IGNORE
+    plain = F.cross_entropy((hidden[:, :-1] @ weight.t()).reshape(-1, 50), labels[:, 1:].reshape(-1),
+                            ignore_index=IGNORE)
+    grads = torch.autograd.grad(3 * plain, (hidden, weight))
+    fused = fused_linear_cross_entropy(hidden, weight, labels, chunk=chunk)
+    fused_grads = torch.autograd.grad(3 * fused, (hidden, weight))
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(fused_grads, grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_the_training_model_gives_the_same_loss_fused_or_not():
+    from training.pretrain.engine import TrainingModel
+    from training.pretrain.presets import build_model
+
+    lm = build_model(preset("tiny").with_vocab(300), seed=0, bos_id=0, eos_id=2, pad_id=1)
+    ids, labels, pos = (torch.tensor(x)[None] for x in example(
+        np.arange(10, 40, dtype=np.uint32), np.array([0, 12]), 27))
+    plain = TrainingModel(lm)(ids, labels, pos)
+    fused = TrainingModel(lm, fused_loss_chunk=7)(ids, labels, pos)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+    assert set(TrainingModel.export_state(TrainingModel(lm).state_dict())) == set(lm.state_dict())
+    with pytest.raises(ValueError, match="ZeRO-3"):
+        PretrainConfig(zero_stage=3, fused_loss_chunk=4096)

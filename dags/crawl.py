@@ -5,7 +5,9 @@ Reads the configured source (the local profile: a directory of repositories; the
 into `snapshot={id}/crawl/` of the lake, with every dropped file and its reason recorded.
 
 * **Scheduled** monthly: the run for the month starting at the data interval's start crawls snapshot `YYYY-MM`.
-  `catchup` is on, so `airflow backfill create --dag-id crawl --from-date ... --to-date ...` makes one
+  The timetable gives each run a month-long data interval and starts it after the month has ended (a snapshot is
+  the state at the end of its month; a bare cron string would give a one-instant interval at the month's start
+  and crawl a month that has not happened yet). `catchup` is on, so `airflow backfill create --dag-id crawl --from-date ... --to-date ...` makes one
   partition per month; re-running a month replaces exactly that partition.
 * **Manual**: trigger with the `snapshot` param (e.g. `2026-10`).
 
@@ -15,14 +17,14 @@ Emits the `crawl` Asset with `{"snapshot": id}`, which schedules the dedup DAG.
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import CronDataIntervalTimetable, Param, dag
 from assets import CRAWLED
 from stage_launcher import publish, resolve_snapshot, stage_task
 
 
 @dag(
     dag_id=Path(__file__).stem,
-    schedule="@monthly",
+    schedule=CronDataIntervalTimetable("@monthly", timezone="UTC"),
     start_date=pendulum.datetime(2026, 8, 1, tz="UTC"),
     catchup=True,
     max_active_runs=1,

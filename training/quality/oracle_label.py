@@ -106,6 +106,10 @@ def run(lake: Lake, snapshot: str, cfg: OracleLabelConfig, *, resume: bool = Tru
             oracle_name = oracle_name or done["oracle"]
             drops.update(done["drops"])
             histogram.update(done["histogram"])
+        if not sample.num_rows:
+            log.warning("%s/%s has no files to sample: committing empty labels", snapshot, cfg.input)
+            stage.write_table("labels", LABELS.empty_table(), "empty")
+            stage.write_table("failures", LABEL_FAILURES.empty_table(), "empty")
         for reason, count in drops.items():
             stage.stats.drop(reason, count)
         stage.stats.records_in = sample.num_rows

@@ -64,6 +64,9 @@ class VllmOracle:
 
     def __init__(self, model: str, *, temperature: float = 0.0, max_new_tokens: int = 512,
                  engine_args: dict | None = None):
+        from training.quality.scorer import vllm_cpu_defaults
+
+        vllm_cpu_defaults()
         from vllm import LLM, SamplingParams
 
         self.name = f"vllm:{model}"

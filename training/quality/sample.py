@@ -90,6 +90,6 @@ def take_rows(batches: Iterable[pa.RecordBatch], ids: Iterable[str], seed: int) 
     if not parts:
         return pa.table({})
     table = pa.concat_tables(parts)
-    order = sorted(range(table.num_rows), key=lambda i: (table["language"][i].as_py(),
-                                                         rank_key(seed, table["id"][i].as_py())))
+    langs, file_ids = table.column("language").to_pylist(), table.column("id").to_pylist()
+    order = sorted(range(table.num_rows), key=lambda i: (langs[i], rank_key(seed, file_ids[i])))
     return table.take(pa.array(order, pa.int64()))

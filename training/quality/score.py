@@ -124,6 +124,9 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
                          done["files"], done["files"] / max(seconds, 1e-9), done["tokens"] / max(seconds, 1e-9))
             for k in totals:
                 totals[k] += done[k]
+        if not shards:
+            log.warning("%s/%s has no files: committing an empty scores dataset", snapshot, cfg.input)
+            stage.write_table("scores", SCORES.empty_table(), "empty")
         stage.stats.records_in = sum(s.rows for s in shards)
         stage.stats.records_out = totals["files"]
         stage.stats.metrics.update({

@@ -64,11 +64,14 @@ def token_budget_batches(lengths: Sequence[int], token_budget: int, max_batch: i
 
 
 def pooled_scores(model, input_ids, lengths):
-    """Regression-head outputs (0-1 scale) at each row's last real token; rows are right-padded."""
+    """Regression-head outputs (0-1 scale) at each row's last real token; rows are right-padded.
+
+    No attention mask is needed: attention is causal and padding sits after a row's last real token, so
+    nothing that token attends to is padding. Mask-free batches also keep SDPA on its fastest kernels.
+    """
     import torch
 
-    mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]
-    hidden = model.base_model(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+    hidden = model.base_model(input_ids=input_ids).last_hidden_state
     last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
     return model.score(last).squeeze(-1)
 
@@ -121,6 +124,21 @@ class TransformersScorer:
         return out
 
 
+def vllm_cpu_defaults() -> bool:
+    """Environment for a vLLM engine on CPU; returns whether a GPU is present (then nothing is changed).
+
+    On CPU: one process (no engine subprocess to spawn: safe under pytest and in a pod) and 1 GiB of KV cache,
+    plenty for scoring and short rating answers, so the host-memory check fits a shared machine.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return False
+
+
 class VllmScorer:
     """vLLM's pooling runner: ``LLM(runner="pooling")`` and ``LLM.classify`` on pre-tokenized prompts."""
 
@@ -128,14 +146,7 @@ class VllmScorer:
 
     def __init__(self, model_dir: str, *, dtype: str = "auto", max_model_len: int = 2048,
                  gpu_memory_utilization: float = 0.9, engine_args: dict | None = None):
-        import torch
-
-        on_gpu = torch.cuda.is_available()
-        if not on_gpu:
-            # One process: no engine subprocess to spawn (safe under pytest and in a pod), 1 GiB of KV cache
-            # is plenty for pooling (no decode), and the host-memory check then fits a shared machine.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        on_gpu = vllm_cpu_defaults()
         from vllm import LLM
 
         args = {"dtype": resolve_dtype(dtype, on_gpu), "max_model_len": max_model_len,

@@ -210,8 +210,12 @@ def labels_oracle(lake: Lake, snapshot: str, labels_stage: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(STAGE, "Fine-tune the quality scorer (Llama + regression head) on the oracle labels.")
-    return run_stage(parser, argv, lambda args, cfg: run(cfg.open_lake(), args.snapshot,
-                                                         cfg.stage(STAGE, TrainScorerConfig)) and 0)
+
+    def body(args, cfg) -> int:
+        run(cfg.open_lake(), args.snapshot, cfg.stage(STAGE, TrainScorerConfig))
+        return 0
+
+    return run_stage(parser, argv, body)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,13 @@ def test_bottom_share_breaks_ties_by_id():
     threshold, drop = quality_filter.bottom_share(values, ["c", "a", "b", "d"], 0.5)
     assert threshold == 1.0 and drop.tolist() == [False, True, True, False]
     assert quality_filter.bottom_share(values, list("abcd"), 0.0)[1].sum() == 0
+
+
+def test_an_empty_snapshot_commits_empty_outputs(lake, corpus):
+    from tests.training.quality.corpus import commit_input
+
+    commit_input(lake, SNAPSHOT, corpus.slice(0, 0), parts=1)
+    commit_scores(lake, corpus.slice(0, 0))
+    stats = quality_filter.run(lake, SNAPSHOT, QualityFilterConfig())
+    assert stats["records_in"] == stats["records_out"] == 0 and stats["metrics"]["threshold"] is None
+    assert outputs(lake)[0].num_rows == 0

@@ -104,3 +104,12 @@ def test_cli_reports_a_missing_input_clearly(make_config, tmp_path, caplog):
     cfg_path.write_text(yaml.safe_dump({"profile": "local", "lake": {"root": cfg.lake.root}}))
     assert oracle_label.main(["--snapshot", SNAPSHOT, "--config", str(cfg_path)]) == 2
     assert "stage 'pii_redact' has no committed output" in caplog.text
+
+
+def test_an_empty_input_commits_empty_labels(lake, corpus):
+    from tests.training.quality.corpus import commit_input
+
+    commit_input(lake, SNAPSHOT, corpus.slice(0, 0), parts=1)
+    stats = oracle_label.run(lake, SNAPSHOT, OracleLabelConfig(sample_size=10))
+    assert stats["records_in"] == stats["records_out"] == 0
+    assert lake.read_table(SNAPSHOT, "oracle_label", "labels").num_rows == 0

@@ -56,3 +56,23 @@ def test_batched_scores_equal_one_by_one_native_transformers_scores(scorer_model
         one_by_one = np.array([native(torch.tensor([row])).logits[0, 0].item() * 10 for row in ids])
     np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
     assert np.std(batched) > 0
+
+
+def test_packed_forward_scores_equal_batched_scores(scorer_model, tokenizer, corpus):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from training.quality.packed import pack_rows, packed_scores
+
+    texts = corpus.column("content").to_pylist()[:20]
+    ids, _ = encode(tokenizer, texts, 80)
+    model = AutoModelForSequenceClassification.from_pretrained(scorer_model, dtype=torch.float32).eval()
+    batched = TransformersScorer(str(scorer_model), dtype="float32", token_budget=400).score(ids)
+    packed = np.zeros(len(ids))
+    rows = pack_rows([len(i) for i in ids], 256)
+    assert sorted(i for r in rows for i in r) == list(range(len(ids)))
+    assert all(sum(len(ids[i]) for i in r) <= 256 for r in rows) and len(rows) < len(ids)
+    with torch.inference_mode():
+        for row in rows:
+            packed[row] = packed_scores(model, [ids[i] for i in row]).numpy() * 10
+    np.testing.assert_allclose(packed, batched, atol=1e-4)

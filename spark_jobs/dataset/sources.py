@@ -140,7 +140,8 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
         selected = eligible
     actions.append(lambda: {"repo_repositories": repo_files.count(), "repo_eligible": eligible.count(),
                             "repo_selected": selected.count()})
-    budget = cfg.repo_budget_tokens or cfg.seq_len.repo_level
+    # The budget counts every token of the document: its eos (and bos) too, so a document fits its row.
+    budget = (cfg.repo_budget_tokens or cfg.seq_len.repo_level) - 1 - int(cfg.add_bos)
     repo_docs = (clean.join(selected, "repo").select("repo", "path", "language", "content")
                  .groupBy("repo").applyInPandas(
                      lambda pdf: repo_documents_pandas(pdf, tokenizer_json=tokenizer_json, seed=cfg.seed,

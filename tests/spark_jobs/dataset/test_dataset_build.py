@@ -17,6 +17,7 @@ from spark_jobs.dataset import tokenizer as tok
 from spark_jobs.dataset.documents import decode_document, render
 from spark_jobs.dataset.repo_concat import split_document
 
+pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[3]
 STAGES = {
     "tokenizer": {"input": "quality_filter", "vocab_size": 900},

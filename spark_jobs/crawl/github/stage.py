@@ -28,7 +28,14 @@ from operator import add
 from lake.config import ConfigError, PlatformConfig
 from lake.schemas import COMMITS, FILES, REJECTS, to_spark_schema
 from lake.stage import StageRun
-from spark_jobs.crawl.github.api import EtagCache, GitHubClient, RepoMeta, token_from_environment
+from spark_jobs.crawl.github.api import (
+    EtagCache,
+    GitHubClient,
+    GitHubError,
+    RateLimitExceeded,
+    RepoMeta,
+    token_from_environment,
+)
 from spark_jobs.crawl.github.config import GithubConfig
 from spark_jobs.crawl.github.fetch import FetchSettings, fetch_partition, make_cache
 from spark_jobs.crawl.github.fetch_cache import TARBALL_ENTRIES
@@ -116,7 +123,15 @@ def select_repositories(client: GitHubClient, gh: GithubConfig, period: Period,
     """Metadata, head SHA and commit eligibility of each candidate; repositories that are crawled, with why not."""
 
     def one(candidate: tuple[str, int]) -> dict:
-        name, pushes = candidate
+        try:
+            return decide(*candidate)
+        except RateLimitExceeded:
+            raise  # the whole step waits for a later run (which resumes), rather than dropping everyone
+        except GitHubError as err:
+            log.warning("%s: %s", candidate[0], err)
+            return {"repo": candidate[0], "reason": "api_error"}
+
+    def decide(name: str, pushes: int) -> dict:
         meta = client.repo(name)
         if meta is None:
             return {"repo": name, "reason": "repo_unavailable"}

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import test_storage_s3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,8 @@ from lake.token_shards import (
 )
 
 EOS, PAD = 2, 1
+# The S3 lake fixtures (a weed mini server on loopback, a fresh prefix per test) of the storage tests.
+s3_server, s3_root = test_storage_s3.s3_server, test_storage_s3.s3_root
 
 
 def _docs(rng: np.random.Generator, n: int, max_len: int) -> list[np.ndarray]:
@@ -134,3 +137,15 @@ def test_a_shard_that_disagrees_with_the_index_is_refused(lake_root):
     np.save(lake.storage.local_path(key), np.zeros((1, 4), dtype=np.uint32))
     with pytest.raises(ValueError, match="has shape"):
         TokenShards(lake, "s1", "file_level")
+
+
+@pytest.mark.s3
+def test_an_s3_lake_is_read_through_a_local_cache(s3_server, s3_root, tmp_path):
+    lake = Lake.at(s3_root, endpoint_url=s3_server)
+    docs = _docs(np.random.default_rng(5), 12, 30)
+    _write(lake, {"file_level": docs}, {"file_level": 16, "repo_level": 16, "commits": 16})
+    shards = TokenShards(lake, "s1", "file_level", cache_dir=tmp_path / "cache")
+    assert all(np.array_equal(a, b) for a, b in zip(shards.documents(), docs, strict=True))
+    cached = sorted(p.name for p in (tmp_path / "cache").rglob("*.npy"))
+    assert cached and all(name.startswith("shard-") for name in cached)
+    assert isinstance(shards._shards[0].tokens, np.memmap)

@@ -94,7 +94,8 @@ def put_file(storage: Storage, path: Path, key: str) -> int:
 
 
 def download_prefix(storage: Storage, prefix: str, local: Path, *, skip: tuple[str, ...] = ()) -> int:
-    """Copy every object under ``prefix`` into ``local``, skipping files already there with the same size."""
+    """Copy every object under ``prefix`` into ``local`` (streamed from S3); a local lake skips files whose
+    scratch copy already has the same size."""
     total = 0
     for key in storage.list(prefix):
         rel = key[len(prefix) + 1 :]
@@ -107,6 +108,10 @@ def download_prefix(storage: Storage, prefix: str, local: Path, *, skip: tuple[s
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, path)
+        elif hasattr(storage, "client"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            full = f"{storage.prefix}/{key}" if storage.prefix else key
+            storage.client.download_file(storage.bucket, full, str(path))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(storage.read_bytes(key))

@@ -184,8 +184,9 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:
         """Train, export, and (rank 0) commit; returns the committed stats on rank 0."""
-        init_distributed(self.env, self.device)
         self.lake.require(self.snapshot, self.cfg.input)
+        self._tokenizer_dir()  # fail now, not after training, when the export would have no tokenizer
+        init_distributed(self.env, self.device)
         if self.env.rank == 0:
             with StageRun(self.lake, self.snapshot, STAGE, resume=not self.fresh,
                           params=self.cfg.model_dump(mode="json")) as run:
@@ -357,6 +358,13 @@ class Trainer:
         # purge_step hides events a killed run wrote after the checkpoint this run resumes from.
         return SummaryWriter(log_dir=str(directory), purge_step=start or None)
 
+    def _tokenizer_dir(self) -> Path:
+        """The HF tokenizer files the shards were built with (named by the shard index)."""
+        ref = read_index(self.lake, self.snapshot, self.cfg.input).get("tokenizer") or {}
+        return tokenizer_stage.local_dir(self.lake, ref.get("snapshot") or self.snapshot,
+                                         ref.get("stage") or tokenizer_stage.STAGE,
+                                         cache_dir=self.scratch / "tokenizers")
+
     @staticmethod
     def _bos_id(index: dict) -> int:
         """The tokenizer's bos (id 0 as in the released config) even when the build does not prepend it."""
@@ -368,11 +376,7 @@ class Trainer:
         state = engine.full_state_dict()
         if self.env.rank != 0:
             return
-        tokenizer_ref = index.get("tokenizer") or {}
-        tok_snapshot = tokenizer_ref.get("snapshot", self.snapshot)
-        tok_stage = tokenizer_ref.get("stage", tokenizer_stage.STAGE)
-        tokenizer_dir = tokenizer_stage.local_dir(self.lake, tok_snapshot, tok_stage,
-                                                  cache_dir=self.scratch / "tokenizers")
+        tokenizer_dir = self._tokenizer_dir()
         out = self.scratch / self.snapshot / "export" / attempt_prefix.rsplit("=", 1)[-1]
         _remove_tree(out)
         export_hf(state, spec, bos_id=self._bos_id(index), eos_id=index["eos_id"], pad_id=index["pad_id"],

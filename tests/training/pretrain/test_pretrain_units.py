@@ -250,3 +250,24 @@ def test_the_training_model_gives_the_same_loss_fused_or_not():
     assert set(TrainingModel.export_state(TrainingModel(lm).state_dict())) == set(lm.state_dict())
     with pytest.raises(ValueError, match="ZeRO-3"):
         PretrainConfig(zero_stage=3, fused_loss_chunk=4096)
+
+
+# -- the stage's errors name the bad input ---------------------------------------------------------------------
+def test_a_missing_input_or_tokenizer_is_one_clear_error(tmp_path, caplog):
+    import yaml
+
+    from lake.stage import StageRun
+    from training.pretrain.stage import main
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"profile": "local", "lake": {"root": str(tmp_path / "lake")},
+                                      "stages": {"pretrain": {"local": {"launcher": "inline"}}}}))
+    assert main(["--snapshot", "nope", "--config", str(config)]) == 2
+    assert "stage 'dataset_build' has no committed output for snapshot 'nope'" in caplog.text
+    lake = Lake.at(str(tmp_path / "lake"))
+    with StageRun(lake, "notok", "dataset_build") as run:
+        run.write_bytes("token_index.json", b'{"format": "seedcoder-token-shards/1", "tokenizer": {}}')
+    caplog.clear()
+    assert main(["--snapshot", "notok", "--config", str(config)]) == 2
+    assert "stage 'tokenizer' has no committed output for snapshot 'notok'" in caplog.text
+    assert lake.commit_info("notok", "pretrain") is None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import add
@@ -193,6 +194,22 @@ def _frame(spark, schema, uris: list[str]):
     return spark.createDataFrame([], to_spark_schema(schema))
 
 
+@contextmanager
+def utc_microsecond_timestamps(spark):
+    """Write timestamps as Parquet TIMESTAMP_MICROS (UTC), the lake schemas' ``timestamp[us, tz=UTC]``.
+
+    Spark's default, INT96, reads back in pyarrow as a zone-less nanosecond timestamp. Scoped to this stage's
+    writes, so a shared session keeps its setting.
+    """
+    key = "spark.sql.parquet.outputTimestampType"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "TIMESTAMP_MICROS")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
+
+
 def assemble(spark, run: StageRun, storage, selected: list[dict], outcomes: list[dict], partitions: int) -> dict:
     """Write files / rejects / repos / commits of this snapshot from the cache; returns counts for the stats."""
     from pyspark.sql import functions as F
@@ -262,7 +279,8 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
              dict(Counter((o["kind"], o["status"]) for o in outcomes)))
     failed = {o["repo"] for o in outcomes if o["kind"] == "tarball" and o["status"] == "failed"}
     kept = [r for r in selected if r["repo"] not in failed]
-    counts = assemble(spark, run, lake.storage, kept, outcomes, crawl_cfg.output_partitions)
+    with utc_microsecond_timestamps(spark):
+        counts = assemble(spark, run, lake.storage, kept, outcomes, crawl_cfg.output_partitions)
 
     run.stats.records_out = counts["files"]
     run.stats.records_in = counts["files"] + sum(counts["drops"].values())

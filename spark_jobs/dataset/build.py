@@ -56,6 +56,18 @@ class FimRates(StrictModel):
     commits: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class AlignDocs(StrictModel):
+    """Per source: start a document on a new row when it would not fit in the current one (padding the rest).
+
+    Regular pretraining concatenates freely; repository and commit documents are long-context material whose
+    point is to be seen whole, so they are never cut when they fit in a row.
+    """
+
+    file_level: bool = False
+    repo_level: bool = True
+    commits: bool = True
+
+
 class DatasetBuildConfig(StrictModel):
     """``stages.dataset_build`` in the profile YAML."""
 
@@ -72,6 +84,7 @@ class DatasetBuildConfig(StrictModel):
     seed: int = 0
     seq_len: SeqLens = SeqLens()
     fim_rate: FimRates = FimRates()
+    align: AlignDocs = AlignDocs()
     # Parallel groups per source; each group packs into its own shards (fixes the output, unlike executors).
     parts: int = Field(8, ge=1, le=4096)
     # Tokens per shard file (rounded down to whole rows); 64M tokens = 256 MiB of uint32.
@@ -159,7 +172,8 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     spec = packing.PackSpec(
         lake_root=lake.root, s3_endpoint_url=cfg.lake.s3_endpoint_url, s3_region=cfg.lake.s3_region,
         attempt_prefix=run.attempt_prefix, tokenizer_json=tok_json,
-        seq_lens=stage_cfg.seq_len.model_dump(), fim_rates=stage_cfg.fim_rate.model_dump(), seed=stage_cfg.seed,
+        seq_lens=stage_cfg.seq_len.model_dump(), fim_rates=stage_cfg.fim_rate.model_dump(),
+        align=stage_cfg.align.model_dump(), seed=stage_cfg.seed,
         pad_id=SPECIAL_IDS[PAD], eos_id=SPECIAL_IDS[EOS], bos_id=SPECIAL_IDS[BOS] if stage_cfg.add_bos else None,
         shard_tokens=stage_cfg.shard_tokens, fingerprint=fingerprint, done=frozenset(done))
     todo = docs

@@ -39,6 +39,7 @@ class PackSpec:
     tokenizer_json: str
     seq_lens: dict[str, int]
     fim_rates: dict[str, float]
+    align: dict[str, bool]
     seed: int
     pad_id: int
     eos_id: int
@@ -69,7 +70,7 @@ def pack_group(spec: PackSpec, source: str, part: int, docs: Iterable[tuple[str,
     storage = storage or spec.storage()
     tokenizer = _tokenizer(spec.tokenizer_json)
     writer = ShardWriter(storage, spec.attempt_prefix, source, seq_len=spec.seq_lens[source], pad_id=spec.pad_id,
-                         shard_tokens=spec.shard_tokens, name=f"{part:05d}")
+                         shard_tokens=spec.shard_tokens, name=f"{part:05d}", align=spec.align[source])
     counts = {"documents": 0, "fim": 0, "tokens": 0}
     batch: list[Pieces] = []
 

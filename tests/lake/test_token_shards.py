@@ -40,7 +40,8 @@ def _write(lake: Lake, docs_by_source: dict[str, list[np.ndarray]], seq_lens: di
     with StageRun(lake, "s1", "dataset_build") as run:
         shards = {}
         for source in SOURCES:
-            writer = ShardWriter.for_run(run, source, seq_len=seq_lens[source], pad_id=PAD, shard_tokens=shard_tokens)
+            writer = ShardWriter.for_run(run, source, seq_len=seq_lens[source], pad_id=PAD, shard_tokens=shard_tokens,
+                                         align=source != "file_level")
             shards[source] = writer.add_all(docs_by_source.get(source, [])).close()
         write_index(run, build_index(seq_lens=seq_lens, shards=shards, vocab_size=1000, pad_id=PAD, eos_id=EOS,
                                      bos_id=0, tokenizer={"snapshot": "s1", "stage": "tokenizer", "uri": "x"}))
@@ -66,6 +67,32 @@ def test_packer_keeps_every_token_and_boundary(lengths, seq_len, max_rows):
         starts_global += [offset + int(s) for s in b.doc_starts]
         offset += b.real_tokens
     assert starts_global == list(np.cumsum([0] + lengths[:-1]))
+
+
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=30), seq_len=st.integers(2, 17),
+       max_rows=st.integers(1, 5))
+@settings(max_examples=80, deadline=None)
+def test_aligned_packing_keeps_fitting_documents_in_one_row(lengths, seq_len, max_rows):
+    packer = SequencePacker(seq_len, PAD, max_rows=max_rows, align=True)
+    docs = [np.full(n, 10 + i, dtype=np.uint32) for i, n in enumerate(lengths)]
+    blocks = [b for d in docs for b in packer.add(d)]
+    tail = packer.flush()
+    blocks += [tail] if tail else []
+    rows = [(row, int(v)) for b in blocks for row, v in zip(b.tokens, b.valid, strict=True)]
+    assert all(np.all(row[v:] == PAD) for row, v in rows)
+    assert np.array_equal(np.concatenate([row[:v] for row, v in rows]), np.concatenate(docs))
+    starts, offset = [], 0
+    for b in blocks:
+        starts += [offset + int(s) for s in b.doc_starts]
+        offset += b.tokens.size
+    for start, n in zip(starts, lengths, strict=True):
+        if n <= seq_len:
+            assert start // seq_len == (start + n - 1) // seq_len  # never cut
+    # a padded row (other than the very last) is padded because the next document did not fit in it
+    length_at = dict(zip(starts, lengths, strict=True))
+    for r, (_row, v) in enumerate(rows[:-1]):
+        if v < seq_len:
+            assert seq_len - v < length_at[(r + 1) * seq_len] <= seq_len
 
 
 def test_round_trip_through_the_lake(lake_root):

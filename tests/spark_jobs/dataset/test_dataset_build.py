@@ -137,3 +137,15 @@ def test_a_rebuild_gives_identical_shards_and_a_killed_build_resumes(curated, mo
     resumed = run_build(cfg, lake)
     assert resumed["metrics"]["resumed_groups"] == len(markers) - 1
     assert same_arrays(first, shard_arrays(lake))
+
+
+def test_long_context_documents_that_fit_a_row_are_never_cut(curated):
+    _cfg, lake, _rows, _stats = curated
+    for source in ("repo_level", "commits"):
+        shards = TokenShards(lake, "s1", source)
+        starts = [i * shards.seq_len + int(s) for i in range(len(shards)) for s in shards[i][1]]
+        lengths = [d.size for d in shards.documents()]
+        assert len(starts) == len(lengths) > 0
+        fitting = [(s, n) for s, n in zip(starts, lengths, strict=True) if n <= shards.seq_len]
+        assert fitting
+        assert all(s // shards.seq_len == (s + n - 1) // shards.seq_len for s, n in fitting)

@@ -256,4 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this __main__ copy: Spark workers unpickle the step by its module's name.
+    from spark_jobs.filters.syntax_filter import main as importable_main
+
+    sys.exit(importable_main())

@@ -84,8 +84,9 @@ def check_chain(lake) -> None:
 
 
 @pytest.mark.spark
-@pytest.mark.slow  # four Spark stages: ~1 min alone, ~2.5 min on the shared 2 cores
+@pytest.mark.slow  # four Spark stages in one session: ~1 min alone, ~2.5 min on the shared 2 cores
 def test_chain_on_spark_matches_local_engine(spark, lake, config_path, tmp_path):
+    """In-process, sharing the test session's Spark; test_filters_dag.py runs the same stages as ``python -m``."""
     commit_input(lake, corpus())
     run_chain(config_path("spark"))
     check_chain(lake)

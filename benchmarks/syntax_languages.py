@@ -5,8 +5,8 @@
 
 Installed software is a corpus of real, working files (shipped code is code that ran), so a language whose grammar
 drops many of them needs a tolerance: this prints, per language, the share of distinct real files with any error
-node, the error-share quantiles, the drop share at the configured threshold, and the threshold that would keep
-``--keep`` of them. It is how the defaults in spark_jobs/filters/syntax_filter.py were checked beyond C/C++.
+node, the error-share quantiles, the drop share at the configured threshold ("unchecked": the language's files
+pass unparsed, its grammar being too weak), and the threshold that would keep ``--keep`` of them. It is how the defaults in spark_jobs/filters/syntax_filter.py were checked beyond C/C++.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ def survey(language: str, paths: list[Path], per_language: int, keep: float, ste
     seconds = time.perf_counter() - t0
     ordered = sorted(shares)
     threshold = step.threshold(language)
+    unchecked = language in step.unchecked_languages
     return {"language": language, "files": len(texts), "any_error": sum(s > 0 for s in shares) / len(shares),
+            "unchecked": unchecked,
             "q95": ordered[int(0.95 * (len(ordered) - 1))], "keep_threshold": ordered[int(keep * (len(ordered) - 1))],
-            "threshold": threshold, "dropped": sum(s > threshold for s in shares) / len(shares),
+            "threshold": threshold, "dropped": 0.0 if unchecked else sum(s > threshold for s in shares) / len(shares),
             "mb_per_s": size / max(seconds, 1e-9) / 1e6}
 
 
@@ -97,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         r = survey(language, found[language], args.per_language, args.keep, step)
         if r is None or r["files"] < args.min_files:
             continue
+        threshold = "unchecked" if r["unchecked"] else f"{r['threshold']:.3f}"
         print(f"{r['language']:<16}{r['files']:>6}{r['any_error']:>11.3f}{r['q95']:>11.4f}{r['keep_threshold']:>10.4f}"
-              f"{r['threshold']:>11.3f}{r['dropped']:>9.3f}{r['mb_per_s']:>7.2f}", flush=True)
+              f"{threshold:>11}{r['dropped']:>9.3f}{r['mb_per_s']:>7.2f}", flush=True)
     return 0
 
 

@@ -152,11 +152,9 @@ def resolve_schedule(cfg: PretrainConfig, index: dict, sources: dict[str, TokenS
 class Trainer:
     """One rank of one pretraining run on one snapshot."""
 
-    def __init__(self, lake: Lake, snapshot: str, cfg: PretrainConfig, *, fresh: bool = False,
-                 max_steps: int | None = None):
+    def __init__(self, lake: Lake, snapshot: str, cfg: PretrainConfig, *, fresh: bool = False):
         self.lake, self.snapshot, self.cfg = lake, snapshot, cfg
         self.fresh = fresh
-        self.max_steps = max_steps
         self.env = DistEnv.from_environ()
         self.device = (torch.device("cuda", self.env.local_rank) if torch.cuda.is_available()
                        else torch.device("cpu"))
@@ -216,7 +214,7 @@ class Trainer:
         local_ckpt = self.scratch / self.snapshot / attempt_prefix.rsplit("=", 1)[-1] / "checkpoints"
         start, resumed_loss = self._resume(attempt_prefix, engine, loader, architecture, local_ckpt)
         losses: list[float] = []
-        total = schedule.total_steps if self.max_steps is None else min(schedule.total_steps, self.max_steps)
+        total = schedule.total_steps
         if env.rank == 0:
             counts = parameter_counts(spec)
             log.info("pretrain %s: preset %s (%.1fM parameters, %.1fM non-embedding), engine %s ZeRO-%d, "

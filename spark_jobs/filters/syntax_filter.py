@@ -55,8 +55,8 @@ UNCHECKED_LANGUAGES = ("CSV", "INI", "SQL", "Tcl", "Vim Script")
 
 class SyntaxFilterConfig(FilterStageConfig):
     input: str = "near_dedup"
-    # Files larger than this are dropped unparsed (reason syntax_too_large): parse cost grows with size and the
-    # crawl's own cap is larger. 1 MiB parses in about a second.
+    # Files larger than this are dropped unparsed (reason syntax_too_large): parse cost grows with size. The crawl
+    # already caps files at 1 MB, so this guards inputs from other sources; 1 MiB parses in about a second.
     max_bytes: int = Field(1 << 20, ge=1)
     # Wall-clock bound of one parse; a cancelled parse drops the file (reason syntax_timeout).
     max_parse_seconds: float = Field(10.0, gt=0)

@@ -52,11 +52,14 @@ def plan_shards(keys: list[str], row_counts: list[int], shard_rows: int) -> list
     >>> [(s.name, s.start, s.rows) for s in plan_shards(["a.parquet", "b.parquet"], [5, 2], 3)]
     [('00000-00000', 0, 3), ('00000-00001', 3, 2), ('00001-00000', 0, 2)]
     """
-    shards = []
-    for k, (key, count) in enumerate(zip(keys, row_counts, strict=True)):
-        for c, start in enumerate(range(0, count, shard_rows)):
-            shards.append(Shard(f"{k:05d}-{c:05d}", key, start, min(shard_rows, count - start)))
-    return shards
+    return [s for k, (key, count) in enumerate(zip(keys, row_counts, strict=True))
+            for s in key_shards(k, key, count, shard_rows)]
+
+
+def key_shards(k: int, key: str, rows: int, shard_rows: int) -> list[Shard]:
+    """The shards of the ``k``-th input file."""
+    return [Shard(f"{k:05d}-{c:05d}", key, start, min(shard_rows, rows - start))
+            for c, start in enumerate(range(0, rows, shard_rows))]
 
 
 def scorer_dir(lake: Lake, snapshot: str, cfg: ScoreConfig) -> tuple[Path, str]:
@@ -76,6 +79,18 @@ def score_table(scorer: Scorer, tokenizer, rows: pa.Table, max_tokens: int) -> p
                      "truncated": pa.array(cut, pa.bool_())}, schema=SCORES)
 
 
+def score_shard(stage: StageRun, scorer: Scorer, tokenizer, rows: pa.Table, name: str, max_tokens: int) -> dict:
+    """Score one shard, write its part under the shard's stable name, then mark it done (in that order)."""
+    t0 = time.monotonic()
+    scores = score_table(scorer, tokenizer, rows, max_tokens)
+    seconds = time.monotonic() - t0
+    stage.write_table("scores", scores, name)
+    done = {"files": scores.num_rows, "tokens": int(pc.sum(scores.column("num_tokens")).as_py() or 0),
+            "truncated": int(pc.sum(scores.column("truncated")).as_py() or 0), "seconds": round(seconds, 4)}
+    stage.mark_shard_done(name, done)
+    return done
+
+
 def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, backend: str | None = None,
         scorer: Scorer | None = None) -> dict:
     """Score every input file; ``scorer`` injects an already started backend (tests share one vLLM engine)."""
@@ -91,39 +106,37 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
         guard_resume(stage, {cfg.input: input_commit.attempt, "model": model_ref, "max_tokens": str(cfg.max_tokens),
                              "shard_rows": str(cfg.shard_rows)})
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        files = [pq.ParquetFile(io.BytesIO(lake.storage.read_bytes(k))) for k in keys]
-        shards = plan_shards(keys, [f.metadata.num_rows for f in files], cfg.shard_rows)
-        by_key = dict(zip(keys, files, strict=True))
         totals = {"files": 0, "tokens": 0, "truncated": 0}
         fresh = {"files": 0, "tokens": 0, "seconds": 0.0, "shards": 0}
-        table_cache: tuple[str, pa.Table] | None = None
-        for n, shard in enumerate(shards):
-            if stage.shard_done(shard.name):
-                done = stage.shard_info(shard.name)
-            else:
-                if table_cache is None or table_cache[0] != shard.key:
-                    table_cache = (shard.key, by_key[shard.key].read(columns=["id", "language", "content"]))
-                if scorer is None:
-                    log.info("starting the %s scorer on %s", chosen, model_dir)
-                    scorer = make_scorer(chosen, str(model_dir), max_tokens=cfg.max_tokens, dtype=cfg.dtype,
-                                         token_budget=cfg.token_budget,
-                                         gpu_memory_utilization=cfg.gpu_memory_utilization,
-                                         engine_args=dict(cfg.engine_args))
-                t0 = time.monotonic()
-                scores = score_table(scorer, tokenizer, table_cache[1].slice(shard.start, shard.rows), cfg.max_tokens)
-                seconds = time.monotonic() - t0
-                stage.write_table("scores", scores, shard.name)
-                done = {"files": scores.num_rows, "tokens": int(pc.sum(scores.column("num_tokens")).as_py()),
-                        "truncated": int(pc.sum(scores.column("truncated")).as_py() or 0),
-                        "seconds": round(seconds, 4)}
-                stage.mark_shard_done(shard.name, done)
-                for k in ("files", "tokens", "seconds"):
-                    fresh[k] += done[k]
-                fresh["shards"] += 1
-                log.info("shard %s (%d/%d): %d files, %.1f files/s, %.0f tokens/s", shard.name, n + 1, len(shards),
-                         done["files"], done["files"] / max(seconds, 1e-9), done["tokens"] / max(seconds, 1e-9))
-            for k in totals:
-                totals[k] += done[k]
+        shards: list[Shard] = []
+        expected = input_commit.stats.get("records_out") or 0
+        for k, key in enumerate(keys):
+            # One input file in memory at a time; its rows are read only if one of its shards is left to score.
+            parquet = pq.ParquetFile(io.BytesIO(lake.storage.read_bytes(key)))
+            table: pa.Table | None = None
+            for shard in key_shards(k, key, parquet.metadata.num_rows, cfg.shard_rows):
+                shards.append(shard)
+                if stage.shard_done(shard.name):
+                    done = stage.shard_info(shard.name)
+                else:
+                    if table is None:
+                        table = parquet.read(columns=["id", "language", "content"])
+                    if scorer is None:
+                        log.info("starting the %s scorer on %s", chosen, model_dir)
+                        scorer = make_scorer(chosen, str(model_dir), max_tokens=cfg.max_tokens, dtype=cfg.dtype,
+                                             token_budget=cfg.token_budget,
+                                             gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                             engine_args=dict(cfg.engine_args))
+                    done = score_shard(stage, scorer, tokenizer, table.slice(shard.start, shard.rows), shard.name,
+                                       cfg.max_tokens)
+                    for name in ("files", "tokens", "seconds"):
+                        fresh[name] += done[name]
+                    fresh["shards"] += 1
+                    log.info("shard %s: %d files, %.1f files/s, %.0f tokens/s (%d of ~%d files done)", shard.name,
+                             done["files"], done["files"] / max(done["seconds"], 1e-9),
+                             done["tokens"] / max(done["seconds"], 1e-9), totals["files"] + done["files"], expected)
+                for name in totals:
+                    totals[name] += done[name]
         if not shards:
             log.warning("%s/%s has no files: committing an empty scores dataset", snapshot, cfg.input)
             stage.write_table("scores", SCORES.empty_table(), "empty")

@@ -45,16 +45,18 @@ class PhaseConfig(StrictModel):
 
 
 # The report's schedule (6T tokens): 8K context at 3e-4 (1T code+math web, then 4T curated code: our
-# shards hold the code part), then the continued phase at 32K on high-quality, long-context and commit data,
-# 3e-4/sqrt(10) for 400B tokens and 3e-5 for 600B. (?) The report does not say where the 8K->32K switch sits
-# relative to the two learning rates; we switch at the start of the continued phase.
+# shards hold the code part), then the continued phase at 32K on long-context (repository-level) and commit
+# data, 3e-4/sqrt(10) for 400B tokens and 3e-5 for 600B. A phase trains one context length, so it draws only
+# sources packed at that length (the dataset build packs file_level at 8K, repo_level and commits at 32K).
+# (?) The report does not say where the 8K->32K switch sits relative to the two learning rates, nor the
+# mixture weights; we switch at the start of the continued phase.
 SEED_CODER_PHASES = (
     PhaseConfig(name="regular", tokens=5_000_000_000_000, lr=3e-4, seq_len=8192, fim_rate=0.5,
-                mixture={"file_level": 0.8, "repo_level": 0.2}),
+                mixture={"file_level": 1.0}),
     PhaseConfig(name="continued_high_lr", tokens=400_000_000_000, lr=3e-4 / math.sqrt(10), seq_len=32_768,
-                fim_rate=0.1, mixture={"file_level": 0.3, "repo_level": 0.5, "commits": 0.2}),
+                fim_rate=0.1, mixture={"repo_level": 0.7, "commits": 0.3}),
     PhaseConfig(name="continued_low_lr", tokens=600_000_000_000, lr=3e-5, seq_len=32_768, fim_rate=0.1,
-                mixture={"file_level": 0.3, "repo_level": 0.5, "commits": 0.2}),
+                mixture={"repo_level": 0.7, "commits": 0.3}),
 )
 
 

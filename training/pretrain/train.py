@@ -125,8 +125,7 @@ def open_sources(lake: Lake, snapshot: str, cfg: PretrainConfig) -> tuple[dict, 
     return index, {s: TokenShards(lake, snapshot, s, stage=cfg.input) for s in wanted}
 
 
-def resolve_schedule(cfg: PretrainConfig, index: dict, sources: dict[str, TokenShards], world_size: int,
-                     stats) -> Schedule:
+def resolve_schedule(cfg: PretrainConfig, sources: dict[str, TokenShards], world_size: int, stats) -> Schedule:
     """Phases with their seq_len and effective mixture checked against the shards."""
     sizes = {name: len(src) for name, src in sources.items()}
     seq_lens, phases = {}, []
@@ -197,7 +196,7 @@ class Trainer:
     def _train(self, attempt_prefix: str, stats) -> None:
         cfg, env, storage = self.cfg, self.env, self.lake.storage
         index, sources = open_sources(self.lake, self.snapshot, cfg)
-        schedule = resolve_schedule(cfg, index, sources, env.world_size, stats or _NullStats())
+        schedule = resolve_schedule(cfg, sources, env.world_size, stats or _NullStats())
         spec = preset(cfg.preset).with_vocab(int(index["vocab_size"]))
         for phase in schedule.phases:
             if phase.seq_len > spec.max_position_embeddings:

@@ -271,3 +271,31 @@ def test_a_missing_input_or_tokenizer_is_one_clear_error(tmp_path, caplog):
     assert main(["--snapshot", "notok", "--config", str(config)]) == 2
     assert "stage 'tokenizer' has no committed output for snapshot 'notok'" in caplog.text
     assert lake.commit_info("notok", "pretrain") is None
+
+
+def test_the_k8s_profile_resolves_against_shards_of_the_k8s_dataset_build():
+    """8K file_level rows for the regular phase, 32K repo_level/commits rows for the continued phases."""
+    from pathlib import Path
+
+    from lake.config import load_config
+    from training.pretrain.train import resolve_schedule
+
+    repo = Path(__file__).resolve().parents[3]
+    cfg = load_config(repo / "config" / "k8s.yaml").stage("pretrain", PretrainConfig)
+    sources = {"file_level": FakeSource(1, 100, 8192), "repo_level": FakeSource(2, 10, 32768),
+               "commits": FakeSource(3, 10, 32768)}
+
+    class Stats:
+        drops: list = []
+
+        def drop(self, reason, count=1):
+            self.drops.append(reason)
+
+    sched = resolve_schedule(cfg, sources, world_size=32, stats=Stats())
+    assert [p.seq_len for p in sched.phases] == [8192, 32768, 32768]
+    assert cfg.global_batch(32) == 128
+    assert sched.phases[0].steps == math.ceil(5e12 / (128 * 8192))
+    with pytest.raises(ValueError, match="different seq_len"):
+        bad = cfg.model_copy(update={"phases": [PhaseConfig(name="x", steps=1, lr=1e-4,
+                                                            mixture={"file_level": 1, "commits": 1})]})
+        resolve_schedule(bad, sources, world_size=1, stats=Stats())

@@ -60,6 +60,8 @@ SMALL_REPOS = {
         "schema.sql": "create table users (id int primary key, name text);\n",
         "deploy.sh": "#!/bin/sh\nset -e\npython -m app.main\n",
         "static/index.html": "<!doctype html>\n<p>app</p>\n",
+        # Hostile text: special-token look-alikes, NUL, a line separator, CRLF, astral characters, no final newline.
+        "app/weird.py": "s = '<[fim-prefix]><[SEP▁TOKEN]><[end▁of▁sentence]>'\r\nz = '\x00\u2028é🙂'",
     },
     "acme/gosvc": {
         "cmd/server/main.go": 'package main\n\nimport "github.com/acme/gosvc/internal/store"\n\n'

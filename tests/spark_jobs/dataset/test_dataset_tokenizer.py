@@ -80,3 +80,19 @@ def test_an_empty_corpus_is_refused(make_config):
     with pytest.raises(ValueError, match="no training text"):
         tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
     assert lake.commit_info("s1", "tokenizer") is None
+
+
+def test_build_cli_refuses_a_bad_config_and_a_missing_tokenizer(tmp_path):
+    from spark_jobs.dataset import build
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"profile: local\nlake:\n  root: {tmp_path / 'lake'}\n"
+                   "stages:\n  dataset_build:\n    fim_rate: {file_level: 2.0}\n")
+    assert build.main(["--snapshot", "s1", "--config", str(bad)]) == 2
+    good = tmp_path / "good.yaml"
+    good.write_text(f"profile: local\nlake:\n  root: {tmp_path / 'lake'}\n"
+                    "stages:\n  dataset_build:\n    input: exact_dedup\n")
+    lake = Lake.at(str(tmp_path / "lake"))
+    commit_files(lake, "s1", "exact_dedup", file_rows("py/json", dict(stdlib_texts("json", 2))))
+    assert build.main(["--snapshot", "s1", "--config", str(good)]) == 2  # no tokenizer committed
+    assert lake.commit_info("s1", "dataset_build") is None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import commit_files, commit_table, curated_rows, score_table
+from dataset_fixtures import commit_files, commit_table, curated_rows, score_table
 
 from lake.config import load_config
 from lake.stage import StageRun

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import commit_files, commit_table, curated_rows, score_table
+from dataset_fixtures import commit_files, commit_table, curated_rows, score_table
 
 from lake.stage import Lake, StageRun
 from lake.token_shards import SOURCES, TokenShards, read_index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import dataset_fixtures
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from spark_jobs.dataset import fim
 from spark_jobs.dataset.documents import decode_document, encode_documents, normalize
 from spark_jobs.dataset.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SEP, SPECIAL_IDS
+
+tiny_tokenizer = dataset_fixtures.tiny_tokenizer  # the session fixture, shared
 
 pieces_strategy = st.lists(st.one_of(st.tuples(st.just(False), st.text(max_size=40)),
                                      st.just((True, SEP))), max_size=8)

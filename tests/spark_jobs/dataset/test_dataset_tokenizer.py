@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import dataset_fixtures
 import pytest
-from conftest import commit_files, file_rows, stdlib_texts
+from dataset_fixtures import commit_files, file_rows, stdlib_texts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lake.stage import Lake
 from spark_jobs.dataset import tokenizer as tok
+
+tiny_tokenizer = dataset_fixtures.tiny_tokenizer  # the session fixture, shared
 
 
 def test_special_tokens_have_the_released_ids(tiny_tokenizer):

@@ -1,4 +1,6 @@
-"""Fixtures of the dataset build: a small tokenizer trained on the standard library, and curated snapshots."""
+"""Helpers and fixtures of the dataset build tests: a small tokenizer trained on the standard library, and curated
+snapshots. A uniquely named module rather than a conftest.py: several test folders without ``__init__.py`` each
+having a conftest.py collide when collected together ("import file mismatch")."""
 
 from __future__ import annotations
 

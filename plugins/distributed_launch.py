@@ -9,7 +9,7 @@ while it is still starting.
 
 Pods ask for ``gpus_per_node`` GPUs (requests = limits), carry the GPU node selector and tolerations, mount a
 memory-backed ``/dev/shm`` (NCCL and dataloader workers need more than the container default of 64 MiB) and
-run in the Airflow ``gpu`` pool. :func:`render` gives the plain manifests (validated against the Kubernetes
+run in the Airflow ``gpu`` pool; an ``emptyDir`` at ``/scratch`` holds checkpoint files on their way to the lake. :func:`render` gives the plain manifests (validated against the Kubernetes
 schema in tests, usable with ``kubectl apply``); :func:`distributed_stage_tasks` gives the DAG's operators:
 the local profile falls back to the stage launcher's subprocess (DeepSpeed launcher on CPU).
 """
@@ -34,6 +34,8 @@ from stage_launcher import (
 )
 
 RENDEZVOUS_LABEL = "seedcoder/rendezvous"
+# Node-local disk for checkpoint files on their way to the lake (stages.pretrain.scratch_dir on k8s).
+SCRATCH = "/scratch"
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,8 @@ class DistributedLaunch:
 
     def env(self) -> dict[str, str]:
         """The lake settings of the deployment (as every stage pod gets them) plus the NCCL/torch knobs."""
-        return {"SEEDCODER_PROFILE": "k8s", **lake_env(), "NCCL_SOCKET_IFNAME": "eth0", "OMP_NUM_THREADS": "8",
-                "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"}
+        return {"SEEDCODER_PROFILE": "k8s", **lake_env(), "SEEDCODER_SCRATCH": f"{SCRATCH}/{self.stage}",
+                "NCCL_SOCKET_IFNAME": "eth0", "OMP_NUM_THREADS": "8", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"}
 
     # -- plain manifests ------------------------------------------------------------------------------
     def service_manifest(self) -> dict[str, Any]:
@@ -131,7 +133,8 @@ class DistributedLaunch:
                 "serviceAccountName": self.service_account,
                 "nodeSelector": dict(self.node_selector),
                 "tolerations": [dict(t) for t in self.tolerations],
-                "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shm_size}}],
+                "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shm_size}},
+                            {"name": "scratch", "emptyDir": {"sizeLimit": self.ephemeral_storage}}],
                 "containers": [{
                     "name": "base",
                     "image": self.image,
@@ -141,7 +144,8 @@ class DistributedLaunch:
                        else {}),
                     "ports": [{"name": "rendezvous", "containerPort": self.rendezvous_port}],
                     "resources": self.resources(),
-                    "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                    "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
+                                     {"name": "scratch", "mountPath": SCRATCH}],
                 }],
             },
         }
@@ -207,8 +211,11 @@ def job_operator(launch: DistributedLaunch, snapshot: str = SNAPSHOT_XCOM, **kwa
         node_selector=dict(launch.node_selector),
         tolerations=[k8s.V1Toleration(**t) for t in launch.tolerations],
         volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                                size_limit=launch.shm_size))],
-        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
+                                                                                size_limit=launch.shm_size)),
+                 k8s.V1Volume(name="scratch",
+                              empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=launch.ephemeral_storage))],
+        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+                       k8s.V1VolumeMount(name="scratch", mount_path=SCRATCH)],
         ports=[k8s.V1ContainerPort(name="rendezvous", container_port=launch.rendezvous_port)],
         service_account_name=launch.service_account,
         full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(subdomain=launch.service_name, containers=[])),

@@ -54,6 +54,8 @@ def test_rendered_manifests_validate_and_carry_the_gpu_settings():
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {"name": "scratch", "mountPath": "/scratch"} in container["volumeMounts"]
+    assert {"name": "SEEDCODER_SCRATCH", "value": "/scratch/pretrain"} in container["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "lake-s3"}}]
     assert {"name": "SEEDCODER_LAKE_ROOT", "value": "s3://lake/prod"} in container["env"]
     assert len(job["metadata"]["name"]) + len("-99") <= 63
@@ -80,6 +82,7 @@ def test_the_dag_operator_builds_the_same_indexed_job():
     container = pod["containers"][0]
     assert container["command"] + container["args"] == rendered["containers"][0]["command"]
     assert container["resources"] == rendered["containers"][0]["resources"]
+    assert container["volumeMounts"] == rendered["containers"][0]["volumeMounts"]
     assert pod["tolerations"] == rendered["tolerations"] and pod["nodeSelector"] == rendered["nodeSelector"]
 
 

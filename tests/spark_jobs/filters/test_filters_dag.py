@@ -60,7 +60,9 @@ def test_filters_dag_runs_and_publishes(tmp_path):
                          timeout=1500)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "DAG filters" in out.stdout and "success" in out.stdout
-    assert lake.stats("2026-10", "syntax_filter")["drop_reasons"] == {"syntax_error": 2}  # bad.py and yarn v1
+    assert lake.stats("2026-10", "syntax_filter")["drop_reasons"] == {"syntax_error": 1}
+    assert lake.stats("2026-10", "rule_filter")["drop_reasons"] == {"lock_file": 1}
+    assert lake.stats("2026-10", "pii_redact")["metrics"]["step"] == {"files_redacted": 1, "redacted:email": 1}
     final = lake.read_table("2026-10", "pii_redact", "files").to_pylist()
     assert sorted(r["path"] for r in final) == ["ok.py", "s.py"]
     assert next(r for r in final if r["path"] == "s.py")["content"] == 'OWNER = "<EMAIL>"\n'

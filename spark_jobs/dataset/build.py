@@ -94,6 +94,8 @@ class DatasetBuildConfig(StrictModel):
     # Token budget of one repository document; default: the repo_level row length.
     repo_budget_tokens: int | None = Field(None, ge=16)
     repo_min_files: int = Field(2, ge=1)
+    # Repositories with more text than this (characters) get no repository-level document (executor memory).
+    repo_max_chars: int = Field(256_000_000, ge=1)
     # Keep this fraction of repositories, best mean file score first, when scores exist (the report gives no number).
     repo_keep_fraction: float = Field(0.5, gt=0.0, le=1.0)
     max_parse_bytes: int = Field(512_000, ge=1)

@@ -124,8 +124,11 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                              F.array(F.struct(F.lit(False).alias("special"),
                                               F.col("content").alias("text"))).alias("pieces"))
 
-    repo_files = clean.groupBy("repo").agg(F.count("*").alias("n_files"))
-    eligible = repo_files.filter(F.col("n_files") >= cfg.repo_min_files).select("repo")
+    repo_files = clean.groupBy("repo").agg(F.count("*").alias("n_files"),
+                                           F.sum(F.length("content")).alias("n_chars"))
+    # One repository is one pandas frame on one executor: a giant monorepo stays file-level only.
+    eligible = repo_files.filter((F.col("n_files") >= cfg.repo_min_files)
+                                 & (F.col("n_chars") <= cfg.repo_max_chars)).select("repo")
     if scores is not None:
         means = (clean.select("id", "repo").join(scores.select("id", "score"), "id")
                  .groupBy("repo").agg(F.avg("score").alias("mean_score"))
@@ -138,8 +141,11 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                                  ).select("repo")
     else:
         selected = eligible
-    actions.append(lambda: {"repo_repositories": repo_files.count(), "repo_eligible": eligible.count(),
-                            "repo_selected": selected.count()})
+    actions.append(_aggregate(repo_files, repo_repositories=F.count("*"),
+                              repo_too_few_files=_n_where(F.col("n_files") < cfg.repo_min_files),
+                              repo_too_large=_n_where((F.col("n_files") >= cfg.repo_min_files)
+                                                      & (F.col("n_chars") > cfg.repo_max_chars))))
+    actions.append(lambda: {"repo_selected": selected.count()})
     # The budget counts every token of the document: its eos (and bos) too, so a document fits its row.
     budget = (cfg.repo_budget_tokens or cfg.seq_len.repo_level) - 1 - int(cfg.add_bos)
     repo_docs = (clean.join(selected, "repo").select("repo", "path", "language", "content")

@@ -81,7 +81,7 @@ def test_shards_decode_back_to_the_source_documents(curated):
     assert set(app[-3:]) == {"schema.sql", "deploy.sh", "static/index.html"}
     # acme/rs scores low (dropped by repo_keep_fraction), solo/one has one file: neither is a repo document
     assert {p for r in repos for p, _c in r} & {"src/main.rs", "one.py"} == set()
-    assert stats["metrics"]["repositories"]["selected"] == 3
+    assert stats["metrics"]["repositories"] == {"repositories": 5, "too_few_files": 1, "too_large": 0, "selected": 3}
 
     commits = sorted(render(d) for d in decoded(lake, "commits"))
     assert len(commits) == 2  # the empty merge is dropped; a commit of a repository without files is kept

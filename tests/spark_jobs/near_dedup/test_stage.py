@@ -46,6 +46,7 @@ def test_local_engine_removes_the_seeded_copies_and_keeps_the_best(make_config, 
     assert len(out["sigs"]) == len(out["kept"]) - 1  # the too-short file has no signature
 
 
+@pytest.mark.slow
 def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
     rng = random.Random(3)
     # A fork of orig/a (every file lightly edited, fewer stars): repository level removes it as a whole.
@@ -103,6 +104,7 @@ def test_incremental_snapshot_dedups_against_the_earlier_index(make_config, corp
     assert stats["metrics"]["index_files"] == len(outputs(lake, "2026-01")["sigs"])
 
 
+@pytest.mark.slow
 def test_incremental_on_spark_matches_local(make_config, corpus, spark):
     rng = random.Random(5)
     later = [record("new/c", r["path"], edit(r["content"], rng, 1)) for r in corpus[:4]]

@@ -61,11 +61,6 @@ def render(pieces: Iterable[Piece]) -> str:
     return "".join(value for _special, value in pieces)
 
 
-def plain_text(pieces: Iterable[Piece]) -> str:
-    """Only the text pieces, joined by newlines (what decontamination compares against benchmarks)."""
-    return "\n".join(value for is_special, value in pieces if not is_special)
-
-
 def encode_documents(tokenizer, docs: Sequence[Sequence[Piece]], *, eos_id: int = SPECIAL_IDS[EOS],
                      bos_id: int | None = None) -> list[np.ndarray]:
     """Token ids of each document: text pieces batch-encoded in one call, specials as their fixed ids."""

@@ -53,7 +53,8 @@ class PackSpec:
 
 
 @lru_cache(maxsize=4)
-def _tokenizer(tokenizer_json: str):
+def cached_tokenizer(tokenizer_json: str):
+    """One tokenizer per executor process: parsing a 155K-token ``tokenizer.json`` costs about a second."""
     return from_json(tokenizer_json)
 
 
@@ -68,7 +69,7 @@ def marker_key(attempt_prefix: str, source: str, part: int) -> str:
 def pack_group(spec: PackSpec, source: str, part: int, docs: Iterable[tuple[str, Pieces]], storage=None) -> dict:
     """FIM, encode and pack one group's documents (already in order); write its shards and its marker."""
     storage = storage or spec.storage()
-    tokenizer = _tokenizer(spec.tokenizer_json)
+    tokenizer = cached_tokenizer(spec.tokenizer_json)
     writer = ShardWriter(storage, spec.attempt_prefix, source, seq_len=spec.seq_lens[source], pad_id=spec.pad_id,
                          shard_tokens=spec.shard_tokens, name=f"{part:05d}", align=spec.align[source])
     counts = {"documents": 0, "fim": 0, "tokens": 0}

@@ -58,12 +58,12 @@ def _tokens_of(tokenizer, texts: list[str]) -> list[int]:
 def repo_documents_pandas(pdf: pd.DataFrame, *, tokenizer_json: str, seed: int, budget_tokens: int,
                           max_parse_bytes: int) -> pd.DataFrame:
     """``applyInPandas`` body: one repository's files in, its repository-level documents out."""
-    from spark_jobs.dataset.packing import _tokenizer
+    from spark_jobs.dataset.packing import cached_tokenizer
 
     repo = str(pdf["repo"].iloc[0])
     paths, languages, contents = list(pdf["path"]), list(pdf["language"]), list(pdf["content"])
     files = [repo_concat.RepoFile(p, lang, c, 0) for p, lang, c in zip(paths, languages, contents, strict=True)]
-    counts = _tokens_of(_tokenizer(tokenizer_json), [repo_concat.file_piece_text(f) for f in files])
+    counts = _tokens_of(cached_tokenizer(tokenizer_json), [repo_concat.file_piece_text(f) for f in files])
     files = [repo_concat.RepoFile(f.path, f.language, f.content, n + 1) for f, n in zip(files, counts, strict=True)]
     graph = dependency_graph({f.path: (f.language, f.content) for f in files}, max_parse_bytes=max_parse_bytes)
     docs = repo_concat.arrange(repo, files, graph, seed=seed, budget_tokens=budget_tokens)

@@ -24,6 +24,8 @@ def spark_session(cfg: PlatformConfig, app_name: str):
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.parquet.compression.codec", "zstd")
+        # Timestamps as UTC microseconds: read back with the lake schemas' type (INT96 would come back zone-less ns).
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         # Parquet files carry no writer timestamps; keep Spark from adding per-run metadata either.
         .config("spark.sql.sources.commitProtocolClass",
                 "org.apache.spark.sql.execution.datasources.SQLHadoopMapReduceCommitProtocol")

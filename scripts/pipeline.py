@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--airflow-home", default=str(REPO / ".airflow"), help="AIRFLOW_HOME (SQLite DB inside)")
     parser.add_argument("--summary-only", action="store_true", help="only print the committed stages")
     args = parser.parse_args(argv)
-    setup_airflow_env(Path(args.airflow_home))
+    setup_airflow_env(Path(args.airflow_home).resolve())
     results = []
     if not args.summary_only:
         dag_ids = args.dags.split(",") if args.dags else [d for d in CHAIN if (REPO / "dags" / f"{d}.py").exists()]

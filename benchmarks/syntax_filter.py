@@ -5,7 +5,8 @@
 
 Ground truth is a real parser: ``ast.parse`` for Python; V8 for JavaScript (one ``node`` process compiling each
 file as a CommonJS function body and, failing that, as an ES module: ``node --check`` alone passes
-import/export files with errors). Every real file also gets three seeded corruptions (truncation, an unbalanced
+import/export files with errors); javac's parser for Java (``JavacTask.parse`` of the same JDK over its own
+sources in src.zip, one ``java`` process). Every real file also gets three seeded corruptions (truncation, an unbalanced
 bracket, a stray token) at positions drawn from a per-file seed; a corruption that lands in a string or comment
 may still be valid, which is why the label comes from the parser, not from the corruption.
 
@@ -31,6 +32,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,34 @@ for (const f of files) {
 const ms = Number(process.hrtime.bigint() - t0) / 1e6;
 process.stdout.write(JSON.stringify({valid: out, ms}));
 """
+
+
+JAVA_CHECKER = r"""
+import com.sun.source.util.JavacTask;
+import java.nio.file.*;
+import java.util.*;
+import javax.tools.*;
+
+public class SyntaxCheck {
+  public static void main(String[] args) throws Exception {
+    JavaCompiler compiler = ToolProvider.getSystemJavaCompiler();
+    List<String> files = Files.readAllLines(Path.of(args[0]));
+    StringBuilder valid = new StringBuilder();
+    long t0 = System.nanoTime();
+    try (StandardJavaFileManager fm = compiler.getStandardFileManager(null, null, null)) {
+      for (String file : files) {
+        DiagnosticCollector<JavaFileObject> diags = new DiagnosticCollector<>();
+        JavacTask task = (JavacTask) compiler.getTask(null, fm, diags, List.of("-proc:none"), null,
+            fm.getJavaFileObjects(file));
+        task.parse();
+        valid.append(diags.getDiagnostics().stream().anyMatch(d -> d.getKind() == Diagnostic.Kind.ERROR) ? '0' : '1');
+      }
+    }
+    System.out.println(valid + " " + (System.nanoTime() - t0) / 1000000);
+  }
+}
+"""
+JDK = Path("/usr/lib/jvm/temurin-25-jdk-amd64")  # its src.zip is present; the Debian JDK 17's link is dangling
 
 
 @dataclass
@@ -135,13 +165,50 @@ def truth_javascript(samples: list[Sample]) -> tuple[list[bool], float]:
     return result["valid"], result["ms"] / 1000
 
 
+def java_files(limit: int) -> list[tuple[str, str]]:
+    """Real Java: the JDK's own sources (src.zip), each distinct file once."""
+    with zipfile.ZipFile(JDK / "lib" / "src.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".java") and not n.endswith("module-info.java"))
+        chosen = sorted(random.Random(0).sample(names, min(limit, len(names))))
+        texts = [(name, archive.read(name).decode("utf-8", "replace")) for name in chosen]
+    seen, out = set(), []
+    for name, text in texts:
+        if text not in seen and len(text.encode()) <= 256 * 1024:
+            seen.add(text)
+            out.append((name, text))
+    return out
+
+
+def truth_java(samples: list[Sample]) -> tuple[list[bool], float]:
+    """javac's own parser (JavacTask.parse, no attribution): syntax errors only, as for the other languages."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, s in enumerate(samples):
+            path = Path(tmp, f"S{i}.java")
+            path.write_text(s.source)
+            paths.append(str(path))
+        listing = Path(tmp, "files.txt")
+        listing.write_text("\n".join(paths) + "\n")
+        script = Path(tmp, "SyntaxCheck.java")
+        script.write_text(JAVA_CHECKER)
+        proc = subprocess.run([str(JDK / "bin" / "java"), str(script), str(listing)], capture_output=True, text=True,
+                              check=True)
+    flags, ms = proc.stdout.split()
+    return [c == "1" for c in flags], int(ms) / 1000
+
+
+TRUTH = {"Python": ("ast.parse", truth_python), "JavaScript": ("V8 (node vm)", truth_javascript),
+         "Java": ("javac parser", truth_java)}
+
+
 def evaluate(language: str, limit: int) -> dict:
-    files = load(real_files(language, limit))
+    files = java_files(limit) if language == "Java" else load(real_files(language, limit))
     samples = []
     for path, text in files:
         samples.append(Sample(str(path), text, True))
         samples.extend(Sample(f"{path}#{kind}", bad, False) for kind, bad in corruptions(text, str(path)))
-    truth, peer_seconds = (truth_python if language == "Python" else truth_javascript)(samples)
+    peer, check = TRUTH[language]
+    truth, peer_seconds = check(samples)
     step = SyntaxFilter()
     t0 = time.perf_counter()
     dropped = [not step.process({"path": s.name, "language": language, "content": s.source}).keep for s in samples]
@@ -155,7 +222,7 @@ def evaluate(language: str, limit: int) -> dict:
             "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn,
             "valid_real_dropped": sum(real_valid) / max(len(real_valid), 1),
             "files_per_s": len(samples) / seconds, "mb_per_s": size / seconds / 1e6,
-            "peer": "ast.parse" if language == "Python" else "V8 (node vm)", "peer_mb_per_s": size / peer_seconds / 1e6}
+            "peer": peer, "peer_mb_per_s": size / peer_seconds / 1e6}
 
 
 def headers(language: str, limit: int, keep: float) -> dict:

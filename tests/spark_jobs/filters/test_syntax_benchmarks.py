@@ -35,6 +35,14 @@ def test_accuracy_benchmark_tiny(capsys):
     assert "threshold keeping 98%" in out
 
 
+def test_java_accuracy_tiny(capsys):
+    bench = load("syntax_filter")
+    if not (bench.JDK / "lib" / "src.zip").exists():
+        pytest.skip(f"no JDK sources at {bench.JDK}")
+    assert bench.main(["--limit", "3", "--languages", "Java"]) == 0
+    assert "peer javac parser" in capsys.readouterr().out
+
+
 def test_language_survey_tiny(tmp_path, capsys):
     for i in range(3):
         (tmp_path / f"m{i}.py").write_text(f"x = {i}\n")

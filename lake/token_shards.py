@@ -29,7 +29,10 @@ The index (``token_index.json``)::
      "sources": {"file_level": {"seq_len": L, "num_sequences": n, "num_tokens": t, "num_padding": p,
                                 "num_documents": d, "shards": [{"name": ..., "sequences": n, "tokens": t,
                                 "padding": p, "documents": d, "files": {"tokens": key, "doc_starts": key,
-                                "valid": key}}]}, ...}}
+                                "valid": key}}], "fim_rate": r, "aligned": a}, ...}}
+
+``fim_rate`` (the FIM rate the build applied to the source) and ``aligned`` (whether documents that fit a row
+start on a fresh row) are present when the writer recorded them (the dataset build always does).
 
 ``num_tokens`` counts real tokens (padding excluded). Every source in :data:`SOURCES` is always present in the
 index, possibly with no shards (an empty ``commits`` source when the snapshot has no commits).
@@ -234,8 +237,13 @@ class ShardWriter:
 
 
 def build_index(*, seq_lens: dict[str, int], shards: dict[str, list[ShardInfo | dict]], vocab_size: int,
-                pad_id: int, eos_id: int, bos_id: int | None, tokenizer: dict[str, str]) -> dict[str, Any]:
-    """The index document; ``shards`` maps each source to its shards in reading order."""
+                pad_id: int, eos_id: int, bos_id: int | None, tokenizer: dict[str, str],
+                fim_rates: dict[str, float] | None = None, aligned: dict[str, bool] | None = None) -> dict[str, Any]:
+    """The index document; ``shards`` maps each source to its shards in reading order.
+
+    ``fim_rates`` and ``aligned`` (per source, optional) record how the build made the rows, so a training
+    phase can check that the shards it mixes were built with the FIM rate it expects.
+    """
     sources = {}
     for source in SOURCES:
         items = [s.to_dict() if isinstance(s, ShardInfo) else dict(s) for s in shards.get(source, [])]
@@ -247,6 +255,10 @@ def build_index(*, seq_lens: dict[str, int], shards: dict[str, list[ShardInfo | 
             "num_documents": sum(s["documents"] for s in items),
             "shards": items,
         }
+        if fim_rates is not None:
+            sources[source]["fim_rate"] = fim_rates[source]
+        if aligned is not None:
+            sources[source]["aligned"] = aligned[source]
     return {"format": FORMAT, "dtype": "uint32", "vocab_size": vocab_size, "pad_id": pad_id, "eos_id": eos_id,
             "bos_id": bos_id, "seq_len": seq_lens["file_level"], "tokenizer": tokenizer, "sources": sources}
 

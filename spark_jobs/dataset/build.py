@@ -196,6 +196,7 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     index = build_index(seq_lens=stage_cfg.seq_len.model_dump(), shards=shards, vocab_size=_vocab_size(tok_json),
                         pad_id=SPECIAL_IDS[PAD], eos_id=SPECIAL_IDS[EOS],
                         bos_id=SPECIAL_IDS[BOS] if stage_cfg.add_bos else None,
+                        fim_rates=stage_cfg.fim_rate.model_dump(), aligned=stage_cfg.align.model_dump(),
                         tokenizer={"snapshot": tok_snapshot, "stage": stage_cfg.tokenizer_stage,
                                    "uri": lake.storage.uri(
                                        f"{lake.require(tok_snapshot, stage_cfg.tokenizer_stage).prefix}/tokenizer")})

@@ -59,6 +59,8 @@ def test_shards_decode_back_to_the_source_documents(curated):
     _cfg, lake, rows, stats = curated
     index = read_index(lake, "s1")
     assert set(index["sources"]) == set(SOURCES)
+    assert [index["sources"][s]["fim_rate"] for s in SOURCES] == [0.5, 0.5, 0.0]
+    assert [index["sources"][s]["aligned"] for s in SOURCES] == [False, True, True]
 
     files = decoded(lake, "file_level")
     assert collections.Counter(render(fim.invert(d)) for d in files) == collections.Counter(

@@ -63,3 +63,24 @@ def test_conform_names_missing_columns():
     bad = pa.RecordBatch.from_pylist([{"id": "1", "path": "a.py"}])
     with pytest.raises(ValueError, match="lack FILES columns.*repo"):
         conform(bad)
+
+
+def test_hostile_documents_get_verdicts_not_crashes():
+    """NUL bytes, control characters, a 2 MB single line, RTL/emoji text: every step returns a verdict."""
+    from lake.ngrams import EvalNgramIndex
+    from spark_jobs.filters.decontaminate import DecontaminationFilter
+    from spark_jobs.filters.pii import PiiRedactor
+    from spark_jobs.filters.rules import RuleFilter
+    from spark_jobs.filters.syntax_filter import SyntaxFilter
+
+    hostile = [record("nul.py", "\x00" * 1000), record("ctl.js", "\x1b[31m\x07" * 200),
+               record("huge.py", "x = '" + "a" * 2_000_000 + "'\n"), record("rtl.py", "# \u202e" + "😀" * 500 + "\n"),
+               record("crlf.c", "int x;\r\n" * 100), record("empty.md", "")]
+    steps = [SyntaxFilter(), RuleFilter(), DecontaminationFilter(EvalNgramIndex.from_texts({"s": ["a b c"]}, n=3)),
+             PiiRedactor()]
+    for step in steps:
+        out = apply_batch(step, batch(hostile), "s").to_pylist()
+        assert len(out) == len(hostile)
+        assert not any((r["reason"] or "").endswith("_error") and r["reason"] != "syntax_error" for r in out), out
+    verdicts = {r["path"]: r["reason"] for r in apply_batch(SyntaxFilter(), batch(hostile), "s").to_pylist()}
+    assert verdicts["huge.py"] == "syntax_too_large" and verdicts["crlf.c"] is None

@@ -169,3 +169,24 @@ def test_empty_and_unicode_inputs(make_config):
     run_near_dedup(cfg, "empty", engine="local")
     assert cfg.open_lake().read_table("empty", "near_dedup", "files").num_rows == 0
     assert isinstance(cfg.open_lake().read_table("empty", "near_dedup", "duplicates"), pa.Table)
+
+
+def test_a_failed_run_leaves_the_committed_partition_and_a_rerun_replaces_it(make_config, corpus, monkeypatch):
+    from spark_jobs.near_dedup import local
+
+    cfg = make_config(stages=STAGES)
+    lake = cfg.open_lake()
+    commit_input(lake, "f", corpus)
+    run_near_dedup(cfg, "f", engine="local")
+    before = outputs(lake, "f"), lake.commit_info("f", "near_dedup").attempt
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("executor lost")
+
+    monkeypatch.setattr(local, "dedup_table", killed)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        run_near_dedup(cfg, "f", engine="local")
+    assert (outputs(lake, "f"), lake.commit_info("f", "near_dedup").attempt) == before
+    monkeypatch.undo()
+    run_near_dedup(cfg, "f", engine="local")
+    assert outputs(lake, "f") == before[0] and lake.commit_info("f", "near_dedup").attempt != before[1]

@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -58,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("launching %d rank(s): %s", stage_cfg.local.processes, " ".join(cmd))
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                                            os.environ.get("PYTHONPATH")])))
-            return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
+            # Become the launcher (exec, not a child): a SIGTERM from Airflow reaches it, and it stops its ranks.
+            logging.shutdown()
+            os.execve(cmd[0], cmd, env)
         from training.pretrain.train import Trainer
 
         stats = Trainer(cfg.open_lake(), args.snapshot, stage_cfg, fresh=args.fresh).run()

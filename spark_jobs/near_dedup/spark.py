@@ -191,14 +191,13 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
         live = live.unionByName(index.select("id", "signature").join(indexed, "id"))
         attrs = attrs.unionByName(index.select(*KEEP_COLUMNS, F.lit(True).alias("is_index")))
         metrics["index_files"] = index.count()
-    index_ids = attrs.where("is_index").select("id")
-
-    # Persisted: counted, then scored, then graphed.
     pairs = bucket_pairs(_explode_bands(live), cfg.max_bucket_full_pairs)
-    pairs = (pairs.join(index_ids.withColumnRenamed("id", "src"), "src", "left_anti").unionByName(
-        pairs.join(index_ids.withColumnRenamed("id", "src"), "src", "left_semi")
-        .join(index_ids.withColumnRenamed("id", "dst"), "dst", "left_anti"))
-        .persist(StorageLevel.MEMORY_AND_DISK))
+    if index is not None:  # two index files were deduplicated when their own snapshot ran: skip their pairs
+        index_ids = attrs.where("is_index").select("id")
+        pairs = (pairs.join(index_ids.withColumnRenamed("id", "src"), "src", "left_anti").unionByName(
+            pairs.join(index_ids.withColumnRenamed("id", "src"), "src", "left_semi")
+            .join(index_ids.withColumnRenamed("id", "dst"), "dst", "left_anti")))
+    pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)  # Persisted: counted, then scored, then graphed.
     metrics["candidate_pairs"] = pairs.count()
 
     sets = None

@@ -125,6 +125,21 @@ def open_sources(lake: Lake, snapshot: str, cfg: PretrainConfig) -> tuple[dict, 
     return index, {s: TokenShards(lake, snapshot, s, stage=cfg.input) for s in wanted}
 
 
+def check_fim_rate(phase, sources: dict[str, TokenShards]) -> None:
+    """The phase's FIM rate must be the one its shards were built with (FIM happens in dataset_build).
+
+    Sources the build leaves without FIM (rate 0: commit samples are input -> target pairs) are exempt, and so
+    are indexes that do not record a rate.
+    """
+    if phase.fim_rate is None:
+        return
+    for name, source in sorted(sources.items()):
+        built = getattr(source, "meta", {}).get("fim_rate")
+        if built and abs(built - phase.fim_rate) > 1e-9:
+            raise ValueError(f"phase {phase.name!r} expects FIM rate {phase.fim_rate} but source {name} was built "
+                             f"with {built}: rebuild the shards or change the phase")
+
+
 def resolve_schedule(cfg: PretrainConfig, sources: dict[str, TokenShards], world_size: int, stats) -> Schedule:
     """Phases with their seq_len and effective mixture checked against the shards."""
     sizes = {name: len(src) for name, src in sources.items()}
@@ -142,6 +157,7 @@ def resolve_schedule(cfg: PretrainConfig, sources: dict[str, TokenShards], world
         if phase.seq_len is not None and phase.seq_len != seq_len:
             raise ValueError(f"phase {phase.name!r} asks for seq_len {phase.seq_len} but the shards of "
                              f"{sorted(mixture)} in stage {cfg.input!r} have seq_len {seq_len}")
+        check_fim_rate(phase, {s: sources[s] for s in mixture})
         seq_lens[phase.name] = seq_len
         phases.append(phase.model_copy(update={"mixture": mixture}))
     return Schedule.resolve(phases, warmup_steps=cfg.warmup_steps, global_batch=cfg.global_batch(world_size),

@@ -299,3 +299,18 @@ def test_the_k8s_profile_resolves_against_shards_of_the_k8s_dataset_build():
         bad = cfg.model_copy(update={"phases": [PhaseConfig(name="x", steps=1, lr=1e-4,
                                                             mixture={"file_level": 1, "commits": 1})]})
         resolve_schedule(bad, sources, world_size=1, stats=Stats())
+
+
+def test_a_phase_refuses_shards_built_with_another_fim_rate():
+    from training.pretrain.train import check_fim_rate
+
+    class Built(FakeSource):
+        def __init__(self, rate):
+            super().__init__(1, 4)
+            self.meta = {"fim_rate": rate}
+
+    phase = PhaseConfig(name="continued", steps=1, lr=1e-4, fim_rate=0.1)
+    check_fim_rate(phase, {"repo_level": Built(0.1), "commits": Built(0.0)})  # commits: built without FIM
+    check_fim_rate(phase.model_copy(update={"fim_rate": None}), {"file_level": Built(0.5)})
+    with pytest.raises(ValueError, match="expects FIM rate 0.1 but source file_level was built with 0.5"):
+        check_fim_rate(phase, {"file_level": Built(0.5)})

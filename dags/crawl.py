@@ -17,9 +17,9 @@ Emits the `crawl` Asset with `{"snapshot": id}`, which schedules the dedup DAG.
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag
+from airflow.sdk import CronDataIntervalTimetable, dag
 from assets import CRAWLED
-from stage_launcher import publish, resolve_snapshot, stage_task
+from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_task
 
 
 @dag(
@@ -30,8 +30,7 @@ from stage_launcher import publish, resolve_snapshot, stage_task
     max_active_runs=1,
     tags=["seedcoder", "crawl"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                              description="Snapshot id for a manual run (e.g. 2026-10); empty: the data interval.")},
+    params=snapshot_params("the data interval"),
     doc_md=__doc__,
 )
 def crawl():

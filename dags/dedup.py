@@ -13,9 +13,9 @@ Emits the `dedup` Asset.
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 from assets import CRAWLED, DEDUPED
-from stage_launcher import publish, resolve_snapshot, stage_task
+from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_task
 
 
 @dag(
@@ -25,8 +25,7 @@ from stage_launcher import publish, resolve_snapshot, stage_task
     catchup=False,
     tags=["seedcoder", "dedup"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                              description="Snapshot id for a manual run; empty: from the triggering crawl event.")},
+    params=snapshot_params("from the triggering crawl event"),
     doc_md=__doc__,
 )
 def dedup():

@@ -16,9 +16,9 @@ Emits the `filters` Asset with the `pii_redact` output, which the quality DAG sc
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 from assets import DEDUPED, FILTERED
-from stage_launcher import PodResources, publish, resolve_snapshot, stage_task
+from stage_launcher import PodResources, publish, resolve_snapshot, snapshot_params, stage_task
 
 FILTER_STAGES = ("syntax_filter", "rule_filter", "decontaminate", "pii_redact")
 
@@ -30,8 +30,7 @@ FILTER_STAGES = ("syntax_filter", "rule_filter", "decontaminate", "pii_redact")
     catchup=False,
     tags=["seedcoder", "filters"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                              description="Snapshot id for a manual run; empty: from the triggering dedup event.")},
+    params=snapshot_params("from the triggering dedup event"),
     doc_md=__doc__,
 )
 def filters():

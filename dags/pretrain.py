@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 from assets import DATASET, MODEL
 from distributed_launch import DistributedLaunch, distributed_stage_tasks
-from stage_launcher import publish, resolve_snapshot
+from stage_launcher import publish, resolve_snapshot, snapshot_params
 
 
 def pretrain_launch() -> DistributedLaunch:
@@ -38,8 +38,7 @@ def pretrain_launch() -> DistributedLaunch:
     tags=["seedcoder", "pretrain", "gpu"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     max_active_runs=1,
-    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                              description="Snapshot id for a manual run; empty: from the triggering dataset event.")},
+    params=snapshot_params("from the triggering dataset event"),
     doc_md=__doc__,
 )
 def pretrain():

@@ -19,9 +19,9 @@ Emits the `quality_filter` Asset, which schedules the dataset build.
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 from assets import CURATED, FILTERED
-from stage_launcher import PodResources, publish, resolve_snapshot, stage_task
+from stage_launcher import PodResources, publish, resolve_snapshot, snapshot_params, stage_task
 
 ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
 
@@ -33,8 +33,7 @@ ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
     catchup=False,
     tags=["seedcoder", "quality", "gpu"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={"snapshot": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                              description="Snapshot id for a manual run; empty: from the triggering filters event.")},
+    params=snapshot_params("from the triggering filters event"),
     doc_md=__doc__,
 )
 def quality():

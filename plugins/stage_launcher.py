@@ -21,11 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from airflow.sdk import Asset, BaseOperator, task
+from airflow.sdk import Asset, BaseOperator, Param, task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT_XCOM = "{{ ti.xcom_pull(task_ids='snapshot') }}"
 Runtime = Literal["spark", "gpu", "python"]
+# The snapshot id's form, as lake.stage.SNAPSHOT_RE checks it (repeated here: the DAG files must not import lake).
+SNAPSHOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def snapshot_params(when_empty: str) -> dict[str, Param]:
+    """The ``snapshot`` param of every pipeline DAG (the manual-run form field); ``when_empty`` says the fallback."""
+    return {"snapshot": Param(None, type=["null", "string"], pattern=SNAPSHOT_PATTERN,
+                              description=f"Snapshot id for a manual run (e.g. 2026-10); empty: {when_empty}.")}
 
 
 def profile() -> str:

@@ -63,3 +63,10 @@ def test_ruff_air3_clean():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "AIR3", str(REPO / "dags")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_snapshot_param_pattern_is_the_lakes():
+    from lake.stage import SNAPSHOT_RE
+    from stage_launcher import SNAPSHOT_PATTERN
+
+    assert SNAPSHOT_PATTERN == SNAPSHOT_RE.pattern

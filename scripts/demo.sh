@@ -9,7 +9,11 @@ export PATH="$PWD/.venv/bin:$PATH" PYSPARK_PYTHON="$PWD/.venv/bin/python"
 start=$(date +%s)
 scripts/bootstrap.sh all
 .venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-12000}"
+# The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress and the final table.
+set +e
 .venv/bin/python scripts/pipeline.py --snapshot "${SNAPSHOT:-demo}" ${DAGS:+--dags "$DAGS"} 2>&1 \
-  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|DAG |Snapshot|  )|ERROR|Traceback' || true
-test "${PIPESTATUS[0]}" -eq 0 || { echo "demo failed: full log in .work/demo.log" >&2; exit 1; }
+  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|DAG |Snapshot)|^  [a-z_]+ +[0-9,]+ in|^ +(output|stats):|ERROR|Traceback'
+status=${PIPESTATUS[0]}
+set -e
+[[ $status -eq 0 ]] || { echo "demo failed (exit $status): full log in .work/demo.log" >&2; exit 1; }
 echo "demo: finished in $(( $(date +%s) - start ))s (full log: .work/demo.log)"

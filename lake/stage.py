@@ -23,7 +23,6 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -321,11 +320,3 @@ class StageRun:
             log.error("stage %s/%s failed; attempt %s left uncommitted (the committed partition is unchanged)",
                       self.snapshot, self.stage, self.attempt)
 
-
-def summarize(commits: Iterable[Commit], storage: Storage) -> str:
-    lines = []
-    for c in commits:
-        s = c.stats
-        lines.append(f"  {c.stage:<16} {s['records_in']:>9,} in {s['records_out']:>9,} out "
-                     f"{s['seconds']:>8.1f}s  {storage.uri(c.prefix)}")
-    return "\n".join(lines)

@@ -36,6 +36,7 @@ from spark_jobs.near_dedup.graph import connected_components
 from spark_jobs.near_dedup.shingles import tokens
 
 log = logging.getLogger("near_dedup_bench")
+ROW_GROUP_ROWS = 256
 PEER_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
 OUR_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 PYTHONS = {"datasketch": PEER_PYTHON, "datatrove": PEER_PYTHON, "spark": OUR_PYTHON, "local": OUR_PYTHON,
@@ -45,7 +46,9 @@ PYTHONS = {"datasketch": PEER_PYTHON, "datatrove": PEER_PYTHON, "spark": OUR_PYT
 def write_corpus(docs: int, folder: Path) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     table = build(docs)
-    pq.write_table(table, folder / "files.parquet")
+    # Row groups of ROW_GROUP_ROWS files let Spark split the file between its 2 tasks, as datatrove gets 2 shards
+    # (one unsplittable row group would give all the work to one task; in the pipeline the input is many parts).
+    pq.write_table(table, folder / "files.parquet", row_group_size=ROW_GROUP_ROWS)
     rows = table.select(["id", "content"]).to_pylist()
     for shard in range(2):
         with (folder / f"shard-{shard:05d}.jsonl").open("w") as f:

@@ -1,8 +1,9 @@
 """The near-dedup benchmark corpus: real Python code on this machine plus seeded near-duplicates.
 
-Real code: the standard library and the packages of both virtual environments (.venv, .venv-gpu). They hold
-natural near-duplicates: the same package at two versions in the two environments, vendored copies (pip's
-vendored libraries), near-identical test files. A file is sampled by the hash of its path *inside its package*,
+Real code: the standard libraries of every Python installed on the machine (this one's, pyenv's other versions,
+the system's) and the packages of both virtual environments (.venv, .venv-gpu). They hold natural
+near-duplicates: the same module at several Python versions, the same package at two versions in the two
+environments, vendored copies (pip's vendored libraries), near-identical test files. A file is sampled by the hash of its path *inside its package*,
 so a file sampled from one environment is sampled from the other too, and larger scales contain the smaller ones.
 Byte-identical copies are dropped first (exact dedup runs before near dedup in the pipeline).
 
@@ -41,7 +42,14 @@ LICENCES = [
 
 
 def source_roots() -> list[tuple[str, Path]]:
-    roots = [("stdlib", Path(sysconfig.get_paths()["stdlib"]))]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    roots = [("stdlib", stdlib)]
+    # The standard libraries of the other Python versions installed beside this one (pyenv's, the system's): the
+    # same modules at several versions, natural near-duplicates of each other.
+    others = {*stdlib.parent.parent.parent.glob("*/lib/python3.*"), *Path("/usr/lib").glob("python3.*")}
+    for other in sorted(others):
+        if other.is_dir() and other.resolve() != stdlib.resolve():
+            roots.append((f"stdlib-{other.parent.parent.name}-{other.name}", other))
     for tag, venv in (("venv", REPO_ROOT / ".venv"), ("venvgpu", REPO_ROOT / ".venv-gpu")):
         site = next(iter(sorted(venv.glob("lib/python3*/site-packages"))), None)
         if site:
@@ -49,11 +57,23 @@ def source_roots() -> list[tuple[str, Path]]:
     return roots
 
 
+# Source files of other languages on the machine (C/C++ headers of the system, Node and CUDA; JavaScript of the
+# global npm packages and of the venvs' packages; Rust of the toolchain), so the corpus is not Python only.
+LANGUAGES = {".py": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".c": "C", ".h": "C", ".cc": "C++",
+             ".cpp": "C++", ".hpp": "C++", ".cuh": "C++", ".rs": "Rust", ".go": "Go", ".java": "Java"}
+EXTRA_ROOTS = [("include", Path("/usr/include")), ("npm", Path("/usr/lib/node_modules")),
+               *((f"cuda-{p.name}", p / "include") for p in sorted(Path("/usr/local").glob("cuda*"))),
+               ("rust", Path.home() / ".rustup" / "toolchains")]
+
+
 def candidate_files() -> list[tuple[str, str, Path]]:
-    """(repo, path inside the repo, file) for every Python file of a usable size, in a fixed order."""
+    """(repo, path inside the repo, file) for every source file of a usable size, in a fixed order."""
     out = []
-    for tag, root in source_roots():
-        for file in sorted(root.rglob("*.py")):
+    roots = source_roots() + [(tag, root) for tag, root in EXTRA_ROOTS if root.is_dir()]
+    for tag, root in roots:
+        for file in sorted(root.rglob("*")):
+            if file.suffix not in LANGUAGES or file.is_symlink():
+                continue
             rel = file.relative_to(root)
             if len(rel.parts) < 2 or "site-packages" in rel.parts:
                 continue
@@ -132,7 +152,8 @@ def build(docs: int, seeded_fraction: float = 0.15, seed: int = 0) -> pa.Table:
 
 def _record(repo: str, path: str, text: str, stars: int) -> dict:
     data = text.encode()
-    return {"id": file_id(repo, "bench", path), "repo": repo, "commit": "bench", "path": path, "language": "Python",
+    language = LANGUAGES.get(Path(path).suffix, "Python")
+    return {"id": file_id(repo, "bench", path), "repo": repo, "commit": "bench", "path": path, "language": language,
             "license": "MIT", "stars": stars, "forks": 0, "repo_created_at": None, "content": text,
             "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "num_lines": text.count("\n")}
 
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     table = build(args.docs, args.seeded_fraction, args.seed)
-    pq.write_table(table, args.out)
+    pq.write_table(table, args.out, row_group_size=256)  # splittable between Spark tasks
     log.info("wrote %d files (%.1f MB of code) to %s", table.num_rows,
              sum(table.column("size_bytes").to_pylist()) / 1e6, args.out)
     return 0

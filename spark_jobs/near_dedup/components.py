@@ -3,13 +3,15 @@
 GraphFrames is not available, and a label-propagation loop needs as many rounds as the graph's diameter (long
 chains of near-duplicates are common: v1 -> v2 -> v3 ...). Large-star / small-star converges in O(log^2 n) rounds
 to one star per component centred on its smallest node, using only group-by-min and joins; each round is
-checkpointed so the query plan does not grow with the number of rounds.
+checkpointed so the query plan does not grow with the number of rounds, and the loop stops at the first round
+whose edges are such stars (``is_star_forest``).
 """
 
 from __future__ import annotations
 
 import logging
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -37,29 +39,69 @@ def small_star(edges: DataFrame) -> DataFrame:
     return _canonical(joined.select("u", "m").unionByName(joined.select(F.col("v").alias("u"), "m")), "u", "m")
 
 
-def _fingerprint(edges: DataFrame) -> tuple:
-    """(edge count, sum of 64-bit edge hashes): equal fingerprints of consecutive rounds mean no edge changed.
+def _local_stars(src: str, dst: str):
+    def stars(batches):
+        parent: dict[str, str] = {}
 
-    One small aggregation instead of two set differences; a false "no change" needs a 64-bit hash-sum collision.
+        def find(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for batch in batches:
+            for a, b in zip(batch.column(src).to_pylist(), batch.column(dst).to_pylist(), strict=True):
+                parent.setdefault(a, a)
+                parent.setdefault(b, b)
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+        nodes = sorted(parent)
+        roots = [find(n) for n in nodes]
+        keep = [i for i, (n, r) in enumerate(zip(nodes, roots, strict=True)) if n != r]
+        yield pa.RecordBatch.from_pydict({"u": [roots[i] for i in keep], "v": [nodes[i] for i in keep]},
+                                         schema=pa.schema([("u", pa.string()), ("v", pa.string())]))
+    return stars
+
+
+def is_star_forest(edges: DataFrame) -> bool:
+    """True when the canonical edges (u < v) are disjoint stars, each centred on its smallest node.
+
+    That is the fixed point of large-star / small-star (neither changes such a graph), so the loop stops as soon as
+    one round reaches it, instead of running one more round to see that nothing changed. It holds when no node is
+    both a centre (u) and a leaf (v) and every leaf has one centre: one aggregation by node.
     """
-    row = edges.agg(F.count("*"), F.sum(F.xxhash64("u", "v").cast("decimal(38,0)"))).first()
-    return row[0], row[1]
+    roles = edges.select(F.col("u").alias("node"), F.lit(0).alias("leaf")).unionByName(
+        edges.select(F.col("v").alias("node"), F.lit(1).alias("leaf")))
+    per_node = roles.groupBy("node").agg(F.sum("leaf").alias("centres_above"), F.min("leaf").alias("min_role"))
+    # bad: a leaf with two centres, or a node that is a leaf (sum >= 1) and a centre (some row with leaf = 0)
+    bad = per_node.where((F.col("centres_above") > 1) | ((F.col("centres_above") >= 1) & (F.col("min_role") == 0)))
+    return bad.limit(1).count() == 0
 
 
-def connected_components(edges: DataFrame, src: str = "src", dst: str = "dst", max_iterations: int = 64):
+def connected_components(edges: DataFrame, src: str = "src", dst: str = "dst", max_iterations: int = 64, *,
+                         num_edges: int | None = None, max_local_edges: int = 1_000_000):
     """(node, component) for every node of ``edges``; component = the component's smallest node.
 
-    Returns the DataFrame and the number of rounds it took. Raises if ``max_iterations`` rounds do not converge.
+    First each partition of at most ``max_local_edges`` edges (``num_edges``, when the caller already counted
+    them, sets how many partitions that takes) replaces its edges by one star per local component, by union-find
+    over that partition only: the graph keeps its components, memory stays bounded by the partition, and when the
+    edges fit one partition every component is already a star. Large-star / small-star rounds then join what
+    spans partitions. Returns the DataFrame and the number of those rounds (0 when the contraction left stars on
+    the smallest nodes). Raises if ``max_iterations`` rounds do not converge.
     """
-    current = _canonical(edges, src, dst).localCheckpoint()  # cut the lineage of the caller's plan
-    fingerprint = _fingerprint(current)
-    for round_ in range(1, max_iterations + 1):
+    if num_edges is not None:
+        partitions = max(1, -(-num_edges // max_local_edges))
+        edges = edges.repartition(partitions) if partitions > 1 else edges.coalesce(1)
+    current = _canonical(edges.mapInArrow(_local_stars(src, dst), "u string, v string"), "u", "v").localCheckpoint()
+    round_ = 0
+    while not is_star_forest(current):
+        if round_ == max_iterations:
+            raise RuntimeError(f"connected components did not converge in {max_iterations} rounds "
+                               "(raise stages.near_dedup.max_cc_iterations)")
+        round_ += 1
         current = small_star(large_star(current)).localCheckpoint()  # eager: each round starts from materialized edges
-        previous, fingerprint = fingerprint, _fingerprint(current)
-        if fingerprint == previous:
-            log.info("connected components converged after %d round(s)", round_)
-            stars = current.select(F.col("v").alias("node"), F.col("u").alias("component"))
-            centres = current.select(F.col("u").alias("node"), F.col("u").alias("component"))
-            return stars.unionByName(centres).distinct(), round_
-    raise RuntimeError(f"connected components did not converge in {max_iterations} rounds "
-                       "(raise stages.near_dedup.max_cc_iterations)")
+    log.info("connected components converged after %d round(s)", round_)
+    stars = current.select(F.col("v").alias("node"), F.col("u").alias("component"))
+    centres = current.select(F.col("u").alias("node"), F.col("u").alias("component"))
+    return stars.unionByName(centres).distinct(), round_

@@ -47,6 +47,9 @@ class NearDedupConfig(StrictModel):
     output_partitions: int = Field(8, ge=1)
     # Large-star / small-star rounds before the connected-components job gives up (it needs O(log^2 n)).
     max_cc_iterations: int = Field(64, ge=1)
+    # Connected components first contract each partition of at most this many verified edges by union-find in one
+    # Python worker (~150 MB per million edges); what spans partitions is joined by large-star / small-star rounds.
+    cc_local_max_edges: int = Field(1_000_000, ge=1)
 
     @model_validator(mode="after")
     def _layout_fits(self):

@@ -20,9 +20,9 @@ import numpy as np
 from xxhash import xxh3_64_intdigest
 
 MAX32 = np.uint32(0xFFFFFFFF)
-# Rows of the (shingles x permutations) uint32 matrix computed at once: 1024 x 250 x 4 bytes = 1 MB stays in
-# cache; 16k-row chunks measured ~2x slower (memory bound).
-CHUNK_ROWS = 1024
+# Values permuted at once: a (250 x 16,384) uint32 matrix is 16 MB; 8k-64k columns measured within 10% of each
+# other on 4,616 real files, 1k columns 1.5x slower (more numpy calls per value).
+CHUNK_COLUMNS = 16_384
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
@@ -58,32 +58,30 @@ class MinHasher:
         return a, b
 
     def signatures(self, values: list[np.ndarray]) -> np.ndarray:
-        """One uint32 signature row per document; a document with no values gets the all-max (empty) row."""
-        out = np.full((len(values), self.num_perm), MAX32, dtype=np.uint32)
-        a, b = self.permutations
-        pieces: list[tuple[int, np.ndarray]] = []
-        rows = 0
-        for doc, vals in enumerate(values):
-            for start in range(0, len(vals), CHUNK_ROWS):
-                piece = vals[start : start + CHUNK_ROWS]
-                if rows + len(piece) > CHUNK_ROWS:
-                    self._reduce_chunk(pieces, out, a, b)
-                    pieces, rows = [], 0
-                pieces.append((doc, piece))
-                rows += len(piece)
-        if pieces:
-            self._reduce_chunk(pieces, out, a, b)
-        return out
+        """One uint32 signature row per document; a document with no values gets the all-max (empty) row.
 
-    @staticmethod
-    def _reduce_chunk(pieces, out, a, b) -> None:
-        stacked = fmix32(np.concatenate([p for _, p in pieces]).astype(np.uint32, copy=False))
-        permuted = np.multiply(stacked[:, None], a[None, :])
-        permuted += b[None, :]
-        offsets = np.cumsum([0] + [len(p) for _, p in pieces[:-1]])
-        mins = np.minimum.reduceat(permuted, offsets, axis=0)
-        docs = np.fromiter((d for d, _ in pieces), dtype=np.int64, count=len(pieces))
-        np.minimum.at(out, docs, mins)
+        All documents' values are pre-mixed at once, then permuted in chunks of ``CHUNK_COLUMNS`` values laid out
+        as a (permutations x values) matrix, so that each document's minimum is a ``minimum.reduceat`` along the
+        contiguous axis (2.2x faster than the values x permutations layout on this corpus; the matrix buffer is
+        reused across chunks). A document split over two chunks is merged by an element-wise minimum.
+        """
+        out = np.full((self.num_perm, len(values)), MAX32, dtype=np.uint32)
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+        if lengths.sum() == 0:
+            return out.T.copy()
+        mixed = fmix32(np.concatenate(values).astype(np.uint32, copy=False))
+        docs = np.repeat(np.arange(len(values)), lengths)
+        a, b = self.permutations
+        buf = np.empty((self.num_perm, min(CHUNK_COLUMNS, mixed.size)), dtype=np.uint32)
+        for start in range(0, mixed.size, CHUNK_COLUMNS):
+            chunk, chunk_docs = mixed[start : start + CHUNK_COLUMNS], docs[start : start + CHUNK_COLUMNS]
+            permuted = buf[:, : chunk.size]
+            np.multiply(a[:, None], chunk[None, :], out=permuted)
+            permuted += b[:, None]
+            firsts = np.flatnonzero(np.concatenate(([True], chunk_docs[1:] != chunk_docs[:-1])))
+            owners = chunk_docs[firsts]
+            out[:, owners] = np.minimum(out[:, owners], np.minimum.reduceat(permuted, firsts, axis=1))
+        return np.ascontiguousarray(out.T)
 
     def band_keys(self, signature: np.ndarray) -> list[int]:
         """One signed 64-bit key per band (xxh3 of the band's bytes), stable across machines and runs."""

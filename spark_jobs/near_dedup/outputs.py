@@ -37,5 +37,9 @@ KEEP_COLUMNS = ["id", "repo", "path", "license", "stars", "forks", "repo_created
 
 
 def scheme_tag(cfg) -> str:
-    """Everything that must match for two signatures to be comparable, e.g. ``code5/xxh3lo32/affine32/p250/s42``."""
-    return f"code{cfg.ngram}/xxh3lo32/affine32/p{cfg.num_perm}/s{cfg.seed}"
+    """Everything that must match for two signatures to be comparable, e.g. ``code5/utf8w8lo32/affine32/p250/s42``.
+
+    ``utf8w8lo32``: tokens from UTF-8 bytes, token hashes from 8-byte words (shingles.py), low 32 bits to MinHash.
+    (Signatures of the earlier ``xxh3lo32`` scheme are refused as an index: re-run their snapshots.)
+    """
+    return f"code{cfg.ngram}/utf8w8lo32/affine32/p{cfg.num_perm}/s{cfg.seed}"

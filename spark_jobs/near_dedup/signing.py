@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spark_jobs.near_dedup.minhash import MinHasher, estimated_jaccard
-from spark_jobs.near_dedup.shingles import jaccard, minhash_inputs, shingle_hashes
+from spark_jobs.near_dedup.shingles import batch_shingle_hashes, jaccard, minhash_inputs
 
 
 @dataclass
@@ -15,13 +15,15 @@ class SignedBatch:
     num_shingles: list[int]
     signatures: np.ndarray          # (docs, num_perm) uint32; rows of unshingled documents are all-max
     band_keys: list[list[int] | None]  # None for a document too short to shingle
+    shingle_sets: list[np.ndarray]     # sorted distinct uint64 shingle hashes (the exact-Jaccard sets)
 
 
-def sign_documents(contents: list[str], hasher: MinHasher, ngram: int) -> SignedBatch:
-    sets = [shingle_hashes(text, ngram) for text in contents]
+def sign_documents(contents, hasher: MinHasher, ngram: int) -> SignedBatch:
+    """Sign a batch: ``contents`` is a list of strings or an Arrow string column (read in place)."""
+    sets = batch_shingle_hashes(contents, ngram)
     signatures = hasher.signatures([minhash_inputs(s) for s in sets])
     keys = [hasher.band_keys(sig) if s.size else None for s, sig in zip(sets, signatures, strict=True)]
-    return SignedBatch([int(s.size) for s in sets], signatures, keys)
+    return SignedBatch([int(s.size) for s in sets], signatures, keys, sets)
 
 
 def pair_similarity(shingles_a: np.ndarray | None, shingles_b: np.ndarray | None,

@@ -66,7 +66,8 @@ def test_ruff_air3_clean():
 
 
 def test_snapshot_param_pattern_is_the_lakes():
-    from lake.stage import SNAPSHOT_RE
     from stage_launcher import SNAPSHOT_PATTERN
+
+    from lake.stage import SNAPSHOT_RE
 
     assert SNAPSHOT_PATTERN == SNAPSHOT_RE.pattern

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from datasketch import MinHash, MinHashLSH
 from hypothesis import given, settings
@@ -14,7 +15,14 @@ from spark_jobs.near_dedup import minhash as mh
 from spark_jobs.near_dedup.config import NearDedupConfig
 from spark_jobs.near_dedup.graph import bucket_pairs, candidate_pairs, connected_components
 from spark_jobs.near_dedup.minhash import MinHasher, estimated_jaccard, signature_bytes, signature_from_bytes
-from spark_jobs.near_dedup.shingles import jaccard, minhash_inputs, shingle_hashes, shingles, tokens
+from spark_jobs.near_dedup.shingles import (
+    batch_shingle_hashes,
+    jaccard,
+    minhash_inputs,
+    shingle_hashes,
+    shingles,
+    tokens,
+)
 from tests.spark_jobs.near_dedup.corpus_helpers import edit, stdlib_sources
 
 
@@ -22,6 +30,26 @@ def test_tokens_keep_punctuation_that_prose_normalisers_drop():
     assert shingles("a[i] = b(c)", 3) != shingles("a i = b c", 3)
     assert tokens("x->y != z") == ["x", "-", ">", "y", "!", "=", "z"]
     assert shingles("Foo = 1", 3) != shingles("foo = 1", 3)  # case is kept
+
+
+def test_tokens_come_from_utf8_bytes_and_never_split_a_character():
+    assert tokens("naïve_名前 = «x»\u00a0y") == ["naïve_名前", "=", "«x»\u00a0y"]  # non-ASCII bytes are word bytes
+    assert tokens("a\x1cb\vc") == ["a", "\x1c", "b", "c"]  # ASCII control bytes are punctuation, \v is space
+    assert shingle_hashes("\ud800 a b c d") .size == 1  # a lone surrogate is hashed (surrogatepass), not an error
+
+
+def test_batch_shingling_equals_one_document_at_a_time():
+    texts = [t for _, t in stdlib_sources(3)] + ["", None, "a b c d", "x = 1", "é = f(ü) + 1", "ab", "cd e f g"]
+    one = [shingle_hashes(t or "") for t in texts]
+    for batch in (batch_shingle_hashes(texts), batch_shingle_hashes(pa.array(texts)),
+                  batch_shingle_hashes(pa.array(texts, pa.large_string())),
+                  batch_shingle_hashes(pa.chunked_array([texts[:4], texts[4:]])),
+                  batch_shingle_hashes(pa.array(["zz", *texts]).slice(1))):
+        assert len(batch) == len(texts)
+        assert all(np.array_equal(a, b) for a, b in zip(batch, one, strict=True))
+    # no token or window runs across a document boundary
+    assert [len(s) for s in batch_shingle_hashes(["a b c", "d e f"], 5)] == [0, 0]
+    assert batch_shingle_hashes(["a b c d ee", "ff"], 5)[0].tolist() == shingle_hashes("a b c d ee").tolist()
 
 
 def test_short_documents_have_no_shingles():
@@ -59,9 +87,11 @@ def test_chunking_does_not_change_signatures(monkeypatch):
     docs = [rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32) for n in (5, 700, 3, 1500, 0)]
     hasher = MinHasher(num_perm=64, seed=3, bands=8, rows=8)
     whole = hasher.signatures(docs)
-    monkeypatch.setattr(mh, "CHUNK_ROWS", 256)  # documents now span several chunks, chunks span documents
+    monkeypatch.setattr(mh, "CHUNK_COLUMNS", 256)  # documents now span several chunks, chunks span documents
     assert np.array_equal(hasher.signatures(docs), whole)
+    assert np.array_equal(np.vstack([hasher.signatures([d]) for d in docs]), whole)
     assert (whole[4] == mh.MAX32).all()
+    assert (hasher.signatures([docs[4], docs[4]]) == mh.MAX32).all()
 
 
 def test_band_keys_identify_equal_bands_only():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from spark_jobs.near_dedup.components import connected_components as spark_components
+from spark_jobs.near_dedup.components import is_star_forest
 from spark_jobs.near_dedup.graph import candidate_pairs, connected_components
 from spark_jobs.near_dedup.spark import bucket_pairs
 
@@ -15,9 +16,35 @@ def test_large_star_small_star_matches_union_find(spark):
     edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(45)]
     edges += [(f"c{i:03d}", f"c{i + 1:03d}") for i in range(40)]  # a long chain: many label-propagation rounds
     edges = [(a, b) for a, b in edges if a != b]
-    comps, rounds = spark_components(spark.createDataFrame(edges, "src string, dst string"))
+    frame = spark.createDataFrame(edges, "src string, dst string")
+    comps, rounds = spark_components(frame)
     assert dict(comps.collect()) == connected_components([], edges)
     assert rounds < 20
+    # Contracted in partitions of at most 8 edges: the rest is joined by large-star / small-star rounds.
+    comps, rounds = spark_components(frame, num_edges=len(edges), max_local_edges=8)
+    assert dict(comps.collect()) == connected_components([], edges)
+    assert 0 < rounds < 20
+    # All edges in one partition: the contraction alone gives the stars.
+    assert spark_components(frame, num_edges=len(edges), max_local_edges=len(edges))[1] == 0
+
+
+def test_star_forest_test_accepts_only_min_centred_stars(spark):
+    def stars(edges):
+        return is_star_forest(spark.createDataFrame(edges, "u string, v string"))
+
+    assert stars([("a", "b"), ("a", "c"), ("d", "e")])
+    assert not stars([("a", "b"), ("b", "c")])  # a path: b is a centre and a leaf
+    assert not stars([("a", "c"), ("b", "c")])  # c has two centres
+    comps, rounds = spark_components(spark.createDataFrame([("a", "b"), ("a", "c")], "src string, dst string"))
+    assert rounds == 0 and sorted(map(tuple, comps.collect())) == [("a", "a"), ("b", "a"), ("c", "a")]
+
+
+def test_bucket_pairs_skip_two_index_files_but_keep_index_vs_new(spark):
+    rows = [("i1@s", 0, 5, True), ("i2@s", 0, 5, True), ("n1", 0, 5, False)]
+    rows += [(f"j{i:03d}@s", 1, 9, True) for i in range(40)] + [("n2", 1, 9, False)]  # a star bucket
+    members = spark.createDataFrame(rows, "id string, band int, key long, is_index boolean")
+    got = {(r.src, r.dst) for r in bucket_pairs(members, 32).collect()}
+    assert got == {("i1@s", "n1"), ("i2@s", "n1"), ("j000@s", "n2")}
 
 
 def test_skewed_bucket_gives_a_star_on_spark_too(spark):
@@ -27,3 +54,37 @@ def test_skewed_bucket_gives_a_star_on_spark_too(spark):
     got = {(r.src, r.dst) for r in bucket_pairs(members, 32).collect()}
     assert got == candidate_pairs(keys, 32)
     assert len(got) == 299 + 100 * 3 - 2  # star + triples, less the two triple pairs the star already has
+
+
+def test_bucket_pass_matches_the_reference_rule_for_any_batch_split():
+    """The executor side of ``bucket_pairs``: sorted (band, key, id) rows in Arrow batches of any size (a bucket
+    may span many batches, a star bucket is carried by its centre) give exactly the reference rule's pairs."""
+    import itertools
+
+    import pyarrow as pa
+
+    from spark_jobs.near_dedup.graph import bucket_pairs as reference
+    from spark_jobs.near_dedup.spark import _bucket_pair_batches
+
+    rng = random.Random(1)
+    for _ in range(200):
+        rows = {}
+        for _ in range(rng.randint(1, 12)):
+            band, key = rng.randint(0, 2), rng.randint(-5, 5)
+            for _ in range(rng.choice([1, 1, 2, 3, 5, 8, 33, 40, 100])):
+                rows[(band, key, f"d{rng.randint(0, 400):04d}")] = rng.random() < 0.3  # is_index
+        ordered = sorted(rows)
+        max_full = rng.choice([2, 3, 5, 32])
+        expected = set()
+        for _, group in itertools.groupby(ordered, key=lambda r: r[:2]):
+            group = list(group)
+            expected |= {(a, b) for a, b in reference([r[2] for r in group], max_full)
+                         if not (rows[(*group[0][:2], a)] and rows[(*group[0][:2], b)])}
+        table = pa.table({"band": pa.array([r[0] for r in ordered], pa.int32()),
+                          "key": pa.array([r[1] for r in ordered], pa.int64()),
+                          "id": [r[2] for r in ordered], "is_index": [rows[r] for r in ordered]})
+        got = set()
+        batches = table.to_batches(max_chunksize=rng.choice([1, 2, 7, 1000]))
+        for out in _bucket_pair_batches(max_full, rows_per_step=rng.choice([1, 5, 64]))(iter(batches)):
+            got |= set(zip(out.column("src").to_pylist(), out.column("dst").to_pylist(), strict=True))
+        assert got == expected

@@ -113,11 +113,21 @@ def _code_signature_step():
     return CodeMinhashSignature
 
 
-def run_datatrove(corpus: Path, work: Path) -> dict:
-    """datatrove's signature stage (2 tasks, 2 workers) and bucket stage (25 tasks, 2 workers); pairs from .dups."""
+def run_datatrove(corpus: Path, work: Path, full: bool = False) -> dict:
+    """datatrove's signature stage (2 tasks, 2 workers) and bucket stage (25 tasks, 2 workers); pairs from .dups.
+
+    ``full``: also its cluster stage (union-find over the pairs) and filter stage (re-read the shards, write the
+    kept documents), i.e. the whole pipeline a datatrove user runs to get a deduplicated corpus, as ours does.
+    """
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+    )
     from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
 
     shards = read_shards(corpus)
@@ -133,6 +143,16 @@ def run_datatrove(corpus: Path, work: Path) -> dict:
         pipeline=[MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
         tasks=BANDS, workers=WORKERS, logging_dir=str(work / "logs-buckets"), start_method="fork")
     buckets.run()
+    if full:
+        LocalPipelineExecutor(
+            pipeline=[MinhashDedupCluster(str(work / "buckets"), str(work / "remove_ids"), config=config)],
+            tasks=1, logging_dir=str(work / "logs-cluster")).run()
+        LocalPipelineExecutor(
+            pipeline=[JsonlReader(str(corpus), glob_pattern="shard-*.jsonl"),
+                      MinhashDedupFilter(str(work / "remove_ids")),
+                      JsonlWriter(str(work / "deduplicated"), compression=None)],
+            tasks=len(shards), workers=WORKERS, logging_dir=str(work / "logs-filter"), start_method="fork").run()
+    seconds = time.perf_counter() - t0
     pairs = set()
     record = struct.Struct("<4I")
     for dups in sorted((work / "buckets").glob("*.dups")):
@@ -141,7 +161,10 @@ def run_datatrove(corpus: Path, work: Path) -> dict:
             a, b = shards[f1][d1]["id"], shards[f2][d2]["id"]
             if a != b:
                 pairs.add((min(a, b), max(a, b)))
-    return {"pairs": sorted(pairs), "seconds": time.perf_counter() - t0}
+    kept = None
+    if full:
+        kept = sum(1 for f in (work / "deduplicated").glob("*.jsonl") for _ in f.open())
+    return {"pairs": sorted(pairs), "seconds": seconds, "kept": kept}
 
 
 # -- ours ---------------------------------------------------------------------------------------------------------
@@ -188,6 +211,7 @@ def run_local(corpus: Path, work: Path, verify: bool = True) -> dict:
 
 
 METHODS = {"datasketch": run_datasketch, "datatrove": run_datatrove, "spark": run_spark, "local": run_local,
+           "datatrove-full": lambda c, w: run_datatrove(c, w, full=True),
            "spark-noverify": lambda c, w: run_spark(c, w, verify=False)}
 
 

@@ -165,7 +165,8 @@ s3_start() {
   echo $! >"$S3_PID"
   local waited=0
   until s3_ready && s3_bucket_ready; do
-    s3_pid >/dev/null || { log_tail "$S3_LOG"; die "weed mini exited during start-up; see $S3_LOG"; }
+    # kill -0, not s3_pid: right after the fork the child's cmdline is still this script's, not "weed mini".
+    kill -0 "$(<"$S3_PID")" 2>/dev/null || { log_tail "$S3_LOG"; die "weed mini exited during start-up; see $S3_LOG"; }
     ((waited++ < START_TIMEOUT_S * 2)) || { s3_stop; die "weed mini not ready after ${START_TIMEOUT_S}s; see $S3_LOG"; }
     sleep 0.5
   done

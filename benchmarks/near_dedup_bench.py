@@ -161,7 +161,7 @@ def render(rows, walls, args, load_before, load_after) -> str:
         "# Near dedup: ours (Spark local[2], single process) vs datasketch MinHashLSH vs datatrove", "",
         f"- date: {datetime.now(UTC).isoformat(timespec='minutes')}; machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        f"- load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} (other jobs shared the cores)",
+        f"- load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f}",
         f"- command: `{cmd}`",
         f"- shingles: code-aware word 5-grams; 250 permutations = 25 bands x 10 rows; seed 42; 2 workers each; "
         f"ground-truth threshold J >= {args.threshold}; {args.random_pairs} random pairs added to the ground truth",

@@ -15,6 +15,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_jobs.near_dedup.graph import connected_components as union_find
+
 log = logging.getLogger(__name__)
 
 
@@ -40,26 +42,12 @@ def small_star(edges: DataFrame) -> DataFrame:
 
 
 def _local_stars(src: str, dst: str):
+    """This partition's edges -> one (smallest node, node) edge per other node of each of its local components."""
     def stars(batches):
-        parent: dict[str, str] = {}
-
-        def find(x: str) -> str:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for batch in batches:
-            for a, b in zip(batch.column(src).to_pylist(), batch.column(dst).to_pylist(), strict=True):
-                parent.setdefault(a, a)
-                parent.setdefault(b, b)
-                ra, rb = find(a), find(b)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
-        nodes = sorted(parent)
-        roots = [find(n) for n in nodes]
-        keep = [i for i, (n, r) in enumerate(zip(nodes, roots, strict=True)) if n != r]
-        yield pa.RecordBatch.from_pydict({"u": [roots[i] for i in keep], "v": [nodes[i] for i in keep]},
+        edges = [pair for batch in batches
+                 for pair in zip(batch.column(src).to_pylist(), batch.column(dst).to_pylist(), strict=True)]
+        local = sorted((root, node) for node, root in union_find([], edges).items() if node != root)
+        yield pa.RecordBatch.from_pydict({"u": [u for u, _ in local], "v": [v for _, v in local]},
                                          schema=pa.schema([("u", pa.string()), ("v", pa.string())]))
     return stars
 

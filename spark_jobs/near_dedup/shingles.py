@@ -33,17 +33,25 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_SPACE = b" \t\n\r\f\v"  # ASCII whitespace (the bytes themselves, not escapes)
-TOKEN = re.compile(rb"[A-Za-z0-9_\x80-\xff]+|[^A-Za-z0-9_\x80-\xff \t\n\r\f\v]")
+# The two byte classes, as regex class bodies: the token pattern and the byte table below are both built from them.
+_WORD_BYTES = rb"A-Za-z0-9_\x80-\xff"  # ASCII letters, digits, _ and every byte of a non-ASCII character
+_SPACE_BYTES = rb" \t\n\r\f\v"  # ASCII whitespace
+TOKEN = re.compile(rb"[%s]+|[^%s%s]" % (_WORD_BYTES, _WORD_BYTES, _SPACE_BYTES))
 LOW32 = np.uint64(0xFFFFFFFF)
 POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the window polynomial (2^64 / golden ratio)
 LENGTH_KEY = np.uint64(0xD6E8FEB86659FD93)  # a token's length enters its hash with this odd key
 
 SPACE, WORD, PUNCT = 0, 1, 2
-BYTE_CLASS = np.full(256, PUNCT, dtype=np.uint8)
-BYTE_CLASS[list(_SPACE)] = SPACE
-for _lo, _hi in ((b"A", b"Z"), (b"a", b"z"), (b"0", b"9"), (b"_", b"_"), (b"\x80", b"\xff")):
-    BYTE_CLASS[_lo[0] : _hi[0] + 1] = WORD
+
+
+def _byte_class(byte: int) -> int:
+    one = bytes([byte])
+    if re.fullmatch(rb"[%s]" % _SPACE_BYTES, one):
+        return SPACE
+    return WORD if re.fullmatch(rb"[%s]" % _WORD_BYTES, one) else PUNCT
+
+
+BYTE_CLASS = np.array([_byte_class(b) for b in range(256)], dtype=np.uint8)
 _MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], dtype=np.uint64)  # low n bytes
 
 
@@ -125,19 +133,27 @@ def _arrow_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
 
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    if isinstance(texts, pa.Array):
-        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-            raise TypeError(f"expected an Arrow string column, got {texts.type}")
-        if texts.null_count:
-            texts = texts.fill_null("")
-        _, offsets_buf, data_buf = texts.buffers()
-        width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-        offsets = np.frombuffer(offsets_buf, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
-        offsets = offsets.astype(np.int64)
-        data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and offsets[-1] > offsets[0]
-                else np.empty(0, dtype=np.uint8))
-        return data[offsets[0] : offsets[-1]], offsets - offsets[0]
-    raise TypeError(f"expected a list of strings or an Arrow string column, got {type(texts).__name__}")
+    if not isinstance(texts, pa.Array):
+        raise TypeError(f"expected a list of strings or an Arrow string column, got {type(texts).__name__}")
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        raise TypeError(f"expected an Arrow string column, got {texts.type}")
+    return arrow_var_width(texts.fill_null("") if texts.null_count else texts)
+
+
+def arrow_var_width(column) -> tuple[np.ndarray, np.ndarray]:
+    """(value bytes as uint8, int64 offsets: len + 1 entries from 0) of an Arrow string/binary column, in place."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    _, offsets_buf, data_buf = column.buffers()
+    if offsets_buf is None:  # an empty column may have no buffers at all
+        return np.empty(0, dtype=np.uint8), np.zeros(len(column) + 1, dtype=np.int64)
+    large = pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64 if large else np.int32)
+    offsets = offsets[column.offset : column.offset + len(column) + 1].astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, dtype=np.uint8)
+    return data[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
 def _token_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,9 @@
 
 One Python pass (``mapInArrow``) reads each file once and emits its signature, band keys and (when verifying) its
 64-bit shingle set, next to the keep-rule columns; that cached frame feeds everything after it, so the content is
-never read or shuffled again. Buckets are (band, key) groups sized by a window in the JVM; a bucket bigger than
-``max_bucket_full_pairs`` contributes a star instead of all its pairs, so skewed buckets stay linear. Only the
+never read or shuffled again. Buckets are (band, key) groups: one shuffle sorts them and one vectorized Python
+pass walks the sorted runs; a bucket bigger than ``max_bucket_full_pairs`` contributes a star instead of all its
+pairs, so skewed buckets stay linear. Only the
 files that are in a candidate pair have their shingle sets joined to the pairs for exact Jaccard. Metrics come
 from one aggregation per phase. Nothing is collected to the driver but counts.
 
@@ -31,6 +32,7 @@ from spark_jobs.near_dedup.components import connected_components
 from spark_jobs.near_dedup.config import NearDedupConfig
 from spark_jobs.near_dedup.minhash import signature_bytes, signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
+from spark_jobs.near_dedup.shingles import arrow_var_width
 from spark_jobs.near_dedup.signing import pair_similarity, sign_documents
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,9 @@ SIGNED_FIELDS = [T.StructField("num_shingles", T.LongType()), T.StructField("sig
                  T.StructField("band_keys", T.ArrayType(T.LongType())), T.StructField("shingles", T.BinaryType())]
 REPO_SIGNED = "repo string, signature binary, band_keys array<long>"
 SCORED = "src string, dst string, jaccard double, estimated_jaccard double"
-SHINGLE_DTYPE = np.dtype("<u8")
+SHINGLE_DTYPE = np.dtype("<u8")  # a shingle set is stored as its sorted little-endian uint64 hashes
 # Bucket rows (band, key, id, is_index: ~100 bytes) handled per numpy step; Arrow batches are gathered up to this.
-BUCKET_ROWS_PER_STEP = 32_768  # a shingle set is stored as its sorted little-endian uint64 hashes
+BUCKET_ROWS_PER_STEP = 32_768
 
 
 @dataclass
@@ -100,12 +102,7 @@ def _repo_signature(cfg: NearDedupConfig):
 
 def _binary_rows(column: pa.Array, dtype: np.dtype) -> list[np.ndarray | None]:
     """The values of a binary column as numpy views of its buffer (no copy, no Python bytes); None for nulls."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    _, offsets_buf, data_buf = column.buffers()
-    width = np.int64 if pa.types.is_large_binary(column.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=width)[column.offset : column.offset + len(column) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, dtype=np.uint8)
+    data, offsets = arrow_var_width(column)
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     return [data[offsets[i] : offsets[i + 1]].view(dtype) if valid[i] else None for i in range(len(column))]
 

@@ -29,9 +29,23 @@ S3_PORT=${SEEDCODER_S3_PORT:-8333}
 S3_BUCKET=${SEEDCODER_S3_BUCKET:-seedcoder-lake}
 S3_ACCESS_KEY=${SEEDCODER_S3_ACCESS_KEY:-seedcoder}
 S3_SECRET_KEY=${SEEDCODER_S3_SECRET_KEY:-seedcoder-secret}
-PG_DATA=$DIR/postgres/data
-PG_SOCKET=$DIR/postgres/socket
-PG_LOG=$DIR/postgres/server.log
+# As root the server runs as `postgres`, which must be able to reach its files. Below a private directory (mktemp -d
+# makes 0700 ones) they are out of its reach: then they live in a per-checkout directory under /var/tmp instead.
+pg_home() {
+  local d=$DIR
+  while [[ ! -e $d ]]; do d=$(dirname "$d"); done
+  if [[ $(id -u) -eq 0 ]]; then
+    while [[ $d != / ]]; do
+      [[ $(stat -c %A "$d") == *[xt] ]] || { echo "/var/tmp/seedcoder-postgres-$(printf %s "$DIR" | cksum | cut -d' ' -f1)"; return; }
+      d=$(dirname "$d")
+    done
+  fi
+  echo "$DIR/postgres"
+}
+PG_HOME=$(pg_home)
+PG_DATA=$PG_HOME/data
+PG_SOCKET=$PG_HOME/socket
+PG_LOG=$PG_HOME/server.log
 S3_DATA=$DIR/s3/data
 S3_LOG=$DIR/s3/server.log
 S3_PID=$DIR/s3/weed.pid
@@ -76,7 +90,7 @@ pg_start() {
   local bindir
   bindir=$(pg_bindir)
   mkdir -p "$PG_DATA" "$PG_SOCKET"
-  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$DIR/postgres"
+  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$PG_HOME"
   chmod 700 "$PG_DATA"
   if [[ ! -f $PG_DATA/PG_VERSION ]]; then
     say "initialising PostgreSQL in $PG_DATA"

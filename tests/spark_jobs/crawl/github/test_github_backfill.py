@@ -6,6 +6,11 @@ serializes the DAGs with `airflow dags reserialize`, and stops every process it 
 The DAG is unpaused after the backfill is created (the scheduler starts runs of unpaused DAGs only).
 Each run's `snapshot` task resolves the month from the data interval; its `crawl` task runs
 `python -m spark_jobs.crawl` with the profile from $SEEDCODER_CONFIG (the GitHub source, pointed at the fake).
+
+Nothing here depends on the day the test runs: the fake world is laid on the three months that ended before the
+current month, and a cluster policy of this Airflow home (`airflow_local_settings.py`, Airflow's own hook for
+altering DAGs at load) bounds the production crawl DAG's run window to exactly those months, so the scheduler's
+catchup can only add runs for months the backfill already covered, on any date.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fake_github import FakeGitHub
-from scenario import MONTHS, REPO, TOKEN, build, write_config
+from scenario import REPO, TOKEN, build, months_before, write_config
 
 from lake.stage import Lake
 
@@ -35,6 +42,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bound_run_window(home: Path, dag_id: str, first: str, last: str) -> None:
+    """A cluster policy (``$AIRFLOW_HOME/config/airflow_local_settings.py``) that bounds ``dag_id``'s schedule to
+    the months ``first``..``last``: its start and end date, and every task's, at DAG load."""
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "airflow_local_settings.py").write_text(textwrap.dedent(f"""\
+        import pendulum
+
+
+        def dag_policy(dag):
+            if dag.dag_id != {dag_id!r}:
+                return
+            start = pendulum.datetime({int(first[:4])}, {int(first[5:])}, 1, tz="UTC")
+            end = pendulum.datetime({int(last[:4])}, {int(last[5:])}, 1, tz="UTC")
+            dag.start_date, dag.end_date = start, end
+            for task in dag.tasks:
+                task.start_date, task.end_date = start, end
+        """))
+
+
 class AirflowHome:
     """A throw-away Airflow: SQLite metadata, this repository's dags/ and plugins/, processes it started."""
 
@@ -45,7 +71,8 @@ class AirflowHome:
         self.env = {**os.environ, **extra_env,
                     "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}",
+                    # SQLite's lock wait (5 s by default) is short for three writers on a loaded 2-core machine.
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}?timeout=60",
                     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "2",
                     "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__API__PORT": str(port),
                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -110,49 +137,52 @@ class AirflowHome:
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory):
     root = tmp_path_factory.mktemp("backfill")
+    months = months_before(datetime.now(UTC))
     with FakeGitHub(token=TOKEN) as fake:
-        build(fake, root / "repos")
+        build(fake, root / "repos", months)
         config = write_config(root / "config.yaml", fake, root / "lake")
         (root / "airflow").mkdir()
+        bound_run_window(root / "airflow", "crawl", months[0], months[-1])
         airflow = AirflowHome(root / "airflow", {"SEEDCODER_CONFIG": str(config), "GITHUB_TOKEN": TOKEN,
                                                  "SEEDCODER_PROFILE": "local"})
         try:
             airflow.cli("db", "migrate")
             airflow.cli("dags", "reserialize")
+            airflow.cli("backfill", "create", "--dag-id", "crawl", "--from-date", f"{months[0]}-01",
+                        "--to-date", f"{months[-1]}-28", "--max-active-runs", "1")
+            # The scheduler starts runs of unpaused DAGs only, backfill runs included. Unpausing after the
+            # backfill exists adds no scheduled run: catchup finds every month of the DAG's window taken.
+            airflow.cli("dags", "unpause", "crawl")
             airflow.start("api-server", "--apps", "execution", "--port", str(airflow.port), "--workers", "1")
             airflow.start("scheduler")
-            airflow.cli("backfill", "create", "--dag-id", "crawl", "--from-date", "2026-08-01",
-                        "--to-date", "2026-10-31", "--max-active-runs", "1")
-            # The scheduler starts runs of unpaused DAGs only, backfill runs included. Unpausing after the
-            # backfill exists adds no scheduled run: catchup finds Aug-Oct taken, and November is not over.
-            airflow.cli("dags", "unpause", "crawl")
             airflow.wait_backfills_done(1, timeout=1500)
-            yield {"airflow": airflow, "lake": Lake.at(str(root / "lake")), "fake": fake}
+            yield {"airflow": airflow, "lake": Lake.at(str(root / "lake")), "fake": fake, "months": months}
         finally:
             airflow.stop()
 
 
 def test_a_three_month_backfill_makes_three_snapshot_partitions(backfilled):
-    airflow, lake = backfilled["airflow"], backfilled["lake"]
+    airflow, lake, months = backfilled["airflow"], backfilled["lake"], backfilled["months"]
     runs = airflow.runs()
     assert [(d[:10], state, kind) for d, state, kind in runs] == [
-        ("2026-08-01", "success", "backfill"), ("2026-09-01", "success", "backfill"),
-        ("2026-10-01", "success", "backfill")], airflow.task_logs()
-    assert lake.snapshots() == list(MONTHS)
-    for month in MONTHS:
+        (f"{month}-01", "success", "backfill") for month in months], airflow.task_logs()
+    assert lake.snapshots() == list(months)
+    for month in months:
         info = lake.require(month, "crawl")
         assert {"files", "commits", "rejects", "repos"} <= set(info.datasets)
         assert info.stats["metrics"]["source"] == "github"
-    assert {c["message"] for c in lake.read_table("2026-09", "crawl", "commits").to_pylist()} == {"Add the encoder"}
+    assert {c["message"] for c in lake.read_table(months[1], "crawl", "commits").to_pylist()} == {"Add the encoder"}
 
 
 def test_rerunning_one_month_replaces_only_that_partition(backfilled):
-    airflow, lake = backfilled["airflow"], backfilled["lake"]
-    before = {m: lake.require(m, "crawl").attempt for m in MONTHS}
-    airflow.cli("backfill", "create", "--dag-id", "crawl", "--from-date", "2026-09-01", "--to-date", "2026-09-01",
+    airflow, lake, months = backfilled["airflow"], backfilled["lake"], backfilled["months"]
+    first, second, third = months
+    before = {m: lake.require(m, "crawl").attempt for m in months}
+    airflow.cli("backfill", "create", "--dag-id", "crawl", "--from-date", f"{second}-01", "--to-date", f"{second}-01",
                 "--reprocess-behavior", "completed", "--max-active-runs", "1")
     airflow.wait_backfills_done(2, timeout=900)
-    after = {m: lake.require(m, "crawl").attempt for m in MONTHS}
-    assert after["2026-08"] == before["2026-08"] and after["2026-10"] == before["2026-10"]
-    assert after["2026-09"] != before["2026-09"]
-    assert lake.stats("2026-09", "crawl")["metrics"]["repositories"]["fetched"] == 0, "all from the fetch cache"
+    after = {m: lake.require(m, "crawl").attempt for m in months}
+    assert after[first] == before[first] and after[third] == before[third]
+    assert after[second] != before[second]
+    assert lake.stats(second, "crawl")["metrics"]["repositories"]["fetched"] == 0, "all from the fetch cache"
+    assert [kind for _, _, kind in airflow.runs()] == ["backfill"] * 3, "no scheduled run joined the backfill's"

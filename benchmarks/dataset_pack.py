@@ -36,8 +36,9 @@ import numpy as np
 
 from lake.storage import LocalStorage
 from lake.token_shards import ShardWriter
+from lake.tokens import EOS, PAD, SPECIAL_IDS
 from spark_jobs.dataset.documents import encode_documents
-from spark_jobs.dataset.tokenizer import EOS, PAD, SPECIAL_IDS, train
+from spark_jobs.dataset.tokenizer import train
 
 
 def corpus(megabytes: float) -> list[str]:

@@ -42,6 +42,7 @@ def stdlib_texts(max_files: int, max_bytes: int) -> list[str]:
 
 
 def build_lake(root: Path, *, seq_len: int, vocab_size: int, max_files: int) -> None:
+    from lake import tokens
     from lake.stage import Lake, StageRun
     from lake.token_shards import SOURCES, ShardWriter, build_index, write_index
     from spark_jobs.dataset import tokenizer as tok
@@ -54,7 +55,7 @@ def build_lake(root: Path, *, seq_len: int, vocab_size: int, max_files: int) -> 
         for name, data in tok.hf_files(tokenizer).items():
             run.write_bytes(f"tokenizer/{name}", data)
     docs = encode_documents(tokenizer, [((False, t),) for t in texts])
-    pad, eos = tok.SPECIAL_IDS[tok.PAD], tok.SPECIAL_IDS[tok.EOS]
+    pad, eos = tokens.SPECIAL_IDS[tokens.PAD], tokens.SPECIAL_IDS[tokens.EOS]
     with StageRun(lake, "bench", "dataset_build") as run:
         shards = ShardWriter.for_run(run, "file_level", seq_len=seq_len, pad_id=pad).add_all(docs).close()
         write_index(run, build_index(seq_lens={s: seq_len for s in SOURCES}, shards={"file_level": shards},

@@ -31,8 +31,8 @@ from lake.cli import run_stage, stage_parser
 from lake.config import PlatformConfig, StrictModel
 from lake.stage import Lake, StageRun
 from lake.token_shards import SOURCES, build_index, write_index
+from lake.tokens import BOS, EOS, PAD, SPECIAL_IDS, tokenizer_json
 from spark_jobs.dataset import packing
-from spark_jobs.dataset.tokenizer import BOS, EOS, PAD, SPECIAL_IDS, tokenizer_json
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
 
 
 def _vocab_size(tok_json: str) -> int:
-    from spark_jobs.dataset.tokenizer import from_json
+    from lake.tokens import from_json
 
     return from_json(tok_json).get_vocab_size()
 

@@ -27,8 +27,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lake.tokens import SEP
 from spark_jobs.dataset.documents import Pieces, special, text
-from spark_jobs.dataset.tokenizer import SEP
 
 TRUNCATED = "\n…[truncated]"
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from spark_jobs.dataset.tokenizer import EOS, SPECIAL_IDS, SPECIAL_TOKENS
+from lake.tokens import EOS, SPECIAL_IDS, SPECIAL_TOKENS
 
 Piece = tuple[bool, str]
 Pieces = tuple[Piece, ...]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from lake.tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from spark_jobs.dataset.documents import Piece, Pieces, normalize
-from spark_jobs.dataset.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 MARKERS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 

@@ -18,9 +18,9 @@ from functools import lru_cache
 
 from lake.storage import open_storage
 from lake.token_shards import ShardWriter
+from lake.tokens import from_json
 from spark_jobs.dataset import fim
 from spark_jobs.dataset.documents import Pieces, encode_documents, from_rows
-from spark_jobs.dataset.tokenizer import from_json
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lake.tokens import SEP
 from spark_jobs.dataset.documents import Pieces, special, text
-from spark_jobs.dataset.tokenizer import SEP
 
 RANDOM_ORDER_LANGUAGES = frozenset({"HTML", "SQL", "Shell"})
 

@@ -12,11 +12,11 @@ import argparse
 import itertools
 import sys
 
+from lake import tokens
 from lake.config import ConfigError, load_config
 from lake.stage import StageNotCommitted
 from lake.token_shards import SOURCES, TokenShards, read_index
 from spark_jobs.dataset import fim
-from spark_jobs.dataset import tokenizer as tok
 from spark_jobs.dataset.documents import decode_document, render
 
 
@@ -24,7 +24,7 @@ def samples(lake, snapshot: str, source: str, count: int, *, skip: int = 0, fim_
             stage: str = "dataset_build") -> list[tuple[str, int]]:
     """``(decoded text, token count)`` of ``count`` documents of ``source``, after skipping ``skip``."""
     index = read_index(lake, snapshot, stage)
-    tokenizer = tok.load(lake, index["tokenizer"]["snapshot"], index["tokenizer"]["stage"])
+    tokenizer = tokens.load(lake, index["tokenizer"]["snapshot"], index["tokenizer"]["stage"])
     docs = ((decode_document(tokenizer, ids, bos_id=index["bos_id"]), len(ids))
             for ids in TokenShards(lake, snapshot, source, stage=stage).documents())
     if fim_only:

@@ -1,8 +1,8 @@
 """Stage ``tokenizer``: train the byte-level BPE tokenizer on the curated corpus and save it in HF format.
 
 Seed-Coder's tokenizer (released with the 8B models) is a byte-level BPE with digits split one by one and
-special tokens for sequence begin/end, padding, a separator and the three FIM markers; bos is id 0 and eos id 2.
-We train the same shape with the ``tokenizers`` library: no normaliser (code is byte-exact, so
+the special tokens of ``lake.tokens`` (sequence begin/end, padding, a separator, the three FIM markers; bos is id 0
+and eos id 2). We train the same shape with the ``tokenizers`` library: no normaliser (code is byte-exact, so
 ``decode(encode(text)) == text`` for every UTF-8 string), a pre-tokenizer that isolates every digit and then
 applies the GPT-2 byte-level split, and the special tokens first so their ids are fixed whatever the corpus.
 
@@ -16,32 +16,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from pydantic import Field
 
 from lake.cli import run_stage, stage_parser
 from lake.config import StrictModel
 from lake.stage import Lake, StageRun
+from lake.tokens import (
+    BOS,
+    DATASET,
+    EOS,
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    PAD,
+    SEP,
+    SPECIAL_IDS,
+    SPECIAL_TOKENS,
+    STAGE,
+)
 
 log = logging.getLogger(__name__)
-
-STAGE = "tokenizer"
-DATASET = "tokenizer"
-BOS = "<[begin▁of▁sentence]>"
-PAD = "<[PAD▁TOKEN]>"
-EOS = "<[end▁of▁sentence]>"
-SEP = "<[SEP▁TOKEN]>"
-FIM_PREFIX = "<[fim-prefix]>"
-FIM_SUFFIX = "<[fim-suffix]>"
-FIM_MIDDLE = "<[fim-middle]>"
-# Order fixes the ids: bos 0 and eos 2 as in the released Seed-Coder config; pad 1 sits between them.
-SPECIAL_TOKENS = (BOS, PAD, EOS, SEP, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
-SPECIAL_IDS = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 class TokenizerConfig(StrictModel):
@@ -108,39 +105,12 @@ def hf_files(tokenizer) -> dict[str, bytes]:
     }
 
 
-def from_json(text: str):
-    """A tokenizer from ``tokenizer.json`` text, set to encode special-token look-alikes in text as text."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(text)
-    tokenizer.encode_special_tokens = True
-    return tokenizer
 
 
-def tokenizer_json(lake: Lake, snapshot: str, stage: str = STAGE) -> str:
-    keys = [k for k in lake.dataset_keys(snapshot, stage, DATASET) if k.endswith("/tokenizer.json")]
-    if not keys:
-        raise FileNotFoundError(f"stage {stage!r} of snapshot {snapshot!r} committed no tokenizer.json")
-    return lake.storage.read_bytes(keys[0]).decode()
 
 
-def load(lake: Lake, snapshot: str, stage: str = STAGE):
-    """The committed tokenizer of ``snapshot``."""
-    return from_json(tokenizer_json(lake, snapshot, stage))
 
 
-def local_dir(lake: Lake, snapshot: str, stage: str = STAGE, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """A local directory holding the HF tokenizer files (the lake itself, or a cache copy of an S3 lake)."""
-    info = lake.require(snapshot, stage)
-    prefix = f"{info.prefix}/{DATASET}"
-    local = lake.storage.local_path(prefix)
-    if local is not None:
-        return local
-    target = Path(cache_dir or Path.home() / ".cache" / "seedcoder" / "tokenizers") / prefix
-    target.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        (target / name).write_bytes(lake.storage.read_bytes(f"{prefix}/{name}"))
-    return target
 
 
 def in_sample(file_id: str, fraction: float) -> bool:

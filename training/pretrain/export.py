@@ -13,8 +13,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from spark_jobs.dataset.tokenizer import FILES as TOKENIZER_FILES
-from spark_jobs.dataset.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from lake.tokens import FILES as TOKENIZER_FILES
+from lake.tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from training.pretrain.presets import ModelPreset, llama_config
 
 log = logging.getLogger(__name__)

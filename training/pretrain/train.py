@@ -23,9 +23,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from lake import tokens
 from lake.stage import Lake, StageRun
 from lake.token_shards import TokenShards, read_index
-from spark_jobs.dataset import tokenizer as tokenizer_stage
 from training.pretrain import checkpoint as ckpt
 from training.pretrain.config import PretrainConfig
 from training.pretrain.data import MixtureLoader, effective_mixture
@@ -374,15 +374,15 @@ class Trainer:
     def _tokenizer_dir(self) -> Path:
         """The HF tokenizer files the shards were built with (named by the shard index)."""
         ref = read_index(self.lake, self.snapshot, self.cfg.input).get("tokenizer") or {}
-        return tokenizer_stage.local_dir(self.lake, ref.get("snapshot") or self.snapshot,
-                                         ref.get("stage") or tokenizer_stage.STAGE,
+        return tokens.local_dir(self.lake, ref.get("snapshot") or self.snapshot,
+                                         ref.get("stage") or tokens.STAGE,
                                          cache_dir=self.scratch / "tokenizers")
 
     @staticmethod
     def _bos_id(index: dict) -> int:
         """The tokenizer's bos (id 0 as in the released config) even when the build does not prepend it."""
         bos = index.get("bos_id")
-        return tokenizer_stage.SPECIAL_IDS[tokenizer_stage.BOS] if bos is None else int(bos)
+        return tokens.SPECIAL_IDS[tokens.BOS] if bos is None else int(bos)
 
     # -- export -----------------------------------------------------------------------------------
     def _export(self, attempt_prefix: str, engine, spec, index: dict, stats, schedule: Schedule) -> None:

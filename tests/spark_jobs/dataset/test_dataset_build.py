@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from dataset_fixtures import commit_files, commit_table, curated_rows, score_table
 
+from lake import tokens
 from lake.config import load_config
 from lake.stage import StageRun
 from lake.token_shards import SOURCES, TokenShards, read_index
@@ -51,7 +52,7 @@ def run_build(cfg, lake, **overrides):
 
 
 def decoded(lake, source):
-    tokenizer = tok.load(lake, "s1")
+    tokenizer = tokens.load(lake, "s1")
     return [decode_document(tokenizer, ids) for ids in TokenShards(lake, "s1", source).documents()]
 
 
@@ -100,14 +101,14 @@ def test_shards_decode_back_to_the_source_documents(curated):
 def test_rows_keep_document_boundaries(curated):
     _cfg, lake, _rows, _stats = curated
     shards = TokenShards(lake, "s1", "file_level")
-    eos = tok.SPECIAL_IDS[tok.EOS]
+    eos = tokens.SPECIAL_IDS[tokens.EOS]
     for i in range(len(shards)):
-        tokens, starts = shards[i]
+        row, starts = shards[i]
         valid = shards.valid_tokens(i)
-        ends = np.flatnonzero(tokens[:valid] == eos)
+        ends = np.flatnonzero(row[:valid] == eos)
         # a document starts right after every eos inside the row
         assert set((ends + 1)[ends + 1 < valid].tolist()) <= set(starts.tolist())
-        assert all(tokens[s] != eos for s in starts)
+        assert all(row[s] != eos for s in starts)
 
 
 def shard_arrays(lake) -> dict[str, list[np.ndarray]]:

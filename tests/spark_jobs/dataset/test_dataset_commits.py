@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from lake.tokens import SEP
 from spark_jobs.dataset.commits import TRUNCATED, CommitBounds, RepoIndex, commit_documents
 from spark_jobs.dataset.documents import render
-from spark_jobs.dataset.tokenizer import SEP
 
 FILES = {
     "src/http/parser.py": "def parse_header(line):\n    name, value = line.split(':', 1)\n    return name, value\n",

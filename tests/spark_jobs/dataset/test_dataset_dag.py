@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from dataset_fixtures import commit_files, commit_table, curated_rows, score_table
 
+from lake import tokens
 from lake.stage import Lake, StageRun
 from lake.token_shards import SOURCES, TokenShards, read_index
 from spark_jobs.dataset import fim, samples
-from spark_jobs.dataset import tokenizer as tok
 from spark_jobs.dataset.documents import decode_document, render
 from spark_jobs.dataset.repo_concat import split_document
 
@@ -49,7 +49,7 @@ def test_dataset_dag_builds_shards_that_decode_to_the_curated_files(tmp_path, ca
 
     index = read_index(lake, "s1")
     assert index["seq_len"] == 512 and index["sources"]["repo_level"]["seq_len"] == 8192
-    tokenizer = tok.load(lake, "s1")
+    tokenizer = tokens.load(lake, "s1")
     files = [fim.invert(decode_document(tokenizer, ids)) for ids in TokenShards(lake, "s1", "file_level").documents()]
     expected = [r["content"] for r in rows if r["content"] and r["path"] != "app/copied.py"]
     assert collections.Counter(render(d) for d in files) == collections.Counter(expected)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lake.tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SEP, SPECIAL_IDS
 from spark_jobs.dataset import fim
 from spark_jobs.dataset.documents import decode_document, encode_documents, normalize
-from spark_jobs.dataset.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SEP, SPECIAL_IDS
 
 tiny_tokenizer = dataset_fixtures.tiny_tokenizer  # the session fixture, shared
 

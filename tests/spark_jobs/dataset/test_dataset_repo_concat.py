@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lake.tokens import SEP
 from spark_jobs.dataset.imports import dependency_graph
 from spark_jobs.dataset.repo_concat import (
     RepoFile,
@@ -14,7 +15,6 @@ from spark_jobs.dataset.repo_concat import (
     split_document,
     strongly_connected,
 )
-from spark_jobs.dataset.tokenizer import SEP
 
 
 def repo_files(spec: dict[str, tuple[str, str]], tokens: int = 10) -> list[RepoFile]:

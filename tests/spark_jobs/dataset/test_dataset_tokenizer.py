@@ -10,6 +10,7 @@ from dataset_fixtures import commit_files, file_rows, stdlib_texts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lake import tokens
 from lake.stage import Lake
 from spark_jobs.dataset import tokenizer as tok
 
@@ -17,10 +18,10 @@ tiny_tokenizer = dataset_fixtures.tiny_tokenizer  # the session fixture, shared
 
 
 def test_special_tokens_have_the_released_ids(tiny_tokenizer):
-    assert tiny_tokenizer.token_to_id(tok.BOS) == 0
-    assert tiny_tokenizer.token_to_id(tok.EOS) == 2
-    for name in (tok.PAD, tok.SEP, tok.FIM_PREFIX, tok.FIM_SUFFIX, tok.FIM_MIDDLE):
-        assert tiny_tokenizer.token_to_id(name) == tok.SPECIAL_IDS[name]
+    assert tiny_tokenizer.token_to_id(tokens.BOS) == 0
+    assert tiny_tokenizer.token_to_id(tokens.EOS) == 2
+    for name in (tokens.PAD, tokens.SEP, tokens.FIM_PREFIX, tokens.FIM_SUFFIX, tokens.FIM_MIDDLE):
+        assert tiny_tokenizer.token_to_id(name) == tokens.SPECIAL_IDS[name]
 
 
 def test_digits_are_split_one_by_one(tiny_tokenizer):
@@ -31,7 +32,7 @@ def test_digits_are_split_one_by_one(tiny_tokenizer):
 
 def test_special_token_look_alikes_in_text_stay_text(tiny_tokenizer):
     ids = tiny_tokenizer.encode("a <[fim-prefix]> b <[end▁of▁sentence]>").ids
-    assert not set(ids) & set(tok.SPECIAL_IDS.values())
+    assert not set(ids) & set(tokens.SPECIAL_IDS.values())
 
 
 @given(st.text(max_size=200))
@@ -46,14 +47,14 @@ def test_stage_trains_deterministically_and_saves_hf_files(make_config):
     rows = file_rows("py/json", dict(stdlib_texts("json"))) + file_rows("py/http", dict(stdlib_texts("http")))
     commit_files(lake, "s1", "exact_dedup", rows)
     first = tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
-    json_a = tok.tokenizer_json(lake, "s1")
+    json_a = tokens.tokenizer_json(lake, "s1")
     tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
-    assert tok.tokenizer_json(lake, "s1") == json_a
+    assert tokens.tokenizer_json(lake, "s1") == json_a
     assert first["records_out"] == len(rows) and first["metrics"]["vocab_size"] <= 800
     files = {k.rsplit("/", 1)[1] for k in lake.dataset_keys("s1", "tokenizer", "tokenizer")}
-    assert files == set(tok.FILES)
-    config = json.loads((tok.local_dir(lake, "s1") / "tokenizer_config.json").read_text())
-    assert config["bos_token"] == tok.BOS and config["pad_token"] == tok.PAD
+    assert files == set(tokens.FILES)
+    config = json.loads((tokens.local_dir(lake, "s1") / "tokenizer_config.json").read_text())
+    assert config["bos_token"] == tokens.BOS and config["pad_token"] == tokens.PAD
 
 
 def test_loads_with_transformers_when_installed(make_config):
@@ -62,7 +63,7 @@ def test_loads_with_transformers_when_installed(make_config):
     lake = cfg.open_lake()
     commit_files(lake, "s1", "exact_dedup", file_rows("py/json", dict(stdlib_texts("json"))))
     tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
-    hf = transformers.AutoTokenizer.from_pretrained(str(tok.local_dir(lake, "s1")))
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokens.local_dir(lake, "s1")))
     assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id) == (0, 2, 1)
     text = "def f(x):\n    return x * 42\n"
     assert hf.decode(hf(text)["input_ids"]) == text

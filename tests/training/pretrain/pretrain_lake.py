@@ -27,6 +27,7 @@ SNIPPETS = [
 def build_shards(lake, snapshot: str, *, seq_len: int = 64, repeat: int = 40, vocab_size: int = 400,
                  sources: tuple[str, ...] = ("file_level",)) -> dict:
     """Commit a ``tokenizer`` and a ``dataset_build`` stage for ``snapshot``; returns the index."""
+    from lake import tokens
     from lake.stage import StageRun
     from lake.token_shards import SOURCES, ShardWriter, build_index, write_index
     from spark_jobs.dataset import tokenizer as tok
@@ -41,10 +42,10 @@ def build_shards(lake, snapshot: str, *, seq_len: int = 64, repeat: int = 40, vo
     for _ in range(repeat):
         for prefix, middle, suffix in SNIPPETS:
             docs.append(((False, prefix + middle + suffix),))
-            docs.append(((True, tok.FIM_SUFFIX), (False, suffix), (True, tok.FIM_PREFIX), (False, prefix),
-                         (True, tok.FIM_MIDDLE), (False, middle)))
+            docs.append(((True, tokens.FIM_SUFFIX), (False, suffix), (True, tokens.FIM_PREFIX), (False, prefix),
+                         (True, tokens.FIM_MIDDLE), (False, middle)))
     encoded = encode_documents(tokenizer, docs)
-    pad, eos = tok.SPECIAL_IDS[tok.PAD], tok.SPECIAL_IDS[tok.EOS]
+    pad, eos = tokens.SPECIAL_IDS[tokens.PAD], tokens.SPECIAL_IDS[tokens.EOS]
     with StageRun(lake, snapshot, "dataset_build") as run:
         shards = {}
         for source in sources:

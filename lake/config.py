@@ -56,11 +56,24 @@ class LauncherConfig(StrictModel):
     gpu_python: str = ".venv-gpu/bin/python"
 
 
+class UiConfig(StrictModel):
+    """The Airflow UI plugin (plugins/seedcoder_ui): how it reads the lake."""
+
+    # Seconds a commit pointer or a listing is served from the cache before it is revalidated (a new commit shows
+    # within this time); revalidating an unchanged pointer costs a stat (local) or a bodiless 304 (S3).
+    cache_ttl_s: float = Field(5.0, ge=0)
+    # Concurrent pointer checks (S3 round trips) when a page needs many snapshots.
+    workers: int = Field(16, ge=1, le=256)
+    # Snapshots per page of the snapshot list (newest first).
+    snapshots_per_page: int = Field(50, ge=1, le=1000)
+
+
 class PlatformConfig(StrictModel):
     profile: Literal["local", "k8s"]
     lake: LakeConfig = LakeConfig()
     spark: SparkConfig = SparkConfig()
     launcher: LauncherConfig = LauncherConfig()
+    ui: UiConfig = UiConfig()
     stages: dict[str, dict[str, Any]] = {}
     source_path: str | None = None
 

@@ -35,6 +35,8 @@ SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SUCCESS = "_SUCCESS"
 STATS = "_stats.json"
+# The metrics key under which a stage that outputs FILES records counts them per language (the per-language funnel).
+OUT_BY_LANGUAGE = "records_out_by_language"
 
 
 def check_snapshot(snapshot: str) -> str:

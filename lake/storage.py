@@ -27,6 +27,7 @@ class Storage(Protocol):
     def children(self, prefix: str) -> list[str]: ...
     def uri(self, key: str, *, for_spark: bool = False) -> str: ...
     def local_path(self, key: str) -> Path | None: ...
+    def read_if_changed(self, key: str, version: object) -> tuple[bytes | None, object]: ...
 
 
 class LocalStorage:
@@ -97,6 +98,21 @@ class LocalStorage:
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
+
+    def read_if_changed(self, key: str, version: object) -> tuple[bytes | None, object]:
+        """``(data, version)`` if the object changed since ``version`` (None: never read), else ``(None, version)``.
+
+        The version is the file's identity and modification time, so a pointer rewritten by ``os.replace``
+        is always seen as changed; an unchanged object costs one ``stat``.
+        """
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no object {key!r} in lake {self.root}") from None
+        current = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if current == version:
+            return None, version
+        return self.read_bytes(key), current
 
 
 class S3Storage:
@@ -179,6 +195,26 @@ class S3Storage:
 
     def local_path(self, key: str) -> None:
         return None
+
+    def read_if_changed(self, key: str, version: object) -> tuple[bytes | None, object]:
+        """``(data, etag)`` if the object's ETag differs from ``version``, else ``(None, version)``.
+
+        A conditional GET (``If-None-Match``): an unchanged object answers 304 with no body.
+        """
+        from botocore.exceptions import ClientError
+
+        args = {"Bucket": self.bucket, "Key": self._key(key)}
+        if isinstance(version, str):
+            args["IfNoneMatch"] = version
+        try:
+            response = self.client.get_object(**args)
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no object {key!r} in lake {self.root}") from None
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("304", "NotModified"):
+                return None, version
+            raise
+        return response["Body"].read(), response["ETag"]
 
 
 def open_storage(root: str, *, endpoint_url: str | None = None, region: str | None = None) -> Storage:

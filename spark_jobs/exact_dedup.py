@@ -20,7 +20,8 @@ from pydantic import Field
 
 from lake.cli import run_stage, stage_parser
 from lake.config import PlatformConfig, StrictModel
-from lake.stage import StageRun
+from lake.stage import OUT_BY_LANGUAGE, StageRun
+from spark_jobs.dedup_clusters import summarise_spark
 from spark_jobs.keep_rule import keep_order
 from spark_jobs.session import spark_session
 
@@ -90,6 +91,12 @@ def run_exact_dedup(run: StageRun, cfg: PlatformConfig, stage_cfg: ExactDedupCon
     run.stats.drop("exact_duplicate_repo", by_level.get("repo", 0))
     run.stats.drop("exact_duplicate_file", by_level.get("file", 0))
     run.stats.metrics["duplicate_repositories"] = dups_w.filter("level = 'repo'").select("repo").distinct().count()
+    run.stats.metrics[OUT_BY_LANGUAGE] = {r["language"]: int(r["count"]) for r in
+                                          kept_w.groupBy("language").count().orderBy("language").collect()}
+    repo_level = F.col("level") == "repo"
+    pairs = dups_w.select("level", F.when(repo_level, F.col("repo")).otherwise(F.col("id")).alias("removed"),
+                          F.when(repo_level, F.col("kept_repo")).otherwise(F.col("kept_id")).alias("kept"))
+    run.stats.metrics["clusters"] = summarise_spark(pairs, files)
     run.stats.metrics["input"] = stage_cfg.input
 
 

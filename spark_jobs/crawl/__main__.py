@@ -15,7 +15,7 @@ from pydantic import Field
 from lake.cli import run_stage, stage_parser
 from lake.config import REPO_ROOT, PlatformConfig, StrictModel
 from lake.schemas import FILES, REJECTS, REPOS, to_spark_schema
-from lake.stage import StageRun
+from lake.stage import OUT_BY_LANGUAGE, StageRun
 from spark_jobs.crawl.file_rules import FileRules
 from spark_jobs.session import spark_session
 
@@ -76,7 +76,7 @@ def crawl_local(run: StageRun, cfg: PlatformConfig, crawl_cfg: CrawlConfig) -> N
     run.stats.bytes_in = n_bytes + rejected_bytes
     for reason, count in drops.items():
         run.stats.drop(reason, count)
-    run.stats.metrics.update({"repositories": len(repos), "files_by_language": dict(sorted(by_lang.items())),
+    run.stats.metrics.update({"repositories": len(repos), OUT_BY_LANGUAGE: dict(sorted(by_lang.items())),
                               "source": str(root)})
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from lake.config import PlatformConfig, StrictModel
-from lake.stage import StageRun
+from lake.stage import OUT_BY_LANGUAGE, StageRun
 from spark_jobs.filters.base import OUTCOME, PipelineStep, apply_batches, split_outcomes
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class StageOutcome:
         self.records_in = self.records_out = self.bytes_in = self.bytes_out = 0
         self.drops: Counter[str] = Counter()
         self.metrics: Counter[str] = Counter()
+        self.out_by_language: Counter[str] = Counter()
 
     def to_stats(self, run: StageRun) -> None:
         run.stats.records_in += self.records_in
@@ -63,10 +64,14 @@ class StageOutcome:
         merged = Counter(run.stats.metrics.get("step", {}))
         merged.update(self.metrics)
         run.stats.metrics["step"] = dict(sorted(merged.items()))
+        by_language = Counter(run.stats.metrics.get(OUT_BY_LANGUAGE, {}))
+        by_language.update(self.out_by_language)
+        run.stats.metrics[OUT_BY_LANGUAGE] = dict(sorted(by_language.items()))
 
     def to_json(self) -> dict[str, Any]:
         return {"records_in": self.records_in, "records_out": self.records_out, "bytes_in": self.bytes_in,
-                "bytes_out": self.bytes_out, "drops": dict(self.drops), "metrics": dict(self.metrics)}
+                "bytes_out": self.bytes_out, "drops": dict(self.drops), "metrics": dict(self.metrics),
+                "out_by_language": dict(self.out_by_language)}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StageOutcome:
@@ -75,6 +80,7 @@ class StageOutcome:
             setattr(out, key, int(raw[key]))
         out.drops.update(raw["drops"])
         out.metrics.update(raw["metrics"])
+        out.out_by_language.update(raw.get("out_by_language", {}))
         return out
 
     def add(self, other: StageOutcome) -> None:
@@ -82,6 +88,7 @@ class StageOutcome:
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.drops.update(other.drops)
         self.metrics.update(other.metrics)
+        self.out_by_language.update(other.out_by_language)
 
 
 def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: FilterStageConfig,
@@ -125,12 +132,14 @@ def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make
         totals = StageOutcome()
         size_in = files.agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("size_bytes"), F.lit(0)).alias("b")).first()
         totals.records_in, totals.bytes_in = int(size_in["n"]), int(size_in["b"])
-        for row in outcomes.groupBy("reason").agg(F.count(F.lit(1)).alias("n"),
-                                                  F.sum("size_bytes").alias("b")).collect():
+        for row in outcomes.groupBy("reason", "language").agg(F.count(F.lit(1)).alias("n"),
+                                                              F.sum("size_bytes").alias("b")).collect():
             if row["reason"] is None:
-                totals.records_out, totals.bytes_out = int(row["n"]), int(row["b"] or 0)
+                totals.records_out += int(row["n"])
+                totals.bytes_out += int(row["b"] or 0)
+                totals.out_by_language[row["language"]] += int(row["n"])
             else:
-                totals.drops[row["reason"]] = int(row["n"])
+                totals.drops[row["reason"]] += int(row["n"])
         for row in outcomes.select(F.explode("metrics")).groupBy("key").agg(F.sum("value").alias("n")).collect():
             totals.metrics[row["key"]] = int(row["n"])
         totals.to_stats(run)
@@ -179,12 +188,13 @@ def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep, finge
 def _count(table) -> StageOutcome:
     """Counts of one OUTCOME table (``bytes_in`` is the caller's: a rewrite changes sizes)."""
     out = StageOutcome()
-    rows = table.select(["reason", "size_bytes", "metrics"]).to_pylist()
+    rows = table.select(["reason", "size_bytes", "metrics", "language"]).to_pylist()
     out.records_in = len(rows)
     for row in rows:
         if row["reason"] is None:
             out.records_out += 1
             out.bytes_out += row["size_bytes"]
+            out.out_by_language[row["language"]] += 1
         else:
             out.drops[row["reason"]] += 1
         for key, value in row["metrics"] or []:

@@ -8,11 +8,13 @@ duplicated or lost.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import pyarrow as pa
 
 from lake.config import PlatformConfig
-from lake.stage import Commit, Lake, StageRun
+from lake.stage import OUT_BY_LANGUAGE, Commit, Lake, StageRun
+from spark_jobs.dedup_clusters import summarise, summarise_spark
 from spark_jobs.near_dedup.config import NearDedupConfig
 from spark_jobs.near_dedup.index import STAGE, check_scheme, index_snapshots
 from spark_jobs.near_dedup.outputs import scheme_tag
@@ -67,6 +69,11 @@ def _run_local(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str
         index = pa.concat_tables([lake.read_table(s, STAGE, "signatures") for s in earlier])
         check_scheme(set(index.column("scheme").to_pylist()), scheme_tag(nd), earlier)
     result = dedup_table(files, nd, snapshot=run.snapshot, index=index)
+    result.metrics[OUT_BY_LANGUAGE] = dict(sorted(Counter(result.kept.column("language").to_pylist()).items()))
+    labels = {i: f"{r}/{p}" for i, r, p in zip(*(files.column(c).to_pylist() for c in ("id", "repo", "path")),
+                                                 strict=True)}
+    result.metrics["clusters"] = summarise(zip(*(result.duplicates.column(c).to_pylist()
+                                                 for c in ("level", "removed_id", "kept_id")), strict=True), labels)
     for name, table in (("files", result.kept), ("duplicates", result.duplicates), ("signatures", result.signatures)):
         for part, start in enumerate(range(0, max(table.num_rows, 1), ROWS_PER_PART)):
             run.write_table(name, table.slice(start, ROWS_PER_PART), part)
@@ -92,5 +99,11 @@ def _run_spark(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str
         (df.repartition(nd.output_partitions, key).sortWithinPartitions(key)
          .write.mode("overwrite").parquet(run.dataset_uri(name, for_spark=True)))
     totals = files.agg(F.count("*"), F.sum("size_bytes")).first()
-    kept = spark.read.parquet(run.dataset_uri("files", for_spark=True)).agg(F.count("*"), F.sum("size_bytes")).first()
+    kept_w = spark.read.parquet(run.dataset_uri("files", for_spark=True))
+    kept = kept_w.agg(F.count("*"), F.sum("size_bytes")).first()
+    result.metrics[OUT_BY_LANGUAGE] = {r["language"]: int(r["count"]) for r in
+                                       kept_w.groupBy("language").count().orderBy("language").collect()}
+    dups_w = spark.read.parquet(run.dataset_uri("duplicates", for_spark=True))
+    result.metrics["clusters"] = summarise_spark(dups_w.select("level", F.col("removed_id").alias("removed"),
+                                                               F.col("kept_id").alias("kept")), files)
     _record_stats(run, (totals[0], int(totals[1] or 0)), (kept[0], int(kept[1] or 0)), result.drops, result.metrics)

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from lake.cli import run_stage, stage_parser
 from lake.schemas import FILES, QUARANTINE
-from lake.stage import Lake, StageRun
+from lake.stage import OUT_BY_LANGUAGE, Lake, StageRun
 from training.quality.config import QualityFilterConfig
 
 STAGE = "quality_filter"
@@ -89,6 +89,7 @@ def run(lake: Lake, snapshot: str, cfg: QualityFilterConfig) -> dict:
         score_ids = scored.column("id")
         kept_n, dropped_n, unscored_n, n_in = 0, 0, 0, 0
         bytes_in = bytes_out = 0
+        kept_by_language: Counter[str] = Counter()
         keys = [k for k in lake.dataset_keys(snapshot, cfg.input, "files") if k.endswith(".parquet")]
         for part, key in enumerate(keys):
             table = pq.read_table(io.BytesIO(lake.storage.read_bytes(key))).select(FILES.names)
@@ -101,6 +102,7 @@ def run(lake: Lake, snapshot: str, cfg: QualityFilterConfig) -> dict:
             kept = table.filter(keep).cast(FILES)
             stage.write_table("files", kept, part)
             kept_n += kept.num_rows
+            kept_by_language.update(kept.column("language").to_pylist())
             bytes_out += int(pc.sum(kept.column("size_bytes")).as_py() or 0)
             row_scores = pc.take(scored.column("score"), position)
             low_rows = table.filter(low)
@@ -130,7 +132,8 @@ def run(lake: Lake, snapshot: str, cfg: QualityFilterConfig) -> dict:
             "drop_fraction_target": cfg.drop_fraction if mode == "quantile" else None,
             "dropped_share": round(dropped_n / n_in, 6) if n_in else 0.0,
             "dropped_share_by_language": {lang: h["dropped_share"] for lang, h in hist["languages"].items()},
-            "score_quantiles": _quantiles(values), "histogram_file": HISTOGRAM})
+            "score_quantiles": _quantiles(values), "histogram_file": HISTOGRAM,
+            OUT_BY_LANGUAGE: dict(sorted(kept_by_language.items()))})
         log.info("threshold %s (%s): kept %d, dropped %d (%.2f%%), unscored %d", threshold, mode, kept_n, dropped_n,
                  100 * dropped_n / max(n_in, 1), unscored_n)
     return lake.stats(snapshot, STAGE)

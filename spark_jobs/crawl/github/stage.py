@@ -28,7 +28,7 @@ from operator import add
 
 from lake.config import ConfigError, PlatformConfig
 from lake.schemas import COMMITS, FILES, REJECTS, to_spark_schema
-from lake.stage import StageRun
+from lake.stage import OUT_BY_LANGUAGE, StageRun
 from spark_jobs.crawl.github.api import (
     EtagCache,
     GitHubClient,
@@ -303,5 +303,5 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
         "fetch": {"downloaded_mb": round(mbytes, 3), "task_seconds": round(seconds, 3),
                   "files_per_task_s": round(sum(o["records"] for o in downloaded) / seconds, 1) if seconds else None},
         "api": selection["api"],
-        "files_by_language": dict(sorted(counts["by_language"].items())),
+        OUT_BY_LANGUAGE: dict(sorted(counts["by_language"].items())),
     })

@@ -1,0 +1,172 @@
+"""A read-only, cached view of every commit in a lake: what the UI shows, without reading data files.
+
+The catalog reads only commit pointers (``_SUCCESS``) and the small files a stage writes beside its
+``_stats.json``. Two facts make caching safe:
+
+- an attempt directory never changes once committed (a re-run writes a new attempt and moves the pointer),
+  so anything read from inside an attempt is cached for as long as the process lives, keyed by the attempt;
+- only pointers move, and each pointer is revalidated at most once per ``ttl_s`` with a conditional read
+  (local lake: one ``stat``; S3: ``If-None-Match`` on its ETag, a bodiless 304 when unchanged), so a new commit
+  shows within ``ttl_s`` and an unchanged lake costs no pointer body at all.
+
+Pointer checks of many stages run concurrently (``workers`` threads): on S3 each check is a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lake.stage import STAGE_RE, STATS, SUCCESS, Lake, check_snapshot
+
+
+@dataclass(frozen=True)
+class CommittedStage:
+    """One committed stage of one snapshot, as its pointer names it."""
+
+    snapshot: str
+    stage: str
+    attempt: str
+    committed_at: str
+    stats: dict[str, Any]
+    params: dict[str, Any]
+    datasets: dict[str, int]  # dataset name -> number of committed files
+
+    @property
+    def prefix(self) -> str:
+        return f"snapshot={self.snapshot}/{self.stage}/attempt={self.attempt}"
+
+    @property
+    def stats_key(self) -> str:
+        return f"{self.prefix}/{STATS}"
+
+
+@dataclass
+class _Cached:
+    version: object
+    value: Any
+    checked: float
+
+
+def parse_pointer(raw: bytes, snapshot: str, stage: str) -> CommittedStage:
+    """A ``_SUCCESS`` pointer's JSON as a :class:`CommittedStage` (file lists reduced to counts).
+
+    >>> p = parse_pointer(b'{"attempt": "a1", "committed_at": "2026-11-01T00:00:00+00:00", "stats": {"records_in": 3},'
+    ...                   b' "datasets": {"files": ["x/part-0.parquet", "x/part-1.parquet"]}}', "2026-10", "crawl")
+    >>> p.attempt, p.datasets, p.stats["records_in"], p.prefix
+    ('a1', {'files': 2}, 3, 'snapshot=2026-10/crawl/attempt=a1')
+    """
+    try:
+        doc = json.loads(raw)
+        return CommittedStage(snapshot=snapshot, stage=stage, attempt=doc["attempt"],
+                              committed_at=doc.get("committed_at", ""), stats=doc.get("stats") or {},
+                              params=doc.get("params") or {},
+                              datasets={k: len(v) for k, v in sorted((doc.get("datasets") or {}).items())})
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"unreadable commit pointer snapshot={snapshot}/{stage}/{SUCCESS}: {err}") from None
+
+
+class LakeCatalog:
+    """Snapshots, their committed stages and their small side files, cached with revalidation."""
+
+    def __init__(self, lake: Lake, *, ttl_s: float = 5.0, workers: int = 16,
+                 clock: Callable[[], float] = time.monotonic):
+        self.lake = lake
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lake-catalog")
+        self._lock = threading.Lock()
+        self._listings: dict[str, _Cached] = {}
+        self._pointers: dict[str, _Cached] = {}
+        self._attempt_files: dict[str, bytes | None] = {}
+        self.reads = 0  # pointer bodies read (a changed or new pointer); tests and the benchmark watch it
+
+    # -- listings ---------------------------------------------------------------------------------------------
+    def _children(self, prefix: str) -> list[str]:
+        now = self.clock()
+        with self._lock:
+            hit = self._listings.get(prefix)
+        if hit is not None and now - hit.checked < self.ttl_s:
+            return hit.value
+        names = self.lake.storage.children(prefix)
+        with self._lock:
+            self._listings[prefix] = _Cached(None, names, now)
+        return names
+
+    def snapshots(self) -> list[str]:
+        """Every snapshot partition of the lake, newest id first."""
+        names = [n.removeprefix("snapshot=") for n in self._children("") if n.startswith("snapshot=")]
+        return sorted(names, reverse=True)
+
+    # -- pointers ---------------------------------------------------------------------------------------------
+    def _pointer(self, snapshot: str, stage: str) -> CommittedStage | None:
+        key = f"snapshot={snapshot}/{stage}/{SUCCESS}"
+        now = self.clock()
+        with self._lock:
+            hit = self._pointers.get(key)
+        if hit is not None and now - hit.checked < self.ttl_s:
+            return hit.value
+        try:
+            data, version = self.lake.storage.read_if_changed(key, hit.version if hit else None)
+        except FileNotFoundError:
+            data, version = None, None
+            value = None
+        else:
+            if data is None and hit is not None:
+                value = hit.value
+            else:
+                self.reads += 1
+                value = parse_pointer(data, snapshot, stage)
+        with self._lock:
+            self._pointers[key] = _Cached(version, value, now)
+        return value
+
+    def stages(self, snapshot: str) -> dict[str, CommittedStage]:
+        """The committed stages of one snapshot, by stage name."""
+        check_snapshot(snapshot)
+        names = [n for n in self._children(f"snapshot={snapshot}") if STAGE_RE.match(n)]
+        commits = self._pool.map(lambda n: self._pointer(snapshot, n), names)
+        return {c.stage: c for c in commits if c is not None}
+
+    def many(self, snapshots: Iterable[str]) -> dict[str, dict[str, CommittedStage]]:
+        """:meth:`stages` of several snapshots, their listings and pointer checks all concurrent."""
+        snapshots = list(snapshots)
+        for snapshot in snapshots:
+            check_snapshot(snapshot)
+        listings = dict(zip(snapshots, self._pool.map(lambda s: self._children(f"snapshot={s}"), snapshots),
+                            strict=True))
+        pairs = [(s, n) for s in snapshots for n in listings[s] if STAGE_RE.match(n)]
+        out: dict[str, dict[str, CommittedStage]] = {s: {} for s in snapshots}
+        for (s, _n), commit in zip(pairs, self._pool.map(lambda p: self._pointer(*p), pairs), strict=True):
+            if commit is not None:
+                out[s][commit.stage] = commit
+        return out
+
+    # -- files inside a committed attempt (immutable) -------------------------------------------------------
+    def attempt_file(self, commit: CommittedStage, name: str) -> bytes | None:
+        """A small file of the committed attempt (``_stats.json``, ``score_histogram.json``); None if absent."""
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"not a file name of an attempt: {name!r}")
+        key = f"{commit.prefix}/{name}"
+        with self._lock:
+            if key in self._attempt_files:
+                return self._attempt_files[key]
+        try:
+            data = self.lake.storage.read_bytes(key)
+        except FileNotFoundError:
+            data = None
+        with self._lock:
+            self._attempt_files[key] = data
+        return data
+
+    def attempt_json(self, commit: CommittedStage, name: str) -> Any | None:
+        data = self.attempt_file(commit, name)
+        return None if data is None else json.loads(data)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

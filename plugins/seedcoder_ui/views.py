@@ -1,0 +1,145 @@
+"""The page models: what each page and its JSON twin show, built from the lake catalog and the DAG runs.
+
+The HTML pages and the ``/api`` endpoints render the same dicts, so the browser test's numbers and the API tests'
+numbers come from one place. Nothing here reads a data file: only commit pointers and the small JSON files a stage
+commits beside its ``_stats.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lake.catalog import CommittedStage, LakeCatalog
+from seedcoder_ui import pipeline
+from seedcoder_ui.pipeline import FUNNEL, PIPELINE, STAGES
+
+SECRET_KEY = re.compile(r"secret|token|passw|api_?key|credential|authorization|private_key", re.I)
+
+
+def redact(value: Any) -> Any:
+    """A JSON value with every secret-looking key's value masked (stats and params are user-extensible).
+
+    >>> redact({"api": {"token": "ghp_x", "requests": 3}, "aws_secret_access_key": "k", "files": [1]})
+    {'api': {'token': '***', 'requests': 3}, 'aws_secret_access_key': '***', 'files': [1]}
+    """
+    if isinstance(value, dict):
+        return {k: ("***" if isinstance(k, str) and SECRET_KEY.search(k) and not isinstance(v, dict | list)
+                    else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _commit_summary(commit: CommittedStage | None) -> dict | None:
+    if commit is None:
+        return None
+    s = commit.stats
+    return {"attempt": commit.attempt, "committed_at": commit.committed_at, "seconds": s.get("seconds"),
+            "started_at": s.get("started_at"), "records_in": s.get("records_in"), "records_out": s.get("records_out"),
+            "datasets": commit.datasets}
+
+
+def stage_rows(commits: dict[str, CommittedStage], tis: dict[str, dict]) -> list[dict]:
+    """Every pipeline stage of one snapshot: state, commit, latest task instance."""
+    rows = []
+    for spec in PIPELINE:
+        commit, ti = commits.get(spec.stage), tis.get(spec.stage)
+        rows.append({"stage": spec.stage, "dag_id": spec.dag_id, "funnel": spec.funnel,
+                     "state": pipeline.stage_state(commit.committed_at if commit else None, ti),
+                     "commit": _commit_summary(commit), "task": ti})
+    return rows
+
+
+def snapshots_page(catalog: LakeCatalog, tis: dict[str, dict[str, dict]], page: int, per_page: int) -> dict:
+    in_lake = set(catalog.snapshots())
+    # Snapshots known only from DAG runs (queued or failed before any commit) are listed too.
+    names = sorted(in_lake | set(tis), reverse=True)
+    pages = max(1, -(-len(names) // per_page))
+    page = min(max(page, 1), pages)
+    shown = names[(page - 1) * per_page: page * per_page]
+    commits = catalog.many([s for s in shown if s in in_lake])
+    rows = []
+    for name in shown:
+        stages = stage_rows(commits.get(name, {}), tis.get(name, {}))
+        crawl = commits.get(name, {}).get("crawl")
+        curated = next((commits[name][s] for s in reversed(FUNNEL) if s in commits.get(name, {})), None)
+        rows.append({"snapshot": name, "stages": stages,
+                     "crawled": crawl.stats.get("records_in") if crawl else None,
+                     "curated": curated.stats.get("records_out") if curated else None,
+                     "curated_by": curated.stage if curated else None})
+    return {"snapshots": rows, "page": page, "pages": pages, "total": len(names),
+            "stages": [s.stage for s in PIPELINE]}
+
+
+def snapshot_page(catalog: LakeCatalog, snapshot: str, tis: dict[str, dict]) -> dict:
+    commits = catalog.stages(snapshot)
+    stats = {name: c.stats for name, c in commits.items()}
+    rows = pipeline.funnel(stats)
+    biggest = max([r["records_in"] for r in rows] or [0])
+    for row in rows:
+        # Bars share one scale (the biggest input), so the funnel narrows visibly from stage to stage.
+        row["bar_out"] = round(100.0 * row["records_out"] / biggest, 2) if biggest else 0.0
+        row["bar_dropped"] = round(100.0 * row["dropped"] / biggest, 2) if biggest else 0.0
+        row["dag_id"] = STAGES[row["stage"]].dag_id
+        row["task"] = tis.get(row["stage"])
+        row["attempt"] = commits[row["stage"]].attempt
+    total_in = rows[0]["records_in"] if rows else 0
+    total_out = rows[-1]["records_out"] if rows else 0
+    return {"snapshot": snapshot, "exists": bool(commits) or bool(tis), "funnel": rows,
+            "summary": {"records_in": total_in, "records_out": total_out,
+                        "kept_share": round(total_out / total_in, 4) if total_in else None,
+                        "last_stage": rows[-1]["stage"] if rows else None},
+            "languages": pipeline.language_funnel(stats), "stages": stage_rows(commits, tis)}
+
+
+def quality_page(catalog: LakeCatalog, snapshot: str) -> dict:
+    commits = catalog.stages(snapshot)
+    qf, trained, scored = commits.get("quality_filter"), commits.get("train_scorer"), commits.get("score")
+    histograms = catalog.attempt_json(qf, "score_histogram.json") if qf else None
+    languages = []
+    if histograms:
+        threshold, edges = histograms.get("threshold"), histograms.get("bin_edges") or []
+        for lang, h in sorted(histograms.get("languages", {}).items(), key=lambda kv: -kv[1].get("files", 0)):
+            languages.append({"language": lang, "files": h.get("files"), "dropped": h.get("dropped"),
+                              "dropped_share": h.get("dropped_share"), "mean_score": h.get("mean_score"),
+                              "kept": pipeline.histogram_bars(h.get("hist_kept") or [], edges, threshold),
+                              "dropped_bars": pipeline.histogram_bars(h.get("hist_dropped") or [], edges, threshold),
+                              "all": h.get("hist_all") or []})
+        top = max([max(x["all"] or [0]) for x in languages] or [0])
+        for x in languages:  # one y scale for kept and dropped of a language: stacked bars
+            local = max(x["all"] or [0])
+            x["scale"] = round(100.0 * local / top, 2) if top else 0.0
+            x["stack"] = [{"kept": round(100.0 * k / local, 2) if local else 0.0,
+                           "dropped": round(100.0 * d / local, 2) if local else 0.0}
+                          for k, d in zip(x["kept"]["counts"], x["dropped_bars"]["counts"], strict=False)]
+    scorer = None
+    if trained:
+        m = trained.stats.get("metrics") or {}
+        scorer = {"version": f"{snapshot}/train_scorer@{trained.attempt}", "attempt": trained.attempt,
+                  "committed_at": trained.committed_at, "mae_heldout": m.get("mae_heldout"),
+                  "mae_predict_train_mean": m.get("mae_predict_train_mean"), "n_train": m.get("n_train"),
+                  "n_heldout": m.get("n_heldout"), "oracle": m.get("oracle"),
+                  "mae_heldout_by_language": m.get("mae_heldout_by_language") or {}}
+    qm = (qf.stats.get("metrics") or {}) if qf else {}
+    return {"snapshot": snapshot, "committed": qf is not None,
+            "threshold": (histograms or {}).get("threshold", qm.get("threshold")),
+            "mode": (histograms or {}).get("mode", qm.get("threshold_mode")),
+            "dropped_share": qm.get("dropped_share"), "bin_edges": (histograms or {}).get("bin_edges") or [],
+            "score_quantiles": qm.get("score_quantiles") or {}, "languages": languages, "scorer": scorer,
+            "scoring": redact(scored.stats.get("metrics") or {}) if scored else None,
+            "records_in": qf.stats.get("records_in") if qf else None,
+            "records_out": qf.stats.get("records_out") if qf else None}
+
+
+def dedup_page(catalog: LakeCatalog, snapshot: str) -> dict:
+    commits = catalog.stages(snapshot)
+    stages = pipeline.dedup_view({name: c.stats for name, c in commits.items()})
+    for stage in stages:
+        for level in stage["clusters"].values():
+            buckets = level.get("size_buckets") or {}
+            level["bars"] = [{"bucket": b, "clusters": n, "width": w}
+                             for (b, n), w in zip(buckets.items(), pipeline.bar_widths(list(buckets.values())),
+                                                  strict=True)]
+        stage["metrics"] = redact(stage["metrics"])
+    return {"snapshot": snapshot, "stages": stages}

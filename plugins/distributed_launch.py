@@ -190,13 +190,15 @@ class HeadlessServiceOperator(BaseOperator):
 
 def job_operator(launch: DistributedLaunch, snapshot: str = SNAPSHOT_XCOM, **kwargs: Any):
     """A deferrable ``KubernetesJobOperator`` running the Indexed Job of :meth:`DistributedLaunch.job_manifest`."""
-    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
     from kubernetes.client import models as k8s
+    from stage_operators import StageJobOperator
 
     manifest = launch.job_manifest(snapshot)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     kwargs.setdefault("pool", GPU_POOL)
-    return KubernetesJobOperator(
+    return StageJobOperator(
+        stage=launch.stage,
+        snapshot=snapshot,
         task_id=kwargs.pop("task_id", launch.stage),
         name=launch.slug,
         namespace=launch.namespace,

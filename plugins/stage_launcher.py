@@ -170,7 +170,7 @@ def stage_task(stage: str, *, module: str | None = None, runtime: Runtime = "spa
 
 
 def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, **kw: Any):
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from stage_operators import StageSparkSubmitOperator
 
     conf = {
         "spark.kubernetes.namespace": NAMESPACE,
@@ -193,7 +193,8 @@ def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str]
         for key in S3_CREDENTIAL_KEYS:
             conf[f"spark.kubernetes.driver.secretKeyRef.{key}"] = f"{secret}:{key}"
             conf[f"spark.kubernetes.executor.secretKeyRef.{key}"] = f"{secret}:{key}"
-    return SparkSubmitOperator(
+    return StageSparkSubmitOperator(
+        stage=stage,
         task_id=task_id,
         conn_id=os.environ.get("SEEDCODER_SPARK_CONN_ID", "spark_k8s"),
         application="local:///opt/seedcoder/lake/entry.py",
@@ -209,8 +210,8 @@ def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str]
 
 def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, runtime: Runtime,
                  **kw: Any):
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
+    from stage_operators import StagePodOperator
 
     limits = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": res.ephemeral_storage}
     if res.gpus:
@@ -223,7 +224,8 @@ def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: Po
     if res.gpus:
         kw.setdefault("pool", GPU_POOL)
     secret = lake_credentials_secret()
-    return KubernetesPodOperator(
+    return StagePodOperator(
+        stage=stage,
         task_id=task_id,
         name=f"seedcoder-{stage.replace('_', '-')}",
         namespace=NAMESPACE,

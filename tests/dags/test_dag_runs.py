@@ -69,3 +69,6 @@ def test_crawl_then_dedup_through_airflow(db, source, tmp_path):
     kept = lake.read_table("2026-10", "exact_dedup", "files", columns=["repo"]).column("repo").to_pylist()
     assert "fork/json" not in kept and "acme/json" in kept
     assert "exact_dedup" in out.stdout and "_stats.json" in out.stdout
+    # what the UI's dedup page shows: fork/json is one repository-level cluster with acme/json
+    assert dedup["metrics"]["clusters"]["repo"]["largest"] == [{"size": 2, "kept": "acme/json", "example": "fork/json"}]
+    assert sum(dedup["metrics"]["records_out_by_language"].values()) == dedup["records_out"]

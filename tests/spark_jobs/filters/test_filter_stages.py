@@ -73,6 +73,9 @@ def check_chain(lake) -> None:
     assert stats["pii_redact"]["metrics"]["step"] == {"files_redacted": 1, "redacted:aws_access_key": 1,
                                                        "redacted:email": 1}
     assert stats["pii_redact"]["records_out"] == 9
+    for stage in stats.values():  # kept records per language (the UI's per-language funnel)
+        assert sum(stage["metrics"]["records_out_by_language"].values()) == stage["records_out"]
+    assert stats["rule_filter"]["metrics"]["records_out_by_language"].get("Batchfile") == 1
     assert stats["pii_redact"]["bytes_out"] < stats["pii_redact"]["bytes_in"]
     quarantine = lake.read_table(SNAPSHOT, "decontaminate", "quarantine").to_pylist()
     assert [(q["path"], q["reason"], q["stage"]) for q in quarantine] == [

@@ -44,6 +44,13 @@ def test_local_engine_removes_the_seeded_copies_and_keeps_the_best(make_config, 
     assert m["too_short_to_shingle"] == 1 and m["verified_pairs"] == 6 and m["components"] == 6
     assert m["candidate_pairs"] >= 6 and set(m["s_curve"]) == {"0.50", "0.70", "0.80", "0.90"}
     assert len(out["sigs"]) == len(out["kept"]) - 1  # the too-short file has no signature
+    # what the UI shows: kept files per language, and the clusters (each seeded copy with its original)
+    assert sum(m["records_out_by_language"].values()) == stats["records_out"]
+    clusters = m["clusters"]["file"]
+    assert clusters["clusters"] == 6 and clusters["removed"] == 6 and clusters["size_buckets"] == {"2": 6}
+    for c in clusters["largest"]:
+        assert c["size"] == 2 and c["kept"].startswith("orig/a/") and c["example"].startswith("copy/")
+        assert c["kept"].removeprefix("orig/a/") == c["example"].split("/", 2)[2]
 
 
 @pytest.mark.slow
@@ -67,8 +74,10 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \
         [d[:3] for d in local["dups"]]
-    for key in ("candidate_pairs", "verified_pairs", "components", "too_short_to_shingle", "repos_removed"):
+    for key in ("candidate_pairs", "verified_pairs", "components", "too_short_to_shingle", "repos_removed",
+                "records_out_by_language", "clusters"):
         assert lstats["metrics"][key] == sstats["metrics"][key], key
+    assert lstats["metrics"]["clusters"]["repo"]["largest"] == [{"size": 2, "kept": "orig/a", "example": "fork/a"}]
 
 
 def test_keep_rule_decides_which_copy_survives(make_config):

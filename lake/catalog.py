@@ -35,7 +35,12 @@ class CommittedStage:
     committed_at: str
     stats: dict[str, Any]
     params: dict[str, Any]
-    datasets: dict[str, int]  # dataset name -> number of committed files
+    files: dict[str, tuple[str, ...]]  # dataset name -> its committed files (lake keys)
+
+    @property
+    def datasets(self) -> dict[str, int]:
+        """Dataset name -> number of committed files."""
+        return {name: len(keys) for name, keys in self.files.items()}
 
     @property
     def prefix(self) -> str:
@@ -66,7 +71,7 @@ def parse_pointer(raw: bytes, snapshot: str, stage: str) -> CommittedStage:
         return CommittedStage(snapshot=snapshot, stage=stage, attempt=doc["attempt"],
                               committed_at=doc.get("committed_at", ""), stats=doc.get("stats") or {},
                               params=doc.get("params") or {},
-                              datasets={k: len(v) for k, v in sorted((doc.get("datasets") or {}).items())})
+                              files={k: tuple(v) for k, v in sorted((doc.get("datasets") or {}).items())})
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"unreadable commit pointer snapshot={snapshot}/{stage}/{SUCCESS}: {err}") from None
 
@@ -84,14 +89,33 @@ class LakeCatalog:
         self._listings: dict[str, _Cached] = {}
         self._pointers: dict[str, _Cached] = {}
         self._attempt_files: dict[str, bytes | None] = {}
+        self._derived: dict[str, Any] = {}
         self.reads = 0  # pointer bodies read (a changed or new pointer); tests and the benchmark watch it
+
+    def _fresh(self, cache: dict[str, _Cached], key: str) -> _Cached | None:
+        with self._lock:
+            hit = cache.get(key)
+        return hit if hit is not None and self.clock() - hit.checked < self.ttl_s else None
+
+    def _map(self, fn: Callable, items: list, cache: dict[str, _Cached], key: Callable[[Any], str]) -> list:
+        """``[fn(item) ...]``, answering fresh cache entries in this thread and the rest concurrently."""
+        out: list = [None] * len(items)
+        misses = []
+        for i, item in enumerate(items):
+            hit = self._fresh(cache, key(item))
+            if hit is None:
+                misses.append(i)
+            else:
+                out[i] = hit.value
+        for i, value in zip(misses, self._pool.map(lambda i: fn(items[i]), misses), strict=True):
+            out[i] = value
+        return out
 
     # -- listings ---------------------------------------------------------------------------------------------
     def _children(self, prefix: str) -> list[str]:
         now = self.clock()
-        with self._lock:
-            hit = self._listings.get(prefix)
-        if hit is not None and now - hit.checked < self.ttl_s:
+        hit = self._fresh(self._listings, prefix)
+        if hit is not None:
             return hit.value
         names = self.lake.storage.children(prefix)
         with self._lock:
@@ -129,29 +153,30 @@ class LakeCatalog:
     def stages(self, snapshot: str) -> dict[str, CommittedStage]:
         """The committed stages of one snapshot, by stage name."""
         check_snapshot(snapshot)
-        names = [n for n in self._children(f"snapshot={snapshot}") if STAGE_RE.match(n)]
-        commits = self._pool.map(lambda n: self._pointer(snapshot, n), names)
-        return {c.stage: c for c in commits if c is not None}
+        return self.many([snapshot])[snapshot]
 
     def many(self, snapshots: Iterable[str]) -> dict[str, dict[str, CommittedStage]]:
         """:meth:`stages` of several snapshots, their listings and pointer checks all concurrent."""
         snapshots = list(snapshots)
         for snapshot in snapshots:
             check_snapshot(snapshot)
-        listings = dict(zip(snapshots, self._pool.map(lambda s: self._children(f"snapshot={s}"), snapshots),
-                            strict=True))
-        pairs = [(s, n) for s in snapshots for n in listings[s] if STAGE_RE.match(n)]
+        listed = self._map(lambda s: self._children(f"snapshot={s}"), snapshots, self._listings,
+                           lambda s: f"snapshot={s}")
+        pairs = [(s, n) for s, names in zip(snapshots, listed, strict=True) for n in names if STAGE_RE.match(n)]
         out: dict[str, dict[str, CommittedStage]] = {s: {} for s in snapshots}
-        for (s, _n), commit in zip(pairs, self._pool.map(lambda p: self._pointer(*p), pairs), strict=True):
+        commits = self._map(lambda p: self._pointer(*p), pairs, self._pointers,
+                            lambda p: f"snapshot={p[0]}/{p[1]}/{SUCCESS}")
+        for (s, _n), commit in zip(pairs, commits, strict=True):
             if commit is not None:
                 out[s][commit.stage] = commit
         return out
 
     # -- files inside a committed attempt (immutable) -------------------------------------------------------
     def attempt_file(self, commit: CommittedStage, name: str) -> bytes | None:
-        """A small file of the committed attempt (``_stats.json``, ``score_histogram.json``); None if absent."""
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"not a file name of an attempt: {name!r}")
+        """A small file of the committed attempt (``_stats.json``, ``score_histogram.json``, a committed metrics
+        file such as the pretraining step log); None if absent. ``name`` is relative to the attempt."""
+        if name.startswith(("/", ".")) or ".." in name.split("/"):
+            raise ValueError(f"not a file of an attempt: {name!r}")
         key = f"{commit.prefix}/{name}"
         with self._lock:
             if key in self._attempt_files:
@@ -163,6 +188,17 @@ class LakeCatalog:
         with self._lock:
             self._attempt_files[key] = data
         return data
+
+    def derived(self, commit: CommittedStage, name: str, compute: Callable[[], Any]) -> Any:
+        """A value computed from a committed attempt's files, computed once per attempt (attempts never change)."""
+        key = f"{commit.prefix}#{name}"
+        with self._lock:
+            if key in self._derived:
+                return self._derived[key]
+        value = compute()
+        with self._lock:
+            self._derived[key] = value
+        return value
 
     def attempt_json(self, commit: CommittedStage, name: str) -> Any | None:
         data = self.attempt_file(commit, name)

@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 export SEEDCODER_PROFILE=local PYTHONUNBUFFERED=1
 export PATH="$PWD/.venv/bin:$PATH"
 scripts/bootstrap.sh all || exit 1
+# The UI's browser test drives Debian's Chromium (no browser download at run time).
+if ! command -v chromium >/dev/null; then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "test: installing chromium (apt) for the UI browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || { echo "test: could not install chromium" >&2; exit 1; }
+  else
+    echo "test: chromium is missing and this is not root: the UI browser test will be skipped" >&2
+  fi
+fi
 if [[ -x scripts/services.sh ]]; then
   scripts/services.sh start || { echo "test: could not start the test servers" >&2; exit 1; }
   trap 'scripts/services.sh stop' EXIT

@@ -6,6 +6,7 @@ import os
 import sys
 
 from lake.config import PlatformConfig
+from spark_jobs.progress import start_progress
 
 
 def spark_session(cfg: PlatformConfig, app_name: str):
@@ -37,4 +38,5 @@ def spark_session(cfg: PlatformConfig, app_name: str):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    start_progress(spark, app_name)
     return spark

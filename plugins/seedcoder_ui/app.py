@@ -159,6 +159,16 @@ def create_app(*, catalog: Callable[[], LakeCatalog] = _default_catalog,
         _, cat = snapshot_or_404(snapshot)
         return render(request, "dedup.html", views.dedup_page(cat, snapshot))
 
+    @router.get("/api/snapshots/{snapshot}/model")
+    def api_model(snapshot: str) -> JSONResponse:
+        _, cat = snapshot_or_404(snapshot)
+        return JSONResponse(views.redact(views.model_page(cat, snapshot)))
+
+    @router.get("/snapshots/{snapshot}/model", response_class=HTMLResponse)
+    def model_html(request: Request, snapshot: str) -> HTMLResponse:
+        _, cat = snapshot_or_404(snapshot)
+        return render(request, "model.html", views.model_page(cat, snapshot))
+
     @router.get("/dag_run/{dag_id}/{run_id:path}", response_class=HTMLResponse)
     def from_dag_run(request: Request, dag_id: str, run_id: str) -> Response:
         """The DAG run page's tab: straight to the funnel of the run's snapshot."""

@@ -168,3 +168,37 @@ def histogram_bars(counts: list[int], edges: list[float], threshold: float | Non
     if threshold is not None and hi > lo:
         x = round(100.0 * min(max((threshold - lo) / (hi - lo), 0.0), 1.0), 2)
     return {"heights": bar_widths(counts), "counts": counts, "threshold_x": x, "lo": lo, "hi": hi}
+
+
+def downsample(points: list[tuple[float, float]], limit: int = 400) -> list[tuple[float, float]]:
+    """At most ``limit`` points: consecutive runs averaged (x and y), so a million-step loss curve stays drawable.
+
+    >>> downsample([(1, 4.0), (2, 2.0), (3, 3.0), (4, 1.0)], 2)
+    [(1.5, 3.0), (3.5, 2.0)]
+    >>> downsample([(1, 1.0)], 10)
+    [(1, 1.0)]
+    """
+    if len(points) <= limit:
+        return list(points)
+    out = []
+    for i in range(limit):
+        chunk = points[i * len(points) // limit: (i + 1) * len(points) // limit]
+        out.append((sum(p[0] for p in chunk) / len(chunk), sum(p[1] for p in chunk) / len(chunk)))
+    return out
+
+
+def line_chart(points: list[tuple[float, float]], width: int = 1000, height: int = 300) -> dict:
+    """SVG polyline coordinates of a curve (y grows downwards in SVG), with the axis ranges.
+
+    >>> c = line_chart([(1, 8.0), (3, 4.0)], width=100, height=10)
+    >>> c["points"], c["x"], c["y"]
+    ('0.0,0.0 100.0,10.0', [1, 3], [4.0, 8.0])
+    """
+    if not points:
+        return {"points": "", "x": [0, 0], "y": [0.0, 0.0], "width": width, "height": height}
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = width / (x1 - x0) if x1 > x0 else 0.0
+    sy = height / (y1 - y0) if y1 > y0 else 0.0
+    coords = " ".join(f"{round((x - x0) * sx, 1)},{round(height - (y - y0) * sy, 1)}" for x, y in points)
+    return {"points": coords, "x": [x0, x1], "y": [y0, y1], "width": width, "height": height}

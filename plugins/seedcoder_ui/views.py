@@ -7,6 +7,7 @@ commits beside its ``_stats.json``.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -143,3 +144,52 @@ def dedup_page(catalog: LakeCatalog, snapshot: str) -> dict:
                                                   strict=True)]
         stage["metrics"] = redact(stage["metrics"])
     return {"snapshot": snapshot, "stages": stages}
+
+
+def loss_curve(catalog: LakeCatalog, commit: CommittedStage, limit: int = 400) -> dict:
+    """The pretraining loss per step from the committed step log (``metrics/steps-*.jsonl``), downsampled."""
+
+    def compute() -> dict:
+        records = []
+        for key in commit.files.get("metrics", ()):
+            data = catalog.attempt_file(commit, key[len(commit.prefix) + 1:]) or b""
+            records += [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        records.sort(key=lambda r: r["step"])
+        points = pipeline.downsample([(r["step"], float(r["loss"])) for r in records if r.get("loss") is not None],
+                                     limit)
+        phases: list[dict] = []
+        for r in records:  # where each phase of the schedule starts
+            if r.get("phase") and (not phases or phases[-1]["phase"] != r["phase"]):
+                phases.append({"phase": r["phase"], "step": r["step"]})
+        return {"steps": len(records), "points": points, "phases": phases}
+
+    curve = catalog.derived(commit, "loss_curve", compute)
+    chart = pipeline.line_chart(curve["points"])
+    span = (chart["x"][1] - chart["x"][0]) or 1
+    for phase in curve["phases"]:
+        phase["x"] = round(chart["width"] * (phase["step"] - chart["x"][0]) / span, 1)
+    return {**curve, "chart": chart}
+
+
+def model_page(catalog: LakeCatalog, snapshot: str) -> dict:
+    """The model trained on this snapshot's dataset: its pretraining run, loss curve, tokenizer and data."""
+    commits = catalog.stages(snapshot)
+    pre, data, tok = commits.get("pretrain"), commits.get("dataset_build"), commits.get("tokenizer")
+    out: dict[str, Any] = {"snapshot": snapshot, "committed": pre is not None}
+    if pre is not None:
+        m = pre.stats.get("metrics") or {}
+        out["pretrain"] = {"attempt": pre.attempt, "committed_at": pre.committed_at,
+                           "seconds": pre.stats.get("seconds"), "export": m.get("export"),
+                           "numbers": redact({k: m.get(k) for k in (
+                               "preset", "engine", "zero_stage", "world_size", "global_batch", "steps",
+                               "resumed_from_step", "loss_first", "loss_last", "tokens_this_run", "tokens_per_s",
+                               "mfu", "parameters") if m.get(k) is not None}),
+                           "schedule": m.get("schedule")}
+        out["curve"] = loss_curve(catalog, pre)
+    if data is not None:
+        m = data.stats.get("metrics") or {}
+        out["dataset"] = {"attempt": data.attempt, "tokens_per_source": m.get("tokens_per_source") or {},
+                          "sources": m.get("sources") or {}, "records_out": data.stats.get("records_out")}
+    if tok is not None:
+        out["tokenizer"] = {"attempt": tok.attempt, "vocab_size": (tok.stats.get("metrics") or {}).get("vocab_size")}
+    return out

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from seedcoder_ui.app import create_app
 from seedcoder_ui.pipeline import FUNNEL, PIPELINE
-from ui_lake import CHAIN, CLUSTERS, HISTOGRAM, NOW, SNAPSHOT, add_run, airflow_db, build_lake
+from ui_lake import CHAIN, CLUSTERS, HISTOGRAM, NOW, SNAPSHOT, STEP_LOG, STEPS, add_run, airflow_db, build_lake
 
 from lake.catalog import LakeCatalog
 from lake.stage import Lake, StageRun
@@ -58,7 +59,7 @@ def check_snapshot_api(client: TestClient, lake: Lake) -> None:
     assert languages["Python"] == [lang["Python"] for *_, lang in CHAIN]
     states = {s["stage"]: s["state"] for s in body["stages"]}
     assert states["crawl"] == states["quality_filter"] == "committed"
-    assert states["tokenizer"] == states["pretrain"] == "not run"
+    assert states["tokenizer"] == states["pretrain"] == "committed" and states["oracle_label"] == "not run"
     assert {s["stage"] for s in body["stages"]} == {s.stage for s in PIPELINE}
 
 
@@ -76,11 +77,11 @@ def test_snapshot_funnel_on_s3(s3_server, db):  # noqa: F811
     reads = catalog.reads
     assert client.get(f"/api/snapshots/{SNAPSHOT}/quality").json()["threshold"] == HISTOGRAM["threshold"]
     assert catalog.reads == reads, "unchanged pointers revalidate with a 304, no body read"
-    commit_stage_again = lake.stats(SNAPSHOT, "crawl")["records_out"]
-    with StageRun(lake, SNAPSHOT, "crawl") as run:
-        run.stats.records_in, run.stats.records_out = 5, commit_stage_again + 1
+    before = lake.stats(SNAPSHOT, "crawl")["records_out"]
+    with StageRun(lake, SNAPSHOT, "crawl") as run:  # a re-run of the crawl commits a new attempt
+        run.stats.records_in, run.stats.records_out = 5, before + 1
     body = client.get(f"/api/snapshots/{SNAPSHOT}").json()
-    assert body["funnel"][0]["records_out"] == commit_stage_again + 1, "a new commit shows at once with ttl 0"
+    assert body["funnel"][0]["records_out"] == before + 1, "a new commit shows at once with ttl 0"
     assert catalog.reads == reads + 1, "only the changed pointer was read"
 
 
@@ -164,6 +165,23 @@ def test_quality_and_dedup_pages(local_lake, db):
     assert "fork/json/json/decoder.py" in html and "acme/json/json/decoder.py" in html
 
 
+def test_model_page_draws_the_loss_curve_from_the_committed_step_log(local_lake, db):
+    client, catalog = client_for(local_lake, db)
+    model = client.get(f"/api/snapshots/{SNAPSHOT}/model").json()
+    assert model["committed"] and model["curve"]["steps"] == STEPS
+    points = model["curve"]["points"]
+    assert len(points) == 400, "a long curve is averaged down to 400 points"
+    assert points[0][1] == pytest.approx(sum(r["loss"] for r in STEP_LOG[:7]) / 7, rel=0.02)
+    assert [p["phase"] for p in model["curve"]["phases"]] == ["warmup", "stable"]
+    assert model["pretrain"]["numbers"]["loss_last"] == STEP_LOG[-1]["loss"]
+    assert model["dataset"]["tokens_per_source"]["repo_level"] == 353092 and model["tokenizer"]["vocab_size"] == 4096
+    html = client.get(f"/snapshots/{SNAPSHOT}/model").text
+    assert 'data-testid="loss-curve"' in html and "<polyline points=" in html
+    reads = catalog.reads
+    client.get(f"/api/snapshots/{SNAPSHOT}/model")
+    assert catalog.reads == reads
+
+
 def test_dag_run_tab_goes_to_the_funnel(local_lake, db):
     add_run(db, "filters", "manual__2026-11-02T08:00:00+00:00", SNAPSHOT, {"syntax_filter": "success"}, NOW)
     add_run(db, "crawl", "manual__x", None, {"crawl": "queued"}, NOW, run_state="queued")
@@ -184,7 +202,7 @@ def test_read_only_no_secrets_and_clear_errors(local_lake, db):
     missing = client.get("/api/snapshots/1999-01")
     assert missing.status_code == 404 and "1999-01" in missing.json()["detail"]
     assert client.get("/api/snapshots/..%2Fetc").status_code == 404
-    assert client.get(f"/snapshots/{SNAPSHOT}/stages/tokenizer/_stats.json").status_code == 404
+    assert client.get(f"/snapshots/{SNAPSHOT}/stages/oracle_label/_stats.json").status_code == 404
     page = client.get("/snapshots/1999-01")
     assert page.status_code == 404 and "1999-01" in page.text and "<html" in page.text
 
@@ -198,7 +216,7 @@ def test_the_catalog_reads_no_data_file_and_caches_pointers(local_lake, monkeypa
         catalog.many(catalog.snapshots())
         catalog.attempt_json(catalog.stages(SNAPSHOT)["quality_filter"], "score_histogram.json")
     assert not [k for k in seen if k.endswith(".parquet")]
-    assert len([k for k in seen if k.endswith("_SUCCESS")]) == len(CHAIN) + 2 + 1, "each pointer read once"
+    assert len([k for k in seen if k.endswith("_SUCCESS")]) == len(CHAIN) + 5 + 1, "each pointer read once"
     assert len([k for k in seen if k.endswith("score_histogram.json")]) == 1
 
 
@@ -230,3 +248,15 @@ def test_through_airflows_own_app_the_plugin_is_mounted_and_needs_a_login(local_
     body = client.get(f"/seedcoder/api/snapshots/{SNAPSHOT}", headers=headers)
     assert body.status_code == 200 and body.json()["summary"]["records_out"] == 682
     assert "/seedcoder/snapshots/" in client.get("/seedcoder/snapshots", headers=headers).text
+
+
+def test_the_ui_knows_every_stage_task_of_the_dags():
+    """PIPELINE (what the UI lists per snapshot) is exactly the stage tasks of dags/ on the local profile."""
+    from airflow.dag_processing.dagbag import DagBag
+    from stage_launcher import LocalStageOperator
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+    assert bag.import_errors == {}
+    tasks = {(dag.dag_id, t.task_id) for dag in bag.dags.values() for t in dag.tasks
+             if isinstance(t, LocalStageOperator)}
+    assert tasks == {(s.dag_id, s.stage) for s in PIPELINE}

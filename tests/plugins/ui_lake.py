@@ -68,7 +68,20 @@ def build_lake(lake: Lake, snapshot: str = SNAPSHOT) -> None:
                           "oracle": "rules:rules-v1", "mae_heldout_by_language": {"Python": 1.2}})
             commit_stage(lake, snapshot, "score", 757, 757, {}, {}, {"backend": "vllm", "files_per_s": 30.5})
         commit_stage(lake, snapshot, stage, n_in, n_out, drops, by_lang, metrics, files)
+    commit_stage(lake, snapshot, "tokenizer", 682, 682, {}, {}, {"vocab_size": 4096})
+    commit_stage(lake, snapshot, "dataset_build", 682, 900, {}, {},
+                 {"tokens_per_source": {"file_level": 352591, "repo_level": 353092, "commits": 0}})
+    commit_stage(lake, snapshot, "pretrain", 1200, STEPS, {}, {},
+                 {"preset": "tiny", "steps": STEPS, "loss_first": STEP_LOG[0]["loss"],
+                  "loss_last": STEP_LOG[-1]["loss"], "tokens_per_s": 1599.2, "mfu": 0.0012},
+                 files={f"metrics/steps-{end:08d}.jsonl": "".join(json.dumps(r) + "\n" for r in STEP_LOG[end - 1000:end])
+                        .encode() for end in range(1000, STEPS + 1, 1000)})
     commit_stage(lake, "2026-09", "crawl", 900, 800, {"binary": 100}, {"Python": 800})
+
+
+STEPS = 3000
+STEP_LOG = [{"step": i, "phase": "warmup" if i <= 100 else "stable", "loss": 8.0 - 4.0 * i / STEPS, "lr": 3e-4}
+            for i in range(1, STEPS + 1)]
 
 
 # -- the Airflow side -----------------------------------------------------------------------------------------

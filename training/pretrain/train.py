@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from lake import tokens
+from lake.progress import Progress
 from lake.stage import Lake, StageRun
 from lake.token_shards import TokenShards, read_index
 from training.pretrain import checkpoint as ckpt
@@ -242,6 +243,9 @@ class Trainer:
         window_t, window_tokens, window_flops = time.perf_counter(), 0, 0.0
         run_t, run_tokens, run_flops = time.perf_counter(), 0, 0.0
         last_ckpt = start
+        progress = Progress("pretrain", total, unit="steps") if env.rank == 0 else None
+        if progress is not None:
+            progress.skip(start)
         for step in range(start, total):
             phase = schedule.phase_at(step)
             lr = schedule.lr_at(step)
@@ -273,11 +277,15 @@ class Trainer:
                     if grad_norm is not None:
                         writer.add_scalar("train/grad_norm", grad_norm, step + 1)
                 window_t, window_tokens, window_flops = time.perf_counter(), 0, 0.0
+            if progress is not None:
+                progress.advance()
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
                 self._save(attempt_prefix, engine, loader, architecture, local_ckpt, step + 1, loss, steplog,
                            writer)
                 last_ckpt = step + 1
         seconds = time.perf_counter() - run_t
+        if progress is not None:
+            progress.finish()
         self._export(attempt_prefix, engine, spec, index, stats, schedule)
         if stats is not None:
             steplog.flush(self.lake.storage, attempt_prefix, total)

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake.cli import run_stage, stage_parser
+from lake.progress import Progress
 from lake.stage import Lake, StageRun
 from training.quality.config import ScoreConfig
 from training.quality.records import SCORES
@@ -110,6 +111,7 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
         fresh = {"files": 0, "tokens": 0, "seconds": 0.0, "shards": 0}
         shards: list[Shard] = []
         expected = input_commit.stats.get("records_out") or 0
+        progress = Progress(f"score {snapshot}", expected or None, unit="files")
         for k, key in enumerate(keys):
             # One input file in memory at a time; its rows are read only if one of its shards is left to score.
             parquet = pq.ParquetFile(io.BytesIO(lake.storage.read_bytes(key)))
@@ -118,6 +120,7 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
                 shards.append(shard)
                 if stage.shard_done(shard.name):
                     done = stage.shard_info(shard.name)
+                    progress.skip(done["files"])
                 else:
                     if table is None:
                         table = parquet.read(columns=["id", "language", "content"])
@@ -132,11 +135,12 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
                     for name in ("files", "tokens", "seconds"):
                         fresh[name] += done[name]
                     fresh["shards"] += 1
-                    log.info("shard %s: %d files, %.1f files/s, %.0f tokens/s (%d of ~%d files done)", shard.name,
-                             done["files"], done["files"] / max(done["seconds"], 1e-9),
-                             done["tokens"] / max(done["seconds"], 1e-9), totals["files"] + done["files"], expected)
+                    log.debug("shard %s: %d files, %.1f files/s, %.0f tokens/s", shard.name, done["files"],
+                              done["files"] / max(done["seconds"], 1e-9), done["tokens"] / max(done["seconds"], 1e-9))
+                    progress.advance(done["files"])
                 for name in totals:
                     totals[name] += done[name]
+        progress.finish()
         if not shards:
             log.warning("%s/%s has no files: committing an empty scores dataset", snapshot, cfg.input)
             stage.write_table("scores", SCORES.empty_table(), "empty")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,8 +34,12 @@ def scores_by_id(lake) -> dict[str, float]:
     return dict(zip(ids, table.column("score").to_pylist(), strict=True))
 
 
-def test_every_file_is_scored_once_and_reruns_are_identical(input_lake, corpus, scorer_model):
-    stats = score.run(input_lake, SNAPSHOT, cfg_for(scorer_model))
+def test_every_file_is_scored_once_and_reruns_are_identical(input_lake, corpus, scorer_model, caplog):
+    with caplog.at_level(logging.INFO):
+        stats = score.run(input_lake, SNAPSHOT, cfg_for(scorer_model))
+    # the task log's progress line: files done of the input's committed count, rate, ETA
+    n = corpus.num_rows
+    assert re.search(rf"score {SNAPSHOT}: {n:,}/{n:,} files \(100\.0%\), [\d.,]+ files/s, ETA 0s", caplog.text)
     first = scores_by_id(input_lake)
     assert set(first) == set(corpus.column("id").to_pylist())
     assert stats["records_in"] == stats["records_out"] == corpus.num_rows

@@ -21,6 +21,7 @@ import sysconfig
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -34,6 +35,8 @@ DAGS = "crawl,dedup,filters"
 FUNNEL_STAGES = ["crawl", "exact_dedup", "near_dedup", "syntax_filter", "rule_filter", "decontaminate", "pii_redact"]
 ARTIFACTS = Path(os.environ.get("SEEDCODER_TEST_ARTIFACTS", REPO / ".work" / "test-artifacts"))
 PASSWORD = "ui-test-password"
+# Seven Spark stages through dag.test(): ~5 min on an idle 2-core machine, 20+ min when others share the cores.
+PIPELINE_TIMEOUT_S = 2400
 
 
 def free_port() -> int:
@@ -68,9 +71,18 @@ def world(tmp_path_factory):
                AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
                AIRFLOW__CORE__LOAD_EXAMPLES="False", PYSPARK_PYTHON=sys.executable,
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
-    out = subprocess.run([sys.executable, "scripts/pipeline.py", "--snapshot", SNAPSHOT, "--dags", DAGS,
-                          "--airflow-home", str(home)], cwd=REPO, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    log = tmp / "pipeline.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "scripts/pipeline.py", "--snapshot", SNAPSHOT, "--dags", DAGS,
+                                 "--airflow-home", str(home)], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=PIPELINE_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:  # timed out (or the test was interrupted): Spark's JVMs go with the group
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert rc == 0, log.read_text()[-6000:]
     return {"env": env, "home": home, "lake": Lake.at(str(tmp / "lake"))}
 
 
@@ -115,6 +127,7 @@ def number(text: str) -> int:
     return int(text.strip().replace(",", ""))
 
 
+@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 900)
 def test_funnel_page_in_the_airflow_ui_shows_the_committed_numbers(world, api_server):
     from playwright.sync_api import sync_playwright
 
@@ -124,8 +137,8 @@ def test_funnel_page_in_the_airflow_ui_shows_the_committed_numbers(world, api_se
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1500})
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1500})
             page.goto(f"{api_server}/")
             page.wait_for_selector("input[name=username]", timeout=120_000)
             page.fill("input[name=username]", "admin")
@@ -175,15 +188,21 @@ def test_funnel_page_in_the_airflow_ui_shows_the_committed_numbers(world, api_se
             dedup.wait_for_selector("[data-testid=exact_dedup-repo-largest]", timeout=120_000)
             assert "fork/json" in dedup.locator("[data-testid=exact_dedup-repo-largest]").inner_text()
             page.screenshot(path=str(ARTIFACTS / "ui-dedup.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
+            (ARTIFACTS / "ui-failure.html").write_text("\n\n".join(f"<!-- {f.url} -->\n{f.content()}"
+                                                                  for f in page.frames))
+            raise
         finally:
             browser.close()
 
 
 def wait_for_frame(page, path: str, timeout: float = 120.0):
+    """The plugin's iframe once it shows ``path`` (the Airflow page around it has the path under /plugin/...)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for frame in page.frames:
-            if frame.url.split("?")[0].endswith(path):
+            if frame is not page.main_frame and urlsplit(frame.url).path == path:
                 return frame
         page.wait_for_timeout(250)
     raise AssertionError(f"no frame at {path}; frames: {[f.url for f in page.frames]}")

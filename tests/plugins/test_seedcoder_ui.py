@@ -260,3 +260,28 @@ def test_the_ui_knows_every_stage_task_of_the_dags():
     tasks = {(dag.dag_id, t.task_id) for dag in bag.dags.values() for t in dag.tasks
              if isinstance(t, LocalStageOperator)}
     assert tasks == {(s.dag_id, s.stage) for s in PIPELINE}
+
+
+def test_airflow_plugins_lists_it_and_the_plugins_folder_loads_cleanly(tmp_path):
+    """`airflow plugins` (the CLI users run) lists the plugin; no file of plugins/ fails to import."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__PLUGINS_FOLDER=str(repo / "plugins"),
+               AIRFLOW__CORE__DAGS_FOLDER=str(repo / "dags"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    airflow = Path(sys.executable).parent / "airflow"
+    out = subprocess.run([str(airflow), "plugins", "-o", "json"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plugins = {p["name"]: p for p in json.loads(out.stdout)}
+    ui = plugins["seedcoder_ui"]
+    assert ui["source"] == "$PLUGINS_FOLDER/seedcoder_ui_plugin.py"
+    assert [v["url_route"] for v in ui["external_views"]] == ["seedcoder-lake", "seedcoder-funnel"]
+    assert ui["fastapi_apps"][0]["url_prefix"] == "/seedcoder"
+    from airflow import plugins_manager
+
+    plugins_manager._get_plugins.cache_clear()
+    _, errors = plugins_manager._get_plugins()
+    assert errors == {}, errors

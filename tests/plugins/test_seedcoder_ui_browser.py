@@ -58,7 +58,8 @@ def world(tmp_path_factory):
         shutil.copytree(stdlib / name, source / repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     (source / "acme__json" / ".repo.json").write_text(json.dumps({"repo": "acme/json", "stars": 50, "license": "MIT"}))
     (source / "fork__json" / ".repo.json").write_text(json.dumps({"repo": "fork/json", "stars": 1}))
-    (source / "acme__mail" / "email" / "logo.bin").write_bytes(bytes(range(256)) * 4)  # a binary reject
+    # a binary reject: a known extension (an unknown one is dropped as unknown_language before it is read)
+    (source / "acme__mail" / "email" / "_blob.py").write_bytes(bytes(range(256)) * 4)
     home = tmp / "airflow"
     home.mkdir()
     config = tmp / "local.yaml"

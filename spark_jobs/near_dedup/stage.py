@@ -91,6 +91,5 @@ def _run_spark(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str
                           ("signatures", result.signatures, "id")):
         (df.repartition(nd.output_partitions, key).sortWithinPartitions(key)
          .write.mode("overwrite").parquet(run.dataset_uri(name, for_spark=True)))
-    totals = files.agg(F.count("*"), F.sum("size_bytes")).first()
     kept = spark.read.parquet(run.dataset_uri("files", for_spark=True)).agg(F.count("*"), F.sum("size_bytes")).first()
-    _record_stats(run, (totals[0], int(totals[1] or 0)), (kept[0], int(kept[1] or 0)), result.drops, result.metrics)
+    _record_stats(run, result.files_in, (kept[0], int(kept[1] or 0)), result.drops, result.metrics)

@@ -12,7 +12,7 @@ from spark_jobs.near_dedup.__main__ import main
 from spark_jobs.near_dedup.stage import run_near_dedup
 from tests.spark_jobs.near_dedup.corpus_helpers import commit_input, edit, record, stdlib_sources
 
-STAGES = {"near_dedup": {"output_partitions": 2, "batch_size": 8}}
+STAGES = {"near_dedup": {"output_partitions": 2}}
 
 
 def outputs(lake: Lake, snapshot: str) -> dict:

@@ -2,7 +2,8 @@
 
 Same corpus (``benchmarks/near_dedup_corpus.py``), same shingles, permutations, bands and seed, 2 workers each;
 every method runs in its own process (``benchmarks/near_dedup_peers.py``) whose process tree's resident memory is
-sampled every 0.2 s for the peak, and whose CPU time (its own and its reaped descendants') is read from rusage.
+sampled every 0.2 s for the peak and the CPU time (user + system of every process of the tree, the JVM and its
+Python workers included; CPU seconds compare better than wall time on a machine others are loading).
 
 Ground truth (``benchmarks/near_dedup_truth.py``): every pair of files of Jaccard >= t over their shingle strings,
 exactly (all pairs, prefix-filtered, verified by set intersection). For the held-out corpus it is computed once on
@@ -24,7 +25,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -144,26 +144,28 @@ def run_method(method: str, corpus: Path, work: Path, timeout: int) -> dict:
            "--corpus", str(corpus), "--work", str(work / method), "--out", str(out)]
     log.info("running %s", " ".join(cmd))
     env = dict(os.environ, PYSPARK_PYTHON=str(PYTHONS[method]), PYSPARK_DRIVER_PYTHON=str(PYTHONS[method]))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(work / f"{method}.log", "w"))
     peak, t0 = 0, time.perf_counter()
+    cpu: dict[int, float] = {}  # pid -> user + system seconds last seen (the JVM and Python workers included)
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            for p in tree:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
         if time.perf_counter() - t0 > timeout:
             proc.kill()
             raise RuntimeError(f"{method} ran past {timeout}s; see {work / (method + '.log')}")
         time.sleep(0.2)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(f"{method} failed with exit code {proc.returncode}; see {work / (method + '.log')}")
     result = json.loads(out.read_text())
     result["peak_rss_mb"] = peak / 2**20
-    result["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["cpu_seconds"] = sum(cpu.values())
     result["pairs"] = [tuple(p) for p in result["pairs"]]
     return result
 

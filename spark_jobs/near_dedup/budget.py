@@ -8,7 +8,8 @@ gigabyte. So every unit of work is sized in bytes from the executor's memory:
 - an Arrow batch to or from a Python worker holds at most ``batch_bytes`` (Spark's ``arrow.maxBytesPerBatch``
   going in, our own splitting coming out), and a Parquet reader batch or an in-memory cache batch at most that many
   bytes of its largest rows;
-- a persisted partition (a cache block is read back whole) holds at most ``partition_bytes``;
+- a persisted partition (a cache block is read back whole) or a row group being written holds at most
+  ``partition_bytes``;
 - the union-find that contracts the verified edges of one partition holds at most ``union_find_edges`` edges;
 - the bucket pass holds ``rows(bucket row)`` rows plus one unfinished bucket.
 
@@ -85,8 +86,8 @@ class MemoryBudget:
 
     @property
     def partition_bytes(self) -> int:
-        """One persisted partition (a cache block)."""
-        return self.task_bytes // 4
+        """One persisted partition (a cache block), or one Parquet row group a writer buffers."""
+        return self.task_bytes // 2
 
     @property
     def union_find_edges(self) -> int:
@@ -105,6 +106,6 @@ class MemoryBudget:
         """Partitions for ``total_bytes`` of persisted rows.
 
         >>> MemoryBudget(2**30).partitions(10 * 2**30, at_least=2), MemoryBudget(2**30).partitions(0, at_least=2)
-        (40, 2)
+        (20, 2)
         """
         return max(at_least, math.ceil(total_bytes / self.partition_bytes))

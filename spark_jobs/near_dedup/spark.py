@@ -51,6 +51,7 @@ KEEP_ROW_BYTES = 300  # id, repo, path, licence, stars, forks, created: what a s
 BUCKET_ROW_BYTES = 100  # band, key, id, is_index
 SET_BYTES_PER_CONTENT_BYTE = 2  # distinct 5-gram shingles x 8 bytes per byte of code (measured ~1.4; upper side)
 WORST_SET_BYTES_PER_CONTENT_BYTE = 8  # one token per byte (``a;b;c...``): the largest a set row can be
+DEFAULT_ROW_GROUP_BYTES = 128 * 2**20  # Parquet's default parquet.block.size
 
 
 @dataclass
@@ -62,6 +63,7 @@ class SparkDedup:
     metrics: dict = field(default_factory=dict)
     edges: DataFrame | None = None  # accepted file pairs (src, dst) (benchmarks score them)
     files_in: tuple[int, int] = (0, 0)  # (files, content bytes) of the input
+    row_group_bytes: int = 0  # Parquet row groups the outputs are written with (a writer buffers one per task)
 
 
 # -- Arrow helpers (executor side) -----------------------------------------------------------------------------
@@ -382,10 +384,9 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     signed_row_bytes = KEEP_ROW_BYTES + 4 * hasher.num_perm + 8 * hasher.bands
     largest_set = largest * WORST_SET_BYTES_PER_CONTENT_BYTE if cfg.verify else 0
     configure(spark, budget, largest, signed_row_bytes, max(signed_row_bytes, largest_set))
-    set_partitions = budget.partitions(total_bytes * SET_BYTES_PER_CONTENT_BYTE, at_least=parallelism)
-    partitions = max(set_partitions, budget.partitions(total_files * signed_row_bytes, at_least=parallelism))
+    partitions = budget.partitions(total_files * signed_row_bytes, at_least=parallelism)  # of the signatures
     log.info("near dedup: %d files, %.1f MB, largest %d bytes; task memory %d MB: Arrow batches of %d MB, "
-             "%d partitions", total_files, total_bytes / 1e6, largest, budget.task_bytes >> 20,
+             "%d signature partitions", total_files, total_bytes / 1e6, largest, budget.task_bytes >> 20,
              budget.batch_bytes >> 20, partitions)
 
     # Persisted, partitioned by id: the only pass over the content until verification; every step below reads it.
@@ -435,6 +436,8 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
              counts[0], metrics["rejected_by_estimate"], floor, counts[1])
 
     index_edges = estimated.where(by_index & (F.col("estimated_jaccard") >= cfg.threshold)).select("src", "dst")
+    involved_bytes = min(total_bytes, 2 * counts[1] * total_bytes // max(total_files, 1))
+    set_partitions = budget.partitions(involved_bytes * SET_BYTES_PER_CONTENT_BYTE, at_least=parallelism)
     if cfg.verify:
         with phase(log, "exact verification"):
             to_verify = estimated.where(plausible).select("src", "dst")
@@ -444,8 +447,8 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                 involved = F.broadcast(involved)
             sets = _persist(files.select("id", "content").join(involved, "id", "left_semi")
                             .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
-                            .repartition(partitions, "id"))
-            exact = _persist(_exact(to_verify, sets, partitions))
+                            .repartition(set_partitions, "id"))
+            exact = _persist(_exact(to_verify, sets, set_partitions))
             verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
             metrics["verified_pairs"] = verified.count() + int(counts[3])
         edges = verified.unionByName(index_edges)
@@ -468,7 +471,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
         F.col("id").alias("src"), F.col("keeper").alias("dst"))
     scored = _estimates(removed, live, cfg, partitions)
     if sets is not None:
-        scored = scored.join(_exact(removed, sets, partitions), ["src", "dst"], "left")
+        scored = scored.join(_exact(removed, sets, set_partitions), ["src", "dst"], "left")
     else:
         scored = scored.withColumn("jaccard", F.lit(None).cast("double"))
     file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.
@@ -491,7 +494,8 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     signature_rows = kept_signatures.select(*KEEP_COLUMNS, F.lit(snapshot).alias("snapshot"),
                                             F.lit(scheme_tag(cfg)).alias("scheme"), "num_shingles",
                                             "signature").select(*SIGNATURES.names)
-    return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges, (total_files, total_bytes))
+    return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges, (total_files, total_bytes),
+                      min(DEFAULT_ROW_GROUP_BYTES, budget.partition_bytes))
 
 
 def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metrics: dict, budget: MemoryBudget,

@@ -24,11 +24,9 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -38,6 +36,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.near_dedup_corpus import SOURCES, build, copy_of, write_scaled
 from benchmarks.near_dedup_truth import set_jaccard, shingle_sets, similar_pairs
+from benchmarks.quiet import MachineGuard, add_quiet_arguments
 from lake.config import REPO_ROOT
 from lake.schemas import file_id
 from spark_jobs.near_dedup.graph import connected_components
@@ -183,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/near-dedup-bench"))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per method run")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write the results to")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     missing = [m for m in args.methods if not PYTHONS[m].exists()]
     if missing:
         parser.error(f"{missing} need {PEER_INSTALL}")
-    load_before = os.getloadavg()
+    guard = MachineGuard.from_args(args)
     rows_out, walls, phases = [], {}, {}
     base_truth = base_table = None
     if args.corpus == "heldout":
@@ -226,20 +226,18 @@ def main(argv: list[str] | None = None) -> int:
                              "docs_per_s": files / res["seconds"], "cpu": res["cpu_seconds"],
                              "peak_rss_mb": res["peak_rss_mb"], **s})
             log.info("%s", rows_out[-1])
-    report = render(rows_out, walls, phases, args, load_before, os.getloadavg())
+    report = render(rows_out, walls, phases, args, guard)
     print(report)
     if args.out:
         args.out.write_text(report)
     return 0
 
 
-def render(rows, walls, phases, args, load_before, load_after) -> str:
+def render(rows, walls, phases, args, guard: MachineGuard) -> str:
     cmd = "python -m benchmarks.near_dedup_bench " + " ".join(sys.argv[1:])
     lines = [
         f"# Near dedup ({args.corpus} corpus): {', '.join(args.methods)}", "",
-        f"- date: {datetime.now(UTC).isoformat(timespec='minutes')}; machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        f"- load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f}",
+        f"- {guard.report().lstrip('# ')}",
         f"- command: `{cmd}`",
         f"- shingles: code-aware word 5-grams; 250 permutations = 25 bands x 10 rows; seed 42; 2 workers each; "
         f"ground truth: every pair of Jaccard >= {args.threshold} (exact, all pairs)",

@@ -93,7 +93,7 @@ def test_a_corpus_many_times_the_executor_memory_gives_the_pairs_of_ample_memory
     config = tmp_path / "tiny-heap.yaml"
     config.write_text(yaml.safe_dump(profile))
     proc = subprocess.run([sys.executable, "-m", "spark_jobs.near_dedup", "--snapshot", "big", "--config", str(config)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=840)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "OutOfMemoryError" not in proc.stderr
     spark_out = {"kept": lake.read_table("big", "near_dedup", "files").column("id").to_pylist(),

@@ -70,6 +70,8 @@ class SparkDedup:
 
 def binary_array(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """An Arrow binary column over ``data`` (uint8) cut at ``offsets`` (rows + 1, int64), without a copy per row."""
+    if offsets[-1] >= 2**31:  # batches are bounded far below this; Arrow's binary offsets are 32-bit
+        raise ValueError(f"an Arrow batch of {offsets[-1]} bytes exceeds the 2 GiB of a binary column")
     mask = None
     if valid is not None and not valid.all():
         mask = pa.py_buffer(np.packbits(valid, bitorder="little"))

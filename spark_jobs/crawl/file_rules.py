@@ -3,7 +3,7 @@
 Each refusal has a reason name (it doubles as the metric name in ``_stats.json``):
 ``absolute_path``, ``path_traversal``, ``invalid_path`` (unsafe names), ``symlink`` / ``special_file`` (decided by the
 caller from the filesystem or archive entry type), ``oversize``, ``binary``, ``undecodable``, ``vendored``,
-``unknown_language``.
+``unknown_language``, ``lfs_pointer`` (a Git LFS pointer stands in for content kept elsewhere: it is not the file).
 """
 
 from __future__ import annotations
@@ -86,6 +86,23 @@ def classify_name(path: str, size: int, rules: FileRules) -> Verdict | None:
     return None
 
 
+# Git LFS pointer files (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): under 1024 bytes, a version line
+# first, then sorted "key value" lines, among them the object's sha256 oid and its size.
+_LFS_POINTER = re.compile(rb"\Aversion https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*\Z")
+_LFS_OID = re.compile(rb"^oid sha256:[0-9a-f]{64}$", re.M)
+
+
+def is_lfs_pointer(data: bytes) -> bool:
+    """Whether ``data`` is a Git LFS pointer rather than the file it points to.
+
+    >>> is_lfs_pointer(b"version https://git-lfs.github.com/spec/v1\\noid sha256:" + b"a" * 64 + b"\\nsize 12\\n")
+    True
+    >>> is_lfs_pointer(b"version https://git-lfs.github.com/spec/v1 is the spec we follow\\n")
+    False
+    """
+    return len(data) < 1024 and bool(_LFS_POINTER.match(data)) and bool(_LFS_OID.search(data))
+
+
 def classify(path: str, data: bytes, rules: FileRules) -> Verdict:
     """Decide one file from its path and bytes.
 
@@ -99,6 +116,8 @@ def classify(path: str, data: bytes, rules: FileRules) -> Verdict:
     if early is not None:
         return early
     language = language_of(path)
+    if is_lfs_pointer(data):
+        return Verdict(None, language, "lfs_pointer", data.split(b"\n", 2)[1].decode("ascii", "replace")[:100])
     if b"\x00" in data[: rules.binary_probe_bytes]:
         return Verdict(None, language, "binary")
     try:

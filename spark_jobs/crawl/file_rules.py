@@ -45,13 +45,32 @@ class Verdict:
         return self.reason is None
 
 
+def printable(text: str) -> str:
+    """``text`` safe to store: bytes that were not UTF-8 (kept by tarfile and os.walk as lone surrogates) become
+    U+FFFD.
+
+    >>> printable("ok.py"), printable(b"caf\\xe9.py".decode("utf-8", "surrogateescape"))
+    ('ok.py', 'caf\ufffd.py')
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name decoded with ``surrogateescape`` was valid UTF-8 (no lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def unsafe_path_reason(path: str) -> str | None:
     """Why a repository-relative path must not be used, or None if it is safe.
 
     >>> [unsafe_path_reason(p) for p in ["src/a.py", "/etc/passwd", "a/../../x", "a\\x00b"]]
     [None, 'absolute_path', 'path_traversal', 'invalid_path']
     """
-    if not path or "\x00" in path or len(path) > 4096:
+    if not path or "\x00" in path or len(path) > 4096 or not is_utf8(path):
         return "invalid_path"
     if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
         return "absolute_path"
@@ -75,7 +94,7 @@ def classify_name(path: str, size: int, rules: FileRules) -> Verdict | None:
     """The decisions that need no content (so huge or unwanted files are never read); None: read it."""
     reason = unsafe_path_reason(path)
     if reason:
-        return Verdict(None, None, reason, path[:200])
+        return Verdict(None, None, reason, printable(path)[:200])
     if is_vendored(path, rules):
         return Verdict(None, None, "vendored")
     language = language_of(path)

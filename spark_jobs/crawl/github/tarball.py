@@ -30,7 +30,7 @@ from typing import BinaryIO
 import urllib3
 
 from lake.faults import isolated
-from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, unsafe_path_reason
+from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, is_utf8, printable, unsafe_path_reason
 from spark_jobs.crawl.github.config import ArchiveLimits
 
 
@@ -94,29 +94,12 @@ def _repo_path(name: str) -> tuple[str | None, str | None]:
     return "/".join(parts), None
 
 
-def printable(text: str) -> str:
-    """``text`` safe to store: bytes that were not UTF-8 (kept by tarfile as lone surrogates) become U+FFFD.
-
-    >>> printable("ok.py"), printable(b"caf\\xe9.py".decode("utf-8", "surrogateescape"))
-    ('ok.py', 'caf\ufffd.py')
-    """
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _not_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _header_verdict(member: tarfile.TarInfo, seen: set[str], rules: FileRules) -> Rejected | str | None:
     """What a member's header alone decides: a rejection, ``"skip"`` (directories, the top folder), or the
     repository path of a member whose content must be read."""
     if member.isdir():
         return "skip"
-    if _not_utf8(member.name):
+    if not is_utf8(member.name):
         return Rejected(printable(member.name)[:500], "invalid_path", "member name is not valid UTF-8", member.size)
     path, reason = _repo_path(member.name)
     if path is None:

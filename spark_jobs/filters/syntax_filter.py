@@ -17,8 +17,10 @@ C family: the error share alone lets most broken C and C++ through (a stray toke
 of a large file), and tree-sitter's error nodes cannot tell a broken file from a macro it does not know. So C-family
 files are first checked on their token stream (:mod:`spark_jobs.filters.c_tokens`): comments, strings and character
 literals closed, brackets nested on every preprocessor path, ``#if`` groups closed. A failure there is a syntax
-error whatever the share (reason ``syntax_error``, detail naming the bracket and line). Measured against gcc with
-``benchmarks/syntax_cfamily.py``.
+error whatever the share (reason ``syntax_error``, detail naming the bracket and line). The error share is then
+measured on the preprocessor's first path (directives and branches not taken blanked, offsets kept): tree-sitter
+cannot parse a construct split over ``#if`` branches, and that was most of its errors on valid files. Measured
+against gcc with ``benchmarks/syntax_cfamily.py`` (benchmarks/RESULTS-filters.md).
 
 Bounds: files over ``max_bytes`` are not parsed (reason ``syntax_too_large``); a parse running longer than
 ``max_parse_seconds`` is cancelled through tree-sitter's progress callback (reason ``syntax_timeout``). The
@@ -38,7 +40,7 @@ from pydantic import Field
 from lake.cli import run_stage, stage_parser
 from lake.languages import grammar_of, language_of
 from spark_jobs.filters.base import BaseFilter
-from spark_jobs.filters.c_tokens import check_brackets
+from spark_jobs.filters.c_tokens import check_brackets, one_path
 from spark_jobs.filters.runner import FilterStageConfig, run_filter_stage
 
 STAGE = "syntax_filter"
@@ -262,6 +264,7 @@ class SyntaxFilter(BaseFilter):
                 self.count(f"syntax_error:{language}")
                 self.count(f"token_error:{broken.kind}")
                 return False, "syntax_error", f"{language}: {broken.kind} at line {broken.line}: {broken.detail}"
+            source = one_path(doc["content"]).encode("utf-8")
         try:
             share, line = self.measure(language, grammar, source)
         except ParseTimeout as err:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # One alternative per token class; the order matters (comments before '/', raw strings before identifiers).
 _TOKEN = re.compile(r"""
@@ -48,8 +49,7 @@ CLOSERS = {v: k for k, v in OPENERS.items()}
 _CANON = {"<:": "[", ":>": "]", "<%": "{", "%>": "}"}
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: str  # ident | number | string | char | punct | other | directive | open_comment | open_quote
     text: str
     start: int  # offset in the source (characters)
@@ -126,6 +126,7 @@ class _Group:
 
     entry: list[tuple[str, int]]
     live: bool  # the group is inside live code
+    outer_taken: bool = True  # the group is on the first path
     chosen: bool = False  # some earlier branch was taken
     branch_live: bool = False
     result: list[tuple[str, int]] | None = None
@@ -133,58 +134,78 @@ class _Group:
 
 def check_brackets(source: str) -> BracketError | None:
     """The first lexical or bracket error of a C-family source on any preprocessor path, or None."""
+    return check_and_project(source)[0]
+
+
+def check_and_project(source: str) -> tuple[BracketError | None, str]:
+    """One pass over the tokens: :func:`check_brackets`'s answer and :func:`one_path`'s text together."""
+    out = list(source)
     stack: list[tuple[str, int]] = []
     groups: list[_Group] = []
-    live = True
+    live = True  # checked: every branch that is not `#if 0`
+    taken = True  # on the first path: the branches the projection keeps
+    error: BracketError | None = None
     for tok in tokens(source):
-        if tok.kind == "directive":
-            name, arg = directive_parts(tok.text)
+        kind, text, start, line = tok
+        if kind == "directive":
+            _blank(out, start, start + len(text))
+            name, arg = directive_parts(text)
             if name in ("if", "ifdef", "ifndef"):
-                group = _Group(list(stack), live)
+                group = _Group(list(stack), live, outer_taken=taken)
                 groups.append(group)
                 group.branch_live = live and not (name == "if" and _literal_false(arg))
                 group.chosen = group.branch_live
                 live = group.branch_live
+                taken = taken and group.branch_live
             elif name in ("elif", "else", "elifdef", "elifndef"):
                 if not groups:
-                    return BracketError("stray_directive", tok.line, f"#{name} without #if")
+                    error = error or BracketError("stray_directive", line, f"#{name} without #if")
+                    continue
                 group = groups[-1]
                 _close_branch(group, stack)
                 stack = list(group.entry)
                 false = name == "elif" and _literal_false(arg)
                 group.branch_live = group.live and not false
+                taken = group.outer_taken and group.branch_live and not group.chosen
                 if group.branch_live and not group.chosen:
                     group.chosen = True
                 live = group.branch_live
             elif name == "endif":
                 if not groups:
-                    return BracketError("stray_directive", tok.line, "#endif without #if")
+                    error = error or BracketError("stray_directive", line, "#endif without #if")
+                    continue
                 group = groups.pop()
                 _close_branch(group, stack)
                 stack = group.result if group.result is not None else list(group.entry)
-                live = group.live
+                live, taken = group.live, group.outer_taken
             continue
-        if not live:
+        if not taken:
+            _blank(out, start, start + len(text))
+        if not live or error is not None:
             continue
-        if tok.kind in ("open_comment", "open_quote"):
-            return BracketError(tok.kind, tok.line, f"{tok.text!r} never closed")
-        if tok.kind != "punct":
-            continue
-        text = _CANON.get(tok.text, tok.text)
-        if text in "([{" and len(text) == 1:
-            stack.append((text, tok.line))
-        elif text in ")]}" and len(text) == 1:
-            if not stack:
-                return BracketError("unopened", tok.line, f"{text!r} closes nothing")
-            opener, line = stack.pop()
-            if OPENERS[opener] != text:
-                return BracketError("mismatched", tok.line, f"{text!r} closes {opener!r} of line {line}")
-    if groups:
-        return BracketError("open_conditional", len(source.splitlines()), "#if without #endif")
-    if stack:
+        if kind in ("open_comment", "open_quote"):
+            error = BracketError(kind, line, f"{text!r} never closed")
+        elif kind == "punct":
+            text = _CANON.get(text, text)
+            if text in _OPEN:
+                stack.append((text, line))
+            elif text in _CLOSE:
+                if not stack:
+                    error = BracketError("unopened", line, f"{text!r} closes nothing")
+                else:
+                    opener, opened = stack.pop()
+                    if OPENERS[opener] != text:
+                        error = BracketError("mismatched", line, f"{text!r} closes {opener!r} of line {opened}")
+    if error is None and groups:
+        error = BracketError("open_conditional", len(source.splitlines()), "#if without #endif")
+    if error is None and stack:
         opener, line = stack[-1]
-        return BracketError("unclosed", line, f"{opener!r} never closed")
-    return None
+        error = BracketError("unclosed", line, f"{opener!r} never closed")
+    return error, "".join(out)
+
+
+_OPEN = frozenset("([{")
+_CLOSE = frozenset(")]}")
 
 
 def _close_branch(group: _Group, stack: list[tuple[str, int]]) -> None:
@@ -205,28 +226,7 @@ def one_path(source: str) -> str:
     >>> one_path('#ifdef __cplusplus\\nextern "C" {\\n#else\\nint x;\\n#endif\\n')
     '                  \\nextern "C" {\\n     \\n      \\n      \\n'
     """
-    out = list(source)
-    groups: list[list[bool]] = []  # per open group: [chosen, live-before-group]
-    live = True
-    for tok in tokens(source):
-        if tok.kind == "directive":
-            name, arg = directive_parts(tok.text)
-            if name in ("if", "ifdef", "ifndef"):
-                groups.append([False, live])
-                taken = live and not (name == "if" and _literal_false(arg))
-                groups[-1][0] = taken
-                live = taken
-            elif name in ("elif", "else", "elifdef", "elifndef") and groups:
-                chosen, outer = groups[-1]
-                taken = outer and not chosen and not (name == "elif" and _literal_false(arg))
-                groups[-1][0] = chosen or taken
-                live = taken
-            elif name == "endif" and groups:
-                live = groups.pop()[1]
-            _blank(out, tok.start, tok.start + len(tok.text))
-        elif not live:
-            _blank(out, tok.start, tok.start + len(tok.text))
-    return "".join(out)
+    return check_and_project(source)[1]
 
 
 def _blank(chars: list[str], start: int, end: int) -> None:

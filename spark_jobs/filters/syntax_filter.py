@@ -40,7 +40,7 @@ from pydantic import Field
 from lake.cli import run_stage, stage_parser
 from lake.languages import grammar_of, language_of
 from spark_jobs.filters.base import BaseFilter
-from spark_jobs.filters.c_tokens import check_brackets, one_path
+from spark_jobs.filters.c_tokens import check_and_project
 from spark_jobs.filters.runner import FilterStageConfig, run_filter_stage
 
 STAGE = "syntax_filter"
@@ -259,12 +259,12 @@ class SyntaxFilter(BaseFilter):
         if len(source) > self.max_bytes:
             return False, "syntax_too_large", f"{len(source)} bytes > max_bytes {self.max_bytes}"
         if language in self.token_checked_languages:
-            broken = check_brackets(doc["content"])
+            broken, first_path = check_and_project(doc["content"])
             if broken is not None:
                 self.count(f"syntax_error:{language}")
                 self.count(f"token_error:{broken.kind}")
                 return False, "syntax_error", f"{language}: {broken.kind} at line {broken.line}: {broken.detail}"
-            source = one_path(doc["content"]).encode("utf-8")
+            source = first_path.encode("utf-8")
         try:
             share, line = self.measure(language, grammar, source)
         except ParseTimeout as err:

@@ -159,7 +159,7 @@ class Fetcher:
     def _commits(self, job: FetchJob) -> FetchOutcome:
         key = self.cache.commits_key(job.repo, job.sha, self.period)
         if self.cache.has(key):
-            return FetchOutcome("commits", job.repo, job.sha, "cached", key,
+            return FetchOutcome("commits", job.repo, job.sha, "cached", key, records=self.cache.num_rows(key),
                                 item_failures=self.cache.commit_rejects(key))
         with tempfile.TemporaryDirectory(prefix="seedcoder-clone-") as workdir:
             try:

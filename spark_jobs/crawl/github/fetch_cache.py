@@ -99,5 +99,8 @@ class FetchCache:
         side = _rejects_key(key)
         return json.loads(self.storage.read_bytes(side)) if self.storage.exists(side) else []
 
+    def num_rows(self, key: str) -> int:
+        return pq.ParquetFile(io.BytesIO(self.storage.read_bytes(key))).metadata.num_rows
+
     def read(self, key: str) -> pa.Table:
         return pq.read_table(io.BytesIO(self.storage.read_bytes(key)))

@@ -84,7 +84,8 @@ def test_commits_are_cached_per_period(world):
     job = FetchJob("commits", "py/jsonkit", world["sha"], f"file://{world['src']}")
     first = fetcher(world).run(job)
     assert (first.status, first.records) == ("downloaded", 2)
-    assert fetcher(world).run(job).status == "cached"
+    cached = fetcher(world).run(job)
+    assert (cached.status, cached.records, cached.item_failures) == ("cached", 2, []), "counts survive the cache"
     bad = fetcher(world).run(FetchJob("commits", "py/x", world["sha"], "ext::sh -c id"))
     assert (bad.status, bad.reason) == ("failed", "bad_clone_url")
 

@@ -31,7 +31,9 @@ The manifest (``manifest.json``, format ``seedcoder-release/1``)::
 
 ``snapshots[].attempt`` is the committed attempt of the input stage the cut read (the release copies the data,
 so later re-runs of a snapshot never change a release). ``scorer`` is what that snapshot's quality filter recorded
-(None when the input stage is not a quality filter). ``tokenizer.release`` names the release whose ``tokenizer``
+(None when the input stage is not a quality filter); ``crawl_attempt`` is the crawl whose ``files`` gave the
+repositories' newest state (None without one: the curated files stand in), ``commits_attempt`` the crawl whose
+``commits`` became commit samples. ``tokenizer.release`` names the release whose ``tokenizer``
 stage holds the files: the release itself when trained, the pinned release otherwise; ``sha256`` is known at cut
 time only when pinned (a trained tokenizer records its own in its stage stats).
 """

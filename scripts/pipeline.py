@@ -66,7 +66,8 @@ def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
         if lake.commit_info(Partition.scorer(version), "train_scorer") is not None:
             print(f"--- scorer {version} exists (scorer versions are immutable): reused", flush=True)
             return None
-        return {"scorer": version, "snapshot": args.snapshot}
+        return {"scorer": version, "snapshot": None if args.scorer_labels_from else args.snapshot,
+                "labels_from": args.scorer_labels_from, "base_model": args.scorer_base, "oracle": args.oracle}
     if dag_id == "quality":
         return {"snapshot": args.snapshot, "scorer": args.scorer_version}
     if dag_id == "release":
@@ -158,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", choices=["train", "pin"], default="train", help="the cut's tokenizer policy")
     parser.add_argument("--scorer-version", default=None,
                         help="scorer version to train if missing and score with (default: stages.score.scorer_version)")
+    parser.add_argument("--scorer-base", default=None,
+                        help="base model of a new scorer version: a path or release:<name> (default: config)")
+    parser.add_argument("--scorer-labels-from", default=None,
+                        help="a new scorer version reuses this version's labels (default: label the snapshot)")
+    parser.add_argument("--oracle", default=None,
+                        help="oracle of a new scorer version: rules, vllm, openai or release:<name> (default: config)")
     parser.add_argument("--dags", default=None, help=f"comma-separated DAG ids (default: those of {CHAIN} present; "
                                                      f"only the release ones when --release is given alone)")
     parser.add_argument("--airflow-home", default=str(REPO / ".airflow"), help="AIRFLOW_HOME (SQLite DB inside)")

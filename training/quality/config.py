@@ -115,7 +115,7 @@ class TrainScorerConfig(StrictModel):
 
 
 class ScoreConfig(StrictModel):
-    """``stages.score``: batch-score every file of the snapshot with the trained scorer."""
+    """``stages.score``: batch-score every file of the snapshot with the pinned scorer version."""
 
     input: str = "pii_redact"
     # The pinned scorer version ({lake}/models/scorer/{version}/): every monthly run scores with it.

@@ -1,8 +1,15 @@
-"""The Assets that link the pipeline's DAGs.
+"""The Assets that link the pipeline's DAGs, and what their events' extra carries.
 
-Snapshot Assets carry ``{"snapshot": id, "snapshots": [ids of the run], "uri": ...}`` in their events' extra; model
-Assets carry ``{"release": name, "releases": [...], ...}`` (``SCORER``: ``{"scorer": version, ...}``). A run
-triggered by several events processes every id they name.
+Every event: the partition of the last id the run processed, all of them (a run may process several), the
+committed stage's ``uri`` and ``records_out``. A run triggered by several events processes every id they name.
+
+- snapshot Assets: ``{"snapshot": id, "snapshots": [ids], ...}``
+- ``SCORER``: ``{"scorer": version, "scorers": [...], "mae_heldout", "threshold", "base_model", "oracle", ...}``
+- ``RELEASE``: ``{"release": name, "releases": [...], "snapshots", "base_release", "tokenizer", "manifest", ...}``
+  (``manifest``: the URI of the release's manifest.json, lake/release.py)
+- ``DATASET``: ``{"release": name, "releases": [...], ...}``
+- ``MODEL``: ``{"release": name, "releases": [...], "model": URI of the Hugging Face export, "init": "scratch" or
+  "base_release", "base_release": name or null, ...}``
 """
 
 from airflow.sdk import Asset

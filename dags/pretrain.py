@@ -49,7 +49,8 @@ def pretrain():
     release = resolve_release()
     first, last = distributed_stage_tasks("pretrain", module="training.pretrain", launch=pretrain_launch())
     release >> first
-    last >> publish(MODEL, "pretrain", partition="release", extra_metrics=("export", "init", "base_release"))(release)
+    last >> publish(MODEL, "pretrain", partition="release",
+                    extra_metrics={"model": "export", "init": "init", "base_release": "base_release"})(release)
 
 
 pretrain()

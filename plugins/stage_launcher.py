@@ -320,12 +320,15 @@ def resolve_scorer(**context: Any) -> str:
     return partition_ids("scorer", context)
 
 
-def publish(asset: Asset, stage: str, partition: PartitionKind = "snapshot", extra_metrics: tuple[str, ...] = ()):
+def publish(asset: Asset, stage: str, partition: PartitionKind = "snapshot",
+            extra_metrics: dict[str, str] | tuple[str, ...] = ()):
     """A task that emits ``asset`` with the partition ids and the stage's numbers as the event's extra.
 
     The extra names the last id under ``partition`` and all of them under ``partition + "s"`` (a run may have
-    processed several); ``extra_metrics`` copies named metrics of the last run's stats (e.g. a model's location).
+    processed several); ``extra_metrics`` copies metrics of the last run's stats into it, as ``{extra key: metric}``
+    or metric names (e.g. a model's location).
     """
+    extra_metrics = extra_metrics if isinstance(extra_metrics, dict) else {name: name for name in extra_metrics}
 
     @task(task_id=f"publish_{stage}", outlets=[asset])
     def _publish(ids: str, **context: Any) -> dict:
@@ -338,7 +341,7 @@ def publish(asset: Asset, stage: str, partition: PartitionKind = "snapshot", ext
             from lake.stage import Partition
 
             metrics = load_config().open_lake().stats(Partition(partition, names[-1]), stage)["metrics"]
-            extra.update({name: metrics.get(name) for name in extra_metrics})
+            extra.update({key: metrics.get(name) for key, name in extra_metrics.items()})
         context["outlet_events"][asset].extra = extra
         print(json.dumps(summary, indent=2), file=sys.stderr)
         return summary

@@ -144,6 +144,8 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     files = spark.read.parquet(lake.dataset_uri(release, stage_cfg.input, "files", for_spark=True))
     scores, commits = (spark.read.parquet(lake.dataset_uri(release, stage_cfg.input, name, for_spark=True))
                        if _has(lake, release, stage_cfg.input, name) else None for name in ("scores", "commits"))
+    if scores is not None and not scores.take(1):
+        scores = None  # a release without scores (its snapshots were not scored): no selection by score
 
     eval_index = None
     if stage_cfg.decontaminate:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -65,6 +66,17 @@ def config(tmp_path: Path) -> Path:
                          "peak_flops": 1e11, "export_dtype": "float32", "scratch_dir": str(tmp_path / "scratch")},
         }}))
     return path
+
+
+def asset_events(db: Path) -> dict[str, list[dict]]:
+    """Every Asset event's extra in the Airflow metadata DB, per Asset URI, oldest first."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT a.uri, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                            "ORDER BY e.id").fetchall()
+    out: dict[str, list[dict]] = {}
+    for uri, extra in rows:
+        out.setdefault(uri, []).append(json.loads(extra) if isinstance(extra, str) else extra)
+    return out
 
 
 def pipeline(tmp_path: Path, cfg: Path, *args: str) -> str:
@@ -122,6 +134,14 @@ def test_one_turn_of_the_model_curating_its_own_data_through_the_dags(tmp_path):
     assert "Release 'r2'" in out and f"model:  {rel.model_uri(lake, 'r2')}" in out
     # r1 is immutable: its manifest still says v1 curated the snapshot.
     assert rel.read_manifest(lake, "r1") == r1
+    # The Assets' events name the release (and the model's location) for the DAGs downstream (evaluation, RL).
+    extras = asset_events(tmp_path / "airflow" / "airflow.db")
+    assert extras["seedcoder://lake/release"][-1]["release"] == "r2"
+    assert extras["seedcoder://lake/release"][-1]["manifest"] == rel.manifest_uri(lake, "r2")
+    model_event = extras["seedcoder://lake/pretrain"][-1]
+    assert (model_event["release"], model_event["model"]) == ("r2", rel.model_uri(lake, "r2"))
+    assert (model_event["init"], model_event["base_release"]) == ("base_release", "r1")
+    assert extras["seedcoder://lake/models/scorer"][-1]["scorer"] == "v2"
 
     numbers = {"scorer_v1": {"mae_heldout": v1["mae_heldout"], "mae_predict_mean": v1["mae_predict_train_mean"],
                              "threshold": v1["threshold"], "base": v1["base_model"]},

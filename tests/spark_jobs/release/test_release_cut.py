@@ -203,10 +203,15 @@ def test_the_dataset_build_puts_the_split_repository_back_together(cut):
     from spark_jobs.dataset import tokenizer as tok
     from spark_jobs.dataset.documents import decode_document
     from spark_jobs.dataset.repo_concat import split_document
+    from spark_jobs.release.stage import cut_release
 
     cfg, lake, _manifest = cut
-    part = Partition.release("q1")
-    tok.run(lake, "q1", cfg.stage("tokenizer", tok.TokenizerConfig).model_copy(update={"vocab_size": 400}))
+    # A release whose snapshots have no scores keeps every eligible repository (no selection by score).
+    unscored = load_config(cfg.source_path, overrides={"lake": {"root": lake.root}, "stages": {
+        "release": {"output_partitions": 2, "scores_stage": None}}})
+    assert cut_release(unscored, "whole", snapshots=list(MONTHS)).counts["scores"] == 0
+    part = Partition.release("whole")
+    tok.run(lake, "whole", cfg.stage("tokenizer", tok.TokenizerConfig).model_copy(update={"vocab_size": 400}))
     stage_cfg = cfg.stage("dataset_build", build.DatasetBuildConfig).model_copy(update={
         "parts": 2, "repo_keep_fraction": 1.0, "decontaminate": False})
     with StageRun(lake, part, "dataset_build") as run:

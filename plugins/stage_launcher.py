@@ -39,8 +39,6 @@ def partition_xcom(kind: PartitionKind) -> str:
     return "{{ ti.xcom_pull(task_ids='" + kind + "') }}"
 
 
-SNAPSHOT_XCOM = partition_xcom("snapshot")
-
 
 def snapshot_params(when_empty: str) -> dict[str, Param]:
     """The ``snapshot`` param of every pipeline DAG (the manual-run form field); ``when_empty`` says the fallback."""

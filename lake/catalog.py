@@ -1,5 +1,8 @@
 """A read-only, cached view of every commit in a lake: what the UI shows, without reading data files.
 
+Every kind of partition is covered (``lake.stage.PARTITION_LAYOUT``): snapshots (the data stages), releases (the
+cut, tokenizer, dataset build and pretraining) and scorer versions (``models/scorer/{version}``).
+
 The catalog reads only commit pointers (``_SUCCESS``) and the small files a stage writes beside its
 ``_stats.json``. Two facts make caching safe:
 
@@ -22,20 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lake.stage import STAGE_RE, STATS, SUCCESS, Lake, check_snapshot
+from lake.stage import PARTITION_LAYOUT, SNAPSHOT_RE, STAGE_RE, STATS, SUCCESS, Lake, check_snapshot
 
 
 @dataclass(frozen=True)
 class CommittedStage:
-    """One committed stage of one snapshot, as its pointer names it."""
+    """One committed stage of one partition (a snapshot, a release or a scorer version), as its pointer names it."""
 
-    snapshot: str
+    snapshot: str  # the partition's name: a snapshot id, a release name or a scorer version
     stage: str
     attempt: str
     committed_at: str
     stats: dict[str, Any]
     params: dict[str, Any]
     files: dict[str, tuple[str, ...]]  # dataset name -> its committed files (lake keys)
+    kind: str = "snapshot"  # the partition kind (lake.stage.PARTITION_LAYOUT)
 
     @property
     def datasets(self) -> dict[str, int]:
@@ -44,7 +48,7 @@ class CommittedStage:
 
     @property
     def prefix(self) -> str:
-        return f"snapshot={self.snapshot}/{self.stage}/attempt={self.attempt}"
+        return f"{PARTITION_LAYOUT[self.kind].format(self.snapshot)}/{self.stage}/attempt={self.attempt}"
 
     @property
     def stats_key(self) -> str:
@@ -58,26 +62,31 @@ class _Cached:
     checked: float
 
 
-def parse_pointer(raw: bytes, snapshot: str, stage: str) -> CommittedStage:
+def parse_pointer(raw: bytes, snapshot: str, stage: str, kind: str = "snapshot") -> CommittedStage:
     """A ``_SUCCESS`` pointer's JSON as a :class:`CommittedStage` (file lists reduced to counts).
 
     >>> p = parse_pointer(b'{"attempt": "a1", "committed_at": "2026-11-01T00:00:00+00:00", "stats": {"records_in": 3},'
     ...                   b' "datasets": {"files": ["x/part-0.parquet", "x/part-1.parquet"]}}', "2026-10", "crawl")
     >>> p.attempt, p.datasets, p.stats["records_in"], p.prefix
     ('a1', {'files': 2}, 3, 'snapshot=2026-10/crawl/attempt=a1')
+    >>> parse_pointer(b'{"attempt": "a2"}', "v2", "train_scorer", "scorer").prefix
+    'models/scorer/v2/train_scorer/attempt=a2'
     """
     try:
         doc = json.loads(raw)
         return CommittedStage(snapshot=snapshot, stage=stage, attempt=doc["attempt"],
                               committed_at=doc.get("committed_at", ""), stats=doc.get("stats") or {},
                               params=doc.get("params") or {},
-                              files={k: tuple(v) for k, v in sorted((doc.get("datasets") or {}).items())})
+                              files={k: tuple(v) for k, v in sorted((doc.get("datasets") or {}).items())},
+                              kind=kind)
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"unreadable commit pointer snapshot={snapshot}/{stage}/{SUCCESS}: {err}") from None
+        where = PARTITION_LAYOUT[kind].format(snapshot)
+        raise ValueError(f"unreadable commit pointer {where}/{stage}/{SUCCESS}: {err}") from None
 
 
 class LakeCatalog:
-    """Snapshots, their committed stages and their small side files, cached with revalidation."""
+    """Partitions (snapshots, releases, scorer versions), their committed stages and their small side files,
+    cached with revalidation."""
 
     def __init__(self, lake: Lake, *, ttl_s: float = 5.0, workers: int = 16,
                  clock: Callable[[], float] = time.monotonic):
@@ -122,14 +131,20 @@ class LakeCatalog:
             self._listings[prefix] = _Cached(None, names, now)
         return names
 
+    def names(self, kind: str = "snapshot") -> list[str]:
+        """Every partition of ``kind`` in the lake, newest (greatest) name first."""
+        parent, _, child = PARTITION_LAYOUT[kind].rpartition("/")
+        head = child.removesuffix("{}")
+        names = [n[len(head):] for n in self._children(parent) if n.startswith(head)]
+        return sorted((n for n in names if SNAPSHOT_RE.match(n)), reverse=True)
+
     def snapshots(self) -> list[str]:
         """Every snapshot partition of the lake, newest id first."""
-        names = [n.removeprefix("snapshot=") for n in self._children("") if n.startswith("snapshot=")]
-        return sorted(names, reverse=True)
+        return self.names("snapshot")
 
     # -- pointers ---------------------------------------------------------------------------------------------
-    def _pointer(self, snapshot: str, stage: str) -> CommittedStage | None:
-        key = f"snapshot={snapshot}/{stage}/{SUCCESS}"
+    def _pointer(self, kind: str, snapshot: str, stage: str) -> CommittedStage | None:
+        key = f"{PARTITION_LAYOUT[kind].format(snapshot)}/{stage}/{SUCCESS}"
         now = self.clock()
         with self._lock:
             hit = self._pointers.get(key)
@@ -145,28 +160,29 @@ class LakeCatalog:
                 value = hit.value
             else:
                 self.reads += 1
-                value = parse_pointer(data, snapshot, stage)
+                value = parse_pointer(data, snapshot, stage, kind)
         with self._lock:
             self._pointers[key] = _Cached(version, value, now)
         return value
 
-    def stages(self, snapshot: str) -> dict[str, CommittedStage]:
-        """The committed stages of one snapshot, by stage name."""
+    def stages(self, snapshot: str, kind: str = "snapshot") -> dict[str, CommittedStage]:
+        """The committed stages of one partition (a snapshot by default), by stage name."""
         check_snapshot(snapshot)
-        return self.many([snapshot])[snapshot]
+        return self.many([snapshot], kind)[snapshot]
 
-    def many(self, snapshots: Iterable[str]) -> dict[str, dict[str, CommittedStage]]:
-        """:meth:`stages` of several snapshots, their listings and pointer checks all concurrent."""
-        snapshots = list(snapshots)
+    def many(self, snapshots: Iterable[str], kind: str = "snapshot") -> dict[str, dict[str, CommittedStage]]:
+        """:meth:`stages` of several partitions of one kind, their listings and pointer checks all concurrent."""
+        snapshots, layout = list(snapshots), PARTITION_LAYOUT[kind]
         for snapshot in snapshots:
             check_snapshot(snapshot)
-        listed = self._map(lambda s: self._children(f"snapshot={s}"), snapshots, self._listings,
-                           lambda s: f"snapshot={s}")
-        pairs = [(s, n) for s, names in zip(snapshots, listed, strict=True) for n in names if STAGE_RE.match(n)]
+        listed = self._map(lambda s: self._children(layout.format(s)), snapshots, self._listings,
+                           lambda s: layout.format(s))
+        pairs = [(kind, s, n) for s, names in zip(snapshots, listed, strict=True) for n in names
+                 if STAGE_RE.match(n)]
         out: dict[str, dict[str, CommittedStage]] = {s: {} for s in snapshots}
         commits = self._map(lambda p: self._pointer(*p), pairs, self._pointers,
-                            lambda p: f"snapshot={p[0]}/{p[1]}/{SUCCESS}")
-        for (s, _n), commit in zip(pairs, commits, strict=True):
+                            lambda p: f"{layout.format(p[1])}/{p[2]}/{SUCCESS}")
+        for (_k, s, _n), commit in zip(pairs, commits, strict=True):
             if commit is not None:
                 out[s][commit.stage] = commit
         return out

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from stage_launcher import SNAPSHOT_XCOM, committed_summary
+from stage_launcher import PartitionKind, committed_summary, partition_xcom
 
 XCOM_RETURN_KEY = "return_value"
 
@@ -25,13 +25,19 @@ class CommittedStatsMixin:
     """Reads back what the stage committed once the job has ended (a missing commit fails the task)."""
 
     stage: str
-    snapshot: str
+    partition: PartitionKind
+    ids: str
+
+    def _stage_init(self, stage: str, partition: PartitionKind, ids: str | None) -> None:
+        self.stage, self.partition = stage, partition
+        # The partition ids the job processed (comma-separated; default: what the run's resolver task returned).
+        self.ids = ids or partition_xcom(partition)
 
     def committed_stats(self, context: Any, *, push: bool) -> dict:
-        summary = committed_summary(self.snapshot, self.stage)
-        self.log.info("stage %s (%s) committed attempt %s: %s in, %s out, drops %s, %.1f s",  # type: ignore[attr-defined]
-                      self.stage, self.snapshot, summary["attempt"], summary["records_in"], summary["records_out"],
-                      summary["drop_reasons"], summary["seconds"] or 0.0)
+        summary = committed_summary(self.ids, self.stage, self.partition)
+        self.log.info("stage %s (%s %s) committed attempt %s: %s in, %s out, drops %s, %.1f s",  # type: ignore[attr-defined]
+                      self.stage, self.partition, self.ids, summary["attempt"], summary["records_in"],
+                      summary["records_out"], summary["drop_reasons"], summary["seconds"] or 0.0)
         if push:
             # These providers use do_xcom_push for their sidecar, so the return value is not pushed for us.
             context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=summary)
@@ -41,11 +47,11 @@ class CommittedStatsMixin:
 class StageSparkSubmitOperator(CommittedStatsMixin, SparkSubmitOperator):
     """spark-submit of a stage (cluster mode on Kubernetes); returns the committed stats."""
 
-    template_fields = (*SparkSubmitOperator.template_fields, "snapshot")
+    template_fields = (*SparkSubmitOperator.template_fields, "ids")
 
-    def __init__(self, *, stage: str, snapshot: str = SNAPSHOT_XCOM, **kwargs: Any):
+    def __init__(self, *, stage: str, partition: PartitionKind = "snapshot", ids: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.stage, self.snapshot = stage, snapshot
+        self._stage_init(stage, partition, ids)
 
     def execute(self, context: Any) -> dict:
         super().execute(context)
@@ -55,11 +61,11 @@ class StageSparkSubmitOperator(CommittedStatsMixin, SparkSubmitOperator):
 class StagePodOperator(CommittedStatsMixin, KubernetesPodOperator):
     """A stage's pod (deferrable); on the way out of the pod, the committed stats become the task's XCom."""
 
-    template_fields = (*KubernetesPodOperator.template_fields, "snapshot")
+    template_fields = (*KubernetesPodOperator.template_fields, "ids")
 
-    def __init__(self, *, stage: str, snapshot: str = SNAPSHOT_XCOM, **kwargs: Any):
+    def __init__(self, *, stage: str, partition: PartitionKind = "snapshot", ids: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.stage, self.snapshot = stage, snapshot
+        self._stage_init(stage, partition, ids)
 
     def execute(self, context: Any) -> dict:
         super().execute(context)  # deferrable: raises TaskDeferred; the task resumes in trigger_reentry
@@ -73,11 +79,11 @@ class StagePodOperator(CommittedStatsMixin, KubernetesPodOperator):
 class StageJobOperator(CommittedStatsMixin, KubernetesJobOperator):
     """A multi-node stage's Indexed Job (deferrable); when every pod has finished, the committed stats."""
 
-    template_fields = (*KubernetesJobOperator.template_fields, "snapshot")
+    template_fields = (*KubernetesJobOperator.template_fields, "ids")
 
-    def __init__(self, *, stage: str, snapshot: str = SNAPSHOT_XCOM, **kwargs: Any):
+    def __init__(self, *, stage: str, partition: PartitionKind = "snapshot", ids: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.stage, self.snapshot = stage, snapshot
+        self._stage_init(stage, partition, ids)
 
     def execute(self, context: Any) -> dict:
         super().execute(context)

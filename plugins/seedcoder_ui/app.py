@@ -79,9 +79,9 @@ def create_app(*, catalog: Callable[[], LakeCatalog] = _default_catalog,
                 state["per_page"] = per_page()
             return state["catalog"]
 
-    def task_instances(snapshots=None) -> dict[str, dict[str, dict]]:
+    def task_instances(names=None, kind: str = "snapshot") -> dict[str, dict[str, dict]]:
         with session() as s:
-            return runs.latest_task_instances(s, snapshots)
+            return runs.latest_task_instances(s, names, kind)
 
     router = APIRouter(dependencies=[Depends(auth or _require_reader())])
 
@@ -121,18 +121,32 @@ def create_app(*, catalog: Callable[[], LakeCatalog] = _default_catalog,
         _, cat = snapshot_or_404(snapshot)
         return JSONResponse(views.redact(views.dedup_page(cat, snapshot)))
 
-    @router.get("/snapshots/{snapshot}/stages/{stage}/_stats.json")
-    def stats_file(snapshot: str, stage: str) -> Response:
+    def stats_file(kind: str, name: str, stage: str) -> Response:
         """The committed ``_stats.json`` of a stage, as the stage wrote it (secret-looking values masked)."""
-        _check_snapshot(snapshot)
-        if stage not in STAGES:
-            raise HTTPException(404, f"no such stage: {stage!r}")
-        commit = get_catalog().stages(snapshot).get(stage)
+        _check_snapshot(name)
+        if stage not in STAGES or STAGES[stage].partition != kind:
+            raise HTTPException(404, f"no such {kind} stage: {stage!r}")
+        commit = get_catalog().stages(name, kind).get(stage)
         doc = get_catalog().attempt_json(commit, STATS) if commit else None
         if doc is None:
-            raise HTTPException(404, f"stage {stage!r} of snapshot {snapshot!r} is not committed")
+            raise HTTPException(404, f"stage {stage!r} of {kind} {name!r} is not committed")
         return Response(json.dumps(views.redact(doc), indent=2, sort_keys=True) + "\n",
                         media_type="application/json")
+
+    @router.get("/snapshots/{snapshot}/stages/{stage}/_stats.json")
+    def snapshot_stats_file(snapshot: str, stage: str) -> Response:
+        return stats_file("snapshot", snapshot, stage)
+
+    @router.get("/releases/{release}/stages/{stage}/_stats.json")
+    def release_stats_file(release: str, stage: str) -> Response:
+        return stats_file("release", release, stage)
+
+    def release_or_404(name: str) -> dict:
+        _check_snapshot(name)
+        model = views.release_page(get_catalog(), name, task_instances([name], "release").get(name, {}))
+        if not model["exists"]:
+            raise HTTPException(404, f"release {name!r} has no committed stage and no DAG run")
+        return model
 
     # -- pages -------------------------------------------------------------------------------------------------
     @router.get("/", include_in_schema=False)
@@ -159,26 +173,33 @@ def create_app(*, catalog: Callable[[], LakeCatalog] = _default_catalog,
         _, cat = snapshot_or_404(snapshot)
         return render(request, "dedup.html", views.dedup_page(cat, snapshot))
 
-    @router.get("/api/snapshots/{snapshot}/model")
-    def api_model(snapshot: str) -> JSONResponse:
-        _, cat = snapshot_or_404(snapshot)
-        return JSONResponse(views.redact(views.model_page(cat, snapshot)))
+    @router.get("/api/releases")
+    def api_releases() -> JSONResponse:
+        return JSONResponse(views.redact(views.releases_page(get_catalog(), task_instances(kind="release"))))
 
-    @router.get("/snapshots/{snapshot}/model", response_class=HTMLResponse)
-    def model_html(request: Request, snapshot: str) -> HTMLResponse:
-        _, cat = snapshot_or_404(snapshot)
-        return render(request, "model.html", views.model_page(cat, snapshot))
+    @router.get("/api/releases/{release}")
+    def api_release(release: str) -> JSONResponse:
+        return JSONResponse(views.redact(release_or_404(release)))
+
+    @router.get("/releases", response_class=HTMLResponse)
+    def releases_html(request: Request) -> HTMLResponse:
+        return render(request, "releases.html", views.releases_page(get_catalog(), task_instances(kind="release")))
+
+    @router.get("/releases/{release}", response_class=HTMLResponse)
+    def release_html(request: Request, release: str) -> HTMLResponse:
+        return render(request, "release.html", release_or_404(release))
 
     @router.get("/dag_run/{dag_id}/{run_id:path}", response_class=HTMLResponse)
     def from_dag_run(request: Request, dag_id: str, run_id: str) -> Response:
-        """The DAG run page's tab: straight to the funnel of the run's snapshot."""
+        """The DAG run page's tab: straight to the funnel of the run's snapshot (or the page of its release)."""
         with session() as s:
-            snapshots = runs.snapshot_of_run(s, dag_id, run_id)
-        if len(snapshots) == 1:
-            return RedirectResponse(f"{request.scope.get('root_path', '')}/snapshots/{quote(snapshots[0])}",
+            kind, ids = runs.partitions_of_run(s, dag_id, run_id)
+        pages = {"snapshot": "snapshots", "release": "releases"}
+        if len(ids) == 1 and kind in pages:
+            return RedirectResponse(f"{request.scope.get('root_path', '')}/{pages[kind]}/{quote(ids[0])}",
                                     status_code=307)
-        model = {"dag_id": dag_id, "run_id": run_id, "snapshots": snapshots}
-        return render(request, "dag_run.html", model, status=200 if snapshots else 404)
+        model = {"dag_id": dag_id, "run_id": run_id, "kind": kind, "ids": ids, "page": pages.get(kind or "")}
+        return render(request, "dag_run.html", model, status=200 if ids else 404)
 
     app.include_router(router)
 

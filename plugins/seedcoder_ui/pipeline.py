@@ -1,8 +1,9 @@
 """What the UI knows about the pipeline, and the pure views it computes from commits and task instances.
 
 Everything here works on plain dicts (a commit's stats, a task instance's state), so it is tested without a lake
-or an Airflow database. ``PIPELINE`` lists every stage of a snapshot with the DAG that runs it; a test checks it
-against the DAG files, so a stage added to a DAG without being added here fails the suite.
+or an Airflow database. ``PIPELINE`` lists every stage with the DAG that runs it and the kind of partition it
+works on (a snapshot, a release, a scorer version); a test checks it against the DAG files, so a stage added to a
+DAG without being added here fails the suite.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ class StageSpec:
     stage: str
     dag_id: str
     funnel: bool  # its records_out are the next funnel stage's records_in
+    partition: str = "snapshot"  # what one run of it processes: a snapshot, a release or a scorer version
+    task: str = ""  # its task id in the DAG (default: the stage's name)
+
+    @property
+    def task_id(self) -> str:
+        return self.task or self.stage
 
 
 PIPELINE: tuple[StageSpec, ...] = (
@@ -28,14 +35,29 @@ PIPELINE: tuple[StageSpec, ...] = (
     StageSpec("rule_filter", "filters", True),
     StageSpec("decontaminate", "filters", True),
     StageSpec("pii_redact", "filters", True),
-    StageSpec("oracle_label", "quality", False),
-    StageSpec("train_scorer", "quality", False),
     StageSpec("score", "quality", False),
     StageSpec("quality_filter", "quality", True),
-    StageSpec("tokenizer", "dataset", False),
-    StageSpec("dataset_build", "dataset", False),
-    StageSpec("pretrain", "pretrain", False),
+    # a scorer version (models/scorer/{version}): labels, then the trained scorer
+    StageSpec("oracle_label", "scorer", False, "scorer"),
+    StageSpec("train_scorer", "scorer", False, "scorer"),
+    # a release (release={name}): the cut from many snapshots, its tokenizer, token shards and model
+    StageSpec("release", "release", False, "release", "cut_release"),
+    StageSpec("tokenizer", "dataset", False, "release"),
+    StageSpec("dataset_build", "dataset", False, "release"),
+    StageSpec("pretrain", "pretrain", False, "release"),
 )
+KINDS = ("snapshot", "release", "scorer")
+
+
+def stages_of(kind: str) -> tuple[StageSpec, ...]:
+    """The stages whose runs process partitions of ``kind``, in pipeline order.
+
+    >>> [s.stage for s in stages_of("release")]
+    ['release', 'tokenizer', 'dataset_build', 'pretrain']
+    """
+    return tuple(s for s in PIPELINE if s.partition == kind)
+
+
 STAGES = {s.stage: s for s in PIPELINE}
 FUNNEL = tuple(s.stage for s in PIPELINE if s.funnel)
 DAG_IDS = tuple(dict.fromkeys(s.dag_id for s in PIPELINE))

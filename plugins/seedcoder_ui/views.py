@@ -13,9 +13,10 @@ from typing import Any
 
 from lake.catalog import CommittedStage, LakeCatalog
 from seedcoder_ui import pipeline
-from seedcoder_ui.pipeline import FUNNEL, PIPELINE, STAGES
+from seedcoder_ui.pipeline import FUNNEL, STAGES, stages_of
 
-SECRET_KEY = re.compile(r"secret|token|passw|api_?key|credential|authorization|private_key", re.I)
+# "token" only as a whole word at the end of a key (github_token, access_token), not token counts or the tokenizer
+SECRET_KEY = re.compile(r"secret|(?:^|[_-])token$|passw|api_?key|credential|authorization|private_key", re.I)
 
 
 def redact(value: Any) -> Any:
@@ -23,6 +24,8 @@ def redact(value: Any) -> Any:
 
     >>> redact({"api": {"token": "ghp_x", "requests": 3}, "aws_secret_access_key": "k", "files": [1]})
     {'api': {'token': '***', 'requests': 3}, 'aws_secret_access_key': '***', 'files': [1]}
+    >>> redact({"github_token": "ghp_x", "tokens_per_s": 1599.2, "tokenizer_sha256": "ab"})
+    {'github_token': '***', 'tokens_per_s': 1599.2, 'tokenizer_sha256': 'ab'}
     """
     if isinstance(value, dict):
         return {k: ("***" if isinstance(k, str) and SECRET_KEY.search(k) and not isinstance(v, dict | list)
@@ -41,10 +44,10 @@ def _commit_summary(commit: CommittedStage | None) -> dict | None:
             "datasets": commit.datasets}
 
 
-def stage_rows(commits: dict[str, CommittedStage], tis: dict[str, dict]) -> list[dict]:
-    """Every pipeline stage of one snapshot: state, commit, latest task instance."""
+def stage_rows(commits: dict[str, CommittedStage], tis: dict[str, dict], kind: str = "snapshot") -> list[dict]:
+    """Every pipeline stage of one partition of ``kind``: state, commit, latest task instance."""
     rows = []
-    for spec in PIPELINE:
+    for spec in stages_of(kind):
         commit, ti = commits.get(spec.stage), tis.get(spec.stage)
         rows.append({"stage": spec.stage, "dag_id": spec.dag_id, "funnel": spec.funnel,
                      "state": pipeline.stage_state(commit.committed_at if commit else None, ti),
@@ -70,7 +73,7 @@ def snapshots_page(catalog: LakeCatalog, tis: dict[str, dict[str, dict]], page: 
                      "curated": curated.stats.get("records_out") if curated else None,
                      "curated_by": curated.stage if curated else None})
     return {"snapshots": rows, "page": page, "pages": pages, "total": len(names),
-            "stages": [s.stage for s in PIPELINE]}
+            "stages": [s.stage for s in stages_of("snapshot")]}
 
 
 def snapshot_page(catalog: LakeCatalog, snapshot: str, tis: dict[str, dict]) -> dict:
@@ -96,7 +99,7 @@ def snapshot_page(catalog: LakeCatalog, snapshot: str, tis: dict[str, dict]) -> 
 
 def quality_page(catalog: LakeCatalog, snapshot: str) -> dict:
     commits = catalog.stages(snapshot)
-    qf, trained, scored = commits.get("quality_filter"), commits.get("train_scorer"), commits.get("score")
+    qf, scored = commits.get("quality_filter"), commits.get("score")
     histograms = catalog.attempt_json(qf, "score_histogram.json") if qf else None
     languages = []
     if histograms:
@@ -114,18 +117,23 @@ def quality_page(catalog: LakeCatalog, snapshot: str) -> dict:
             x["stack"] = [{"kept": round(100.0 * k / local, 2) if local else 0.0,
                            "dropped": round(100.0 * d / local, 2) if local else 0.0}
                           for k, d in zip(x["kept"]["counts"], x["dropped_bars"]["counts"], strict=False)]
-    scorer = None
+    qm = (qf.stats.get("metrics") or {}) if qf else {}
+    version = qm.get("scorer_version") or (scored.params.get("scorer_version") if scored else None)
+    trained = catalog.stages(version, "scorer").get("train_scorer") if version else None
+    scorer = {"version": version} if version else None
     if trained:
         m = trained.stats.get("metrics") or {}
-        scorer = {"version": f"{snapshot}/train_scorer@{trained.attempt}", "attempt": trained.attempt,
-                  "committed_at": trained.committed_at, "mae_heldout": m.get("mae_heldout"),
-                  "mae_predict_train_mean": m.get("mae_predict_train_mean"), "n_train": m.get("n_train"),
-                  "n_heldout": m.get("n_heldout"), "oracle": m.get("oracle"),
-                  "mae_heldout_by_language": m.get("mae_heldout_by_language") or {}}
-    qm = (qf.stats.get("metrics") or {}) if qf else {}
+        scorer.update({"attempt": trained.attempt, "committed_at": trained.committed_at,
+                       "mae_heldout": m.get("mae_heldout"), "mae_predict_train_mean": m.get("mae_predict_train_mean"),
+                       "n_train": m.get("n_train"), "n_heldout": m.get("n_heldout"), "oracle": m.get("oracle"),
+                       "labelled_snapshot": m.get("snapshot"), "base_model": m.get("base_model"),
+                       "threshold": m.get("threshold"),
+                       "mae_heldout_by_language": m.get("mae_heldout_by_language") or {}})
     return {"snapshot": snapshot, "committed": qf is not None,
             "threshold": (histograms or {}).get("threshold", qm.get("threshold")),
             "mode": (histograms or {}).get("mode", qm.get("threshold_mode")),
+            "decisions_changed": qm.get("decisions_changed"),
+            "previous_scorer_version": qm.get("previous_scorer_version"),
             "dropped_share": qm.get("dropped_share"), "bin_edges": (histograms or {}).get("bin_edges") or [],
             "score_quantiles": qm.get("score_quantiles") or {}, "languages": languages, "scorer": scorer,
             "scoring": redact(scored.stats.get("metrics") or {}) if scored else None,
@@ -171,19 +179,47 @@ def loss_curve(catalog: LakeCatalog, commit: CommittedStage, limit: int = 400) -
     return {**curve, "chart": chart}
 
 
-def model_page(catalog: LakeCatalog, snapshot: str) -> dict:
-    """The model trained on this snapshot's dataset: its pretraining run, loss curve, tokenizer and data."""
-    commits = catalog.stages(snapshot)
-    pre, data, tok = commits.get("pretrain"), commits.get("dataset_build"), commits.get("tokenizer")
-    out: dict[str, Any] = {"snapshot": snapshot, "committed": pre is not None}
+MANIFEST = "manifest.json"  # lake.release.MANIFEST: the cut's manifest, beside its _stats.json
+
+
+def manifest(catalog: LakeCatalog, commit: CommittedStage | None) -> dict | None:
+    """A committed release's manifest (``seedcoder-release/1``), secret-looking values masked."""
+    doc = catalog.attempt_json(commit, MANIFEST) if commit is not None else None
+    return redact(doc) if doc is not None else None
+
+
+def releases_page(catalog: LakeCatalog, tis: dict[str, dict[str, dict]]) -> dict:
+    """Every release in the lake or in a DAG run, newest name first: its snapshots, base, stages and model."""
+    in_lake = catalog.names("release")
+    names = sorted(set(in_lake) | set(tis), reverse=True)
+    commits = catalog.many([n for n in names if n in in_lake], "release")
+    rows = []
+    for name in names:
+        cs = commits.get(name, {})
+        doc = manifest(catalog, cs.get("release")) or {}
+        pre = cs.get("pretrain")
+        rows.append({"release": name, "stages": stage_rows(cs, tis.get(name, {}), "release"),
+                     "snapshots": [s.get("snapshot") for s in doc.get("snapshots") or []],
+                     "base_release": (doc.get("base_release") or {}).get("name"),
+                     "files": (doc.get("counts") or {}).get("files"),
+                     "loss_last": ((pre.stats.get("metrics") or {}).get("loss_last") if pre else None)})
+    return {"releases": rows, "stages": [s.stage for s in stages_of("release")]}
+
+
+def release_page(catalog: LakeCatalog, name: str, tis: dict[str, dict]) -> dict:
+    """One release: its manifest, its stages, its tokenizer and token shards, its model and loss curve."""
+    commits = catalog.stages(name, "release")
+    cut, pre, data, tok = (commits.get(s) for s in ("release", "pretrain", "dataset_build", "tokenizer"))
+    out: dict[str, Any] = {"release": name, "exists": bool(commits) or bool(tis), "committed": pre is not None,
+                           "manifest": manifest(catalog, cut), "stages": stage_rows(commits, tis, "release")}
     if pre is not None:
         m = pre.stats.get("metrics") or {}
         out["pretrain"] = {"attempt": pre.attempt, "committed_at": pre.committed_at,
                            "seconds": pre.stats.get("seconds"), "export": m.get("export"),
                            "numbers": redact({k: m.get(k) for k in (
-                               "preset", "engine", "zero_stage", "world_size", "global_batch", "steps",
-                               "resumed_from_step", "loss_first", "loss_last", "tokens_this_run", "tokens_per_s",
-                               "mfu", "parameters") if m.get(k) is not None}),
+                               "preset", "engine", "init", "base_release", "zero_stage", "world_size",
+                               "global_batch", "steps", "resumed_from_step", "loss_first", "loss_last",
+                               "tokens_this_run", "tokens_per_s", "mfu", "parameters") if m.get(k) is not None}),
                            "schedule": m.get("schedule")}
         out["curve"] = loss_curve(catalog, pre)
     if data is not None:

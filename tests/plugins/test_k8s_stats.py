@@ -19,22 +19,23 @@ from distributed_launch import DistributedLaunch, job_operator
 from stage_launcher import PodResources, stage_task
 from stage_operators import StageJobOperator, StagePodOperator, StageSparkSubmitOperator
 
-from lake.stage import Lake, StageNotCommitted, StageRun
+from lake.stage import Lake, Partition, StageNotCommitted, StageRun
 from tests.lake.test_storage_s3 import s3_server  # noqa: F401  (a real `weed mini` for this module)
 
 pytestmark = pytest.mark.s3
 SNAPSHOT = "2026-10"
+IDS = {"snapshot": SNAPSHOT, "release": "2026-q4", "scorer": "v2"}  # what each resolver task returned
 
 
 class RunContextTI:
-    """The task instance a run context carries: the snapshot XCom to pull, and what the operator pushes."""
+    """The task instance a run context carries: the resolver XComs to pull, and what the operator pushes."""
 
     def __init__(self, task_id: str):
         self.dag_id, self.task_id, self.map_index, self.try_number = "k8s_stats", task_id, -1, 1
         self.pushed: dict[str, object] = {}
 
     def xcom_pull(self, task_ids=None, **_kw):
-        return SNAPSHOT if task_ids == "snapshot" else None
+        return IDS.get(task_ids)
 
     def xcom_push(self, key, value):
         self.pushed[key] = value
@@ -55,8 +56,8 @@ def k8s_lake(s3_server, monkeypatch):  # noqa: F811
     return lake
 
 
-def commit(lake: Lake, stage: str, n_in: int, n_out: int, drops: dict) -> None:
-    with StageRun(lake, SNAPSHOT, stage) as run:
+def commit(lake: Lake, stage: str, n_in: int, n_out: int, drops: dict, partition: str | Partition = SNAPSHOT) -> None:
+    with StageRun(lake, partition, stage) as run:
         run.stats.records_in, run.stats.records_out = n_in, n_out
         for reason, n in drops.items():
             run.stats.drop(reason, n)
@@ -74,7 +75,7 @@ def rendered(make):
 def test_a_pod_stage_returns_and_pushes_the_committed_stats(k8s_lake, monkeypatch):
     op, context, ti = rendered(lambda: stage_task("score", runtime="gpu", module="training.quality.score",
                                                   resources=PodResources(gpus=1)))
-    assert isinstance(op, StagePodOperator) and op.snapshot == SNAPSHOT and op.deferrable
+    assert isinstance(op, StagePodOperator) and op.ids == SNAPSHOT and op.deferrable
     commit(k8s_lake, "score", 757, 757, {})
     monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", lambda self, context, event: None)
     summary = op.trigger_reentry(context, {"status": "success", "name": "seedcoder-score-x", "namespace": "ns"})
@@ -85,8 +86,9 @@ def test_a_pod_stage_returns_and_pushes_the_committed_stats(k8s_lake, monkeypatc
 
 
 def test_a_failed_pod_reads_nothing_and_a_pod_that_committed_nothing_fails(k8s_lake, monkeypatch):
-    op, context, ti = rendered(lambda: stage_task("oracle_label", runtime="gpu",
+    op, context, ti = rendered(lambda: stage_task("oracle_label", runtime="gpu", partition="scorer",
                                                   module="training.quality.oracle_label"))
+    assert (op.partition, op.ids) == ("scorer", IDS["scorer"])
 
     def pod_failed(self, context, event):
         raise AirflowException("Pod seedcoder-oracle-label-x returned a failure")
@@ -102,7 +104,7 @@ def test_a_failed_pod_reads_nothing_and_a_pod_that_committed_nothing_fails(k8s_l
 
 def test_a_spark_stage_returns_the_committed_stats(k8s_lake, monkeypatch):
     op, context, _ = rendered(lambda: stage_task("exact_dedup"))
-    assert isinstance(op, StageSparkSubmitOperator) and op.snapshot == SNAPSHOT
+    assert isinstance(op, StageSparkSubmitOperator) and op.ids == SNAPSHOT
     assert op.application_args == ["spark_jobs.exact_dedup", "--snapshot", SNAPSHOT]
     commit(k8s_lake, "exact_dedup", 1000, 880, {"exact_duplicate_repo": 80, "exact_duplicate_file": 40})
     monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: None)
@@ -113,10 +115,12 @@ def test_a_spark_stage_returns_the_committed_stats(k8s_lake, monkeypatch):
 
 
 def test_a_multi_node_job_returns_the_committed_stats(k8s_lake, monkeypatch):
-    launch = DistributedLaunch(stage="pretrain", module="training.pretrain", nodes=2, gpus_per_node=8)
+    launch = DistributedLaunch(stage="pretrain", module="training.pretrain", partition="release", nodes=2,
+                               gpus_per_node=8)
     op, context, ti = rendered(lambda: job_operator(launch))
-    assert isinstance(op, StageJobOperator) and op.snapshot == SNAPSHOT
-    commit(k8s_lake, "pretrain", 300, 300, {})
+    assert isinstance(op, StageJobOperator) and (op.partition, op.ids) == ("release", IDS["release"])
+    commit(k8s_lake, "pretrain", 300, 300, {}, Partition.release(IDS["release"]))
     monkeypatch.setattr(KubernetesJobOperator, "execute_complete", lambda self, context, event, **kw: None)
     summary = op.execute_complete(context, {"status": "success"})
     assert summary["records_in"] == 300 and ti.pushed["return_value"] == summary
+    assert summary["release"] == IDS["release"] and "/release=2026-q4/pretrain/attempt=" in summary["uri"]

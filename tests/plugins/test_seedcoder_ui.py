@@ -12,11 +12,25 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from seedcoder_ui.app import create_app
-from seedcoder_ui.pipeline import FUNNEL, PIPELINE
-from ui_lake import CHAIN, CLUSTERS, HISTOGRAM, NOW, SNAPSHOT, STEP_LOG, STEPS, add_run, airflow_db, build_lake
+from seedcoder_ui.pipeline import FUNNEL, PIPELINE, stages_of
+from ui_lake import (
+    CHAIN,
+    CLUSTERS,
+    HISTOGRAM,
+    MANIFEST,
+    NOW,
+    RELEASE,
+    SCORER,
+    SNAPSHOT,
+    STEP_LOG,
+    STEPS,
+    add_run,
+    airflow_db,
+    build_lake,
+)
 
 from lake.catalog import LakeCatalog
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from tests.lake.test_storage_s3 import s3_server  # noqa: F401  (the module's real `weed mini` fixture)
 
 
@@ -59,8 +73,8 @@ def check_snapshot_api(client: TestClient, lake: Lake) -> None:
     assert languages["Python"] == [lang["Python"] for *_, lang in CHAIN]
     states = {s["stage"]: s["state"] for s in body["stages"]}
     assert states["crawl"] == states["quality_filter"] == "committed"
-    assert states["tokenizer"] == states["pretrain"] == "committed" and states["oracle_label"] == "not run"
-    assert {s["stage"] for s in body["stages"]} == {s.stage for s in PIPELINE}
+    assert states["score"] == "committed"
+    assert [s["stage"] for s in body["stages"]] == [s.stage for s in stages_of("snapshot")]
 
 
 def test_snapshot_funnel_on_a_local_lake(local_lake, db):
@@ -74,8 +88,10 @@ def test_snapshot_funnel_on_s3(s3_server, db):  # noqa: F811
     build_lake(lake)
     client, catalog = client_for(lake, db, ttl_s=0.0)
     check_snapshot_api(client, lake)
-    reads = catalog.reads
+    assert client.get(f"/api/snapshots/{SNAPSHOT}/quality").json()["scorer"]["mae_heldout"] == 1.5
+    reads = catalog.reads  # every pointer of the snapshot and of its scorer version has been read once
     assert client.get(f"/api/snapshots/{SNAPSHOT}/quality").json()["threshold"] == HISTOGRAM["threshold"]
+    check_snapshot_api(client, lake)
     assert catalog.reads == reads, "unchanged pointers revalidate with a 304, no body read"
     before = lake.stats(SNAPSHOT, "crawl")["records_out"]
     with StageRun(lake, SNAPSHOT, "crawl") as run:  # a re-run of the crawl commits a new attempt
@@ -88,7 +104,7 @@ def test_snapshot_funnel_on_s3(s3_server, db):  # noqa: F811
 def test_snapshot_list_states_from_lake_and_runs(local_lake, db):
     add_run(db, "filters", "manual__a", SNAPSHOT,
             {"syntax_filter": "success", "rule_filter": "success", "decontaminate": "failed"}, NOW)
-    add_run(db, "quality", "manual__b", SNAPSHOT, {"oracle_label": "success", "train_scorer": "running"},
+    add_run(db, "quality", "manual__b", SNAPSHOT, {"score": "success", "quality_filter": "running"},
             NOW + timedelta(hours=1))
     add_run(db, "crawl", "manual__c", None, {"crawl": "queued"}, NOW, conf={"snapshot": "2026-11"},
             run_state="queued")
@@ -97,9 +113,9 @@ def test_snapshot_list_states_from_lake_and_runs(local_lake, db):
     assert [r["snapshot"] for r in body["snapshots"]] == ["2026-11", SNAPSHOT, "2026-09"]
     rows = {r["snapshot"]: {s["stage"]: s for s in r["stages"]} for r in body["snapshots"]}
     oct_ = rows[SNAPSHOT]
-    # decontaminate's last task failed after its commit; train_scorer is running again over a commit
+    # decontaminate's last task failed after its commit; quality_filter is running again over a commit
     assert oct_["decontaminate"]["state"] == "failed" and oct_["decontaminate"]["commit"]["records_out"] == 757
-    assert oct_["train_scorer"]["state"] == "running"
+    assert oct_["quality_filter"]["state"] == "running"
     assert oct_["syntax_filter"]["state"] == "committed"
     assert oct_["syntax_filter"]["task"]["run_id"] == "manual__a"
     assert rows["2026-11"]["crawl"]["state"] == "running" and rows["2026-11"]["crawl"]["commit"] is None
@@ -151,10 +167,12 @@ def test_quality_and_dedup_pages(local_lake, db):
     json_lang = q["languages"][1]
     assert json_lang["kept"]["counts"] == HISTOGRAM["languages"]["JSON"]["hist_kept"]
     assert json_lang["kept"]["threshold_x"] == 42.5
+    assert q["scorer"]["version"] == SCORER and q["scorer"]["labelled_snapshot"] == SNAPSHOT
     assert q["scorer"]["mae_heldout"] == 1.5 and q["scorer"]["oracle"] == "rules:rules-v1"
     assert q["scoring"]["backend"] == "vllm"
     html = client.get(f"/snapshots/{SNAPSHOT}/quality").text
     assert 'data-testid="threshold">4.2500<' in html and 'data-testid="mae">1.500<' in html
+    assert f'data-testid="scorer-version">{SCORER}<' in html
     d = client.get(f"/api/snapshots/{SNAPSHOT}/dedup").json()
     exact, near = d["stages"]
     assert exact["removed"] == {"repo": 80, "file": 40} and exact["removed_share"] == {"repo": 0.08, "file": 0.04}
@@ -165,9 +183,18 @@ def test_quality_and_dedup_pages(local_lake, db):
     assert "fork/json/json/decoder.py" in html and "acme/json/json/decoder.py" in html
 
 
-def test_model_page_draws_the_loss_curve_from_the_committed_step_log(local_lake, db):
+def test_release_page_shows_its_manifest_and_draws_the_loss_curve_from_the_committed_step_log(local_lake, db):
+    add_run(db, "pretrain", "asset_triggered__r", RELEASE, {"pretrain": "running"}, NOW, kind="release")
     client, catalog = client_for(local_lake, db)
-    model = client.get(f"/api/snapshots/{SNAPSHOT}/model").json()
+    listed = client.get("/api/releases").json()["releases"]
+    assert [r["release"] for r in listed] == [RELEASE] and listed[0]["snapshots"] == [SNAPSHOT]
+    assert listed[0]["loss_last"] == STEP_LOG[-1]["loss"] and listed[0]["files"] == 682
+    model = client.get(f"/api/releases/{RELEASE}").json()
+    assert model["manifest"]["counts"] == MANIFEST["counts"]
+    assert model["manifest"]["config"]["stages"]["release"]["aws_secret_access_key"] == "***"
+    states = {s["stage"]: s["state"] for s in model["stages"]}
+    assert states == {"release": "committed", "tokenizer": "committed", "dataset_build": "committed",
+                      "pretrain": "running"}
     assert model["committed"] and model["curve"]["steps"] == STEPS
     points = model["curve"]["points"]
     assert len(points) == 400, "a long curve is averaged down to 400 points"
@@ -175,11 +202,18 @@ def test_model_page_draws_the_loss_curve_from_the_committed_step_log(local_lake,
     assert [p["phase"] for p in model["curve"]["phases"]] == ["warmup", "stable"]
     assert model["pretrain"]["numbers"]["loss_last"] == STEP_LOG[-1]["loss"]
     assert model["dataset"]["tokens_per_source"]["repo_level"] == 353092 and model["tokenizer"]["vocab_size"] == 4096
-    html = client.get(f"/snapshots/{SNAPSHOT}/model").text
+    html = client.get(f"/releases/{RELEASE}").text
     assert 'data-testid="loss-curve"' in html and "<polyline points=" in html
+    assert f'<tr data-snapshot="{SNAPSHOT}">' in html and "do-not-show" not in html
+    assert 'data-count="files">682<' in html
+    assert client.get(f"/releases/{RELEASE}/stages/pretrain/_stats.json").json() == \
+        local_lake.stats(Partition.release(RELEASE), "pretrain")
+    assert client.get(f"/releases/{RELEASE}/stages/crawl/_stats.json").status_code == 404
+    assert f'data-release="{RELEASE}"' in client.get("/releases").text
     reads = catalog.reads
-    client.get(f"/api/snapshots/{SNAPSHOT}/model")
+    client.get(f"/api/releases/{RELEASE}")
     assert catalog.reads == reads
+    assert client.get("/api/releases/1999-q1").status_code == 404
 
 
 def test_dag_run_tab_goes_to_the_funnel(local_lake, db):
@@ -189,6 +223,9 @@ def test_dag_run_tab_goes_to_the_funnel(local_lake, db):
     hop = client.get("/dag_run/filters/manual__2026-11-02T08%3A00%3A00%2B00%3A00", follow_redirects=False)
     assert hop.status_code == 307 and hop.headers["location"] == f"/snapshots/{SNAPSHOT}"
     assert client.get("/dag_run/crawl/manual__x").status_code == 404
+    add_run(db, "dataset", "manual__r", RELEASE, {"dataset_build": "success"}, NOW, kind="release")
+    hop = client.get("/dag_run/dataset/manual__r", follow_redirects=False)
+    assert hop.status_code == 307 and hop.headers["location"] == f"/releases/{RELEASE}"
 
 
 def test_read_only_no_secrets_and_clear_errors(local_lake, db):
@@ -216,7 +253,8 @@ def test_the_catalog_reads_no_data_file_and_caches_pointers(local_lake, monkeypa
         catalog.many(catalog.snapshots())
         catalog.attempt_json(catalog.stages(SNAPSHOT)["quality_filter"], "score_histogram.json")
     assert not [k for k in seen if k.endswith(".parquet")]
-    assert len([k for k in seen if k.endswith("_SUCCESS")]) == len(CHAIN) + 5 + 1, "each pointer read once"
+    assert len([k for k in seen if k.endswith("_SUCCESS")]) == len(CHAIN) + 1 + 1, "each pointer read once"
+    assert catalog.names("release") == [RELEASE] and catalog.names("scorer") == [SCORER]
     assert len([k for k in seen if k.endswith("score_histogram.json")]) == 1
 
 
@@ -251,15 +289,16 @@ def test_through_airflows_own_app_the_plugin_is_mounted_and_needs_a_login(local_
 
 
 def test_the_ui_knows_every_stage_task_of_the_dags():
-    """PIPELINE (what the UI lists per snapshot) is exactly the stage tasks of dags/ on the local profile."""
+    """PIPELINE (what the UI lists per snapshot, release and scorer version) is exactly the stage tasks of dags/ on
+    the local profile: DAG, task, stage and the kind of partition it processes."""
     from airflow.dag_processing.dagbag import DagBag
     from stage_launcher import LocalStageOperator
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
     assert bag.import_errors == {}
-    tasks = {(dag.dag_id, t.task_id) for dag in bag.dags.values() for t in dag.tasks
+    tasks = {(dag.dag_id, t.task_id, t.stage, t.partition) for dag in bag.dags.values() for t in dag.tasks
              if isinstance(t, LocalStageOperator)}
-    assert tasks == {(s.dag_id, s.stage) for s in PIPELINE}
+    assert tasks == {(s.dag_id, s.task_id, s.stage, s.partition) for s in PIPELINE}
 
 
 def test_airflow_plugins_lists_it_and_the_plugins_folder_loads_cleanly(tmp_path):

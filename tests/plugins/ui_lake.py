@@ -8,9 +8,11 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from lake.stage import OUT_BY_LANGUAGE, Lake, StageRun
+from lake.stage import OUT_BY_LANGUAGE, Lake, Partition, StageRun
 
 SNAPSHOT = "2026-10"
+RELEASE = "2026-q4"
+SCORER = "v1"
 # (stage, records in, records out, drops, kept per language)
 CHAIN = [
     ("crawl", 1200, 1000, {"binary": 120, "vendored": 60, "oversize": 20}, {"Python": 700, "C": 200, "JSON": 100}),
@@ -38,7 +40,7 @@ HISTOGRAM = {"threshold": 4.25, "mode": "quantile", "bin_edges": [0.0, 2.5, 5.0,
                                     "hist_dropped": [10, 8, 0, 0]}}}
 
 
-def commit_stage(lake: Lake, snapshot: str, stage: str, n_in: int, n_out: int, drops: dict, by_lang: dict,
+def commit_stage(lake: Lake, snapshot: str | Partition, stage: str, n_in: int, n_out: int, drops: dict, by_lang: dict,
                  metrics: dict | None = None, files: dict[str, bytes] | None = None) -> None:
     with StageRun(lake, snapshot, stage) as run:
         run.stats.records_in, run.stats.records_out = n_in, n_out
@@ -52,7 +54,8 @@ def commit_stage(lake: Lake, snapshot: str, stage: str, n_in: int, n_out: int, d
 
 
 def build_lake(lake: Lake, snapshot: str = SNAPSHOT) -> None:
-    """The whole chain of one snapshot, plus the scorer's stages, plus an older snapshot with only its crawl."""
+    """The whole chain of one snapshot, the scorer version that curated it, a release cut from it with its model,
+    and an older snapshot with only its crawl."""
     for stage, n_in, n_out, drops, by_lang in CHAIN:
         metrics, files = {}, {}
         if stage.endswith("dedup"):
@@ -60,18 +63,24 @@ def build_lake(lake: Lake, snapshot: str = SNAPSHOT) -> None:
         if stage == "crawl":
             metrics = {"api": {"token": "ghp_do_not_show_this", "requests": 12}}
         if stage == "quality_filter":
-            metrics = {"threshold": 4.25, "threshold_mode": "quantile", "dropped_share": 0.0991}
+            metrics = {"threshold": 4.25, "threshold_mode": "quantile", "dropped_share": 0.0991,
+                       "scorer_version": SCORER, "previous_scorer_version": None, "decisions_changed": 0}
             files = {"score_histogram.json": json.dumps(HISTOGRAM).encode()}
         if stage == "quality_filter":
-            commit_stage(lake, snapshot, "train_scorer", 600, 540, {}, {},
-                         {"mae_heldout": 1.5, "mae_predict_train_mean": 2.46, "n_train": 540, "n_heldout": 60,
+            commit_stage(lake, Partition.scorer(SCORER), "oracle_label", 600, 600, {}, {}, {"snapshot": snapshot})
+            commit_stage(lake, Partition.scorer(SCORER), "train_scorer", 600, 540, {}, {},
+                         {"snapshot": snapshot, "version": SCORER, "mae_heldout": 1.5, "mae_predict_train_mean": 2.46, "n_train": 540, "n_heldout": 60,
                           "oracle": "rules:rules-v1", "mae_heldout_by_language": {"Python": 1.2}})
-            commit_stage(lake, snapshot, "score", 757, 757, {}, {}, {"backend": "vllm", "files_per_s": 30.5})
+            commit_stage(lake, snapshot, "score", 757, 757, {}, {}, {"backend": "vllm", "files_per_s": 30.5,
+                                                                    "scorer_version": SCORER})
         commit_stage(lake, snapshot, stage, n_in, n_out, drops, by_lang, metrics, files)
-    commit_stage(lake, snapshot, "tokenizer", 682, 682, {}, {}, {"vocab_size": 4096})
-    commit_stage(lake, snapshot, "dataset_build", 682, 900, {}, {},
+    release = Partition.release(RELEASE)
+    commit_stage(lake, release, "release", 682, 682, {}, {}, {"snapshots": [snapshot]},
+                 files={"manifest.json": json.dumps(MANIFEST).encode()})
+    commit_stage(lake, release, "tokenizer", 682, 682, {}, {}, {"vocab_size": 4096})
+    commit_stage(lake, release, "dataset_build", 682, 900, {}, {},
                  {"tokens_per_source": {"file_level": 352591, "repo_level": 353092, "commits": 0}})
-    commit_stage(lake, snapshot, "pretrain", 1200, STEPS, {}, {},
+    commit_stage(lake, release, "pretrain", 1200, STEPS, {}, {},
                  {"preset": "tiny", "steps": STEPS, "loss_first": STEP_LOG[0]["loss"],
                   "loss_last": STEP_LOG[-1]["loss"], "tokens_per_s": 1599.2, "mfu": 0.0012},
                  files={f"metrics/steps-{end:08d}.jsonl": "".join(json.dumps(r) + "\n" for r in STEP_LOG[end - 1000:end])
@@ -79,6 +88,14 @@ def build_lake(lake: Lake, snapshot: str = SNAPSHOT) -> None:
     commit_stage(lake, "2026-09", "crawl", 900, 800, {"binary": 100}, {"Python": 800})
 
 
+MANIFEST = {"format": "seedcoder-release/1", "name": RELEASE, "created_at": "2026-11-03T08:00:00+00:00",
+            "input_stage": "quality_filter",
+            "snapshots": [{"snapshot": SNAPSHOT, "stage": "quality_filter", "attempt": "a1", "files": 682,
+                           "committed_at": "2026-11-02T08:00:00+00:00",
+                           "scorer": {"version": SCORER, "threshold": 4.25, "threshold_mode": "scorer"}}],
+            "tokenizer": {"policy": "train", "release": RELEASE, "sha256": None}, "base_release": None,
+            "config": {"stages": {"release": {"aws_secret_access_key": "do-not-show"}}},
+            "counts": {"files": 682, "file_level": 600, "repo_level": 682, "repositories": 40, "commits": 0}}
 STEPS = 3000
 STEP_LOG = [{"step": i, "phase": "warmup" if i <= 100 else "stable", "loss": 8.0 - 4.0 * i / STEPS, "lr": 3e-4}
             for i in range(1, STEPS + 1)]
@@ -112,8 +129,9 @@ def airflow_db(tmp_path):
 
 
 def add_run(session_factory, dag_id: str, run_id: str, snapshot: str | None, tasks: dict[str, str],
-            when: datetime, *, conf: dict | None = None, run_state: str = "success") -> None:
-    """A DAG run whose ``snapshot`` task returned ``snapshot`` (None: not run yet), with task states."""
+            when: datetime, *, conf: dict | None = None, run_state: str = "success", kind: str = "snapshot") -> None:
+    """A DAG run whose resolver task (``kind``: snapshot, release, scorer) returned ``snapshot`` (None: not run yet),
+    with task states."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -131,7 +149,7 @@ def add_run(session_factory, dag_id: str, run_id: str, snapshot: str | None, tas
                 start_date=start if state not in ("queued", "scheduled") else None,
                 end_date=start + timedelta(seconds=30) if state in ("success", "failed") else None))
         if snapshot is not None:
-            s.execute(insert(XComModel.__table__).values(dag_run_id=run_pk, task_id="snapshot", map_index=-1,
+            s.execute(insert(XComModel.__table__).values(dag_run_id=run_pk, task_id=kind, map_index=-1,
                                                          key="return_value", dag_id=dag_id, run_id=run_id,
                                                          value=snapshot, timestamp=when))
 

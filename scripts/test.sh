@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export SEEDCODER_PROFILE=local PYTHONUNBUFFERED=1
 export PATH="$PWD/.venv/bin:$PATH"
 scripts/bootstrap.sh all || exit 1
+scripts/toolchains.sh || exit 1  # bubblewrap and the compilers of the code sandbox
 if [[ -x scripts/services.sh ]]; then
   scripts/services.sh start || { echo "test: could not start the test servers" >&2; exit 1; }
   trap 'scripts/services.sh stop' EXIT

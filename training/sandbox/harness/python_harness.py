@@ -79,6 +79,16 @@ def prctl_dumpable(flag):
 
 # ==== the worker: runs the program, answers calls =========================================================
 
+def builtin_type(name):
+    """A builtin type passed by name (``int``, ``str``, ``list``...): types are how some tests ask for a kind."""
+    import builtins
+
+    value = getattr(builtins, str(name), None)
+    if not isinstance(value, type):
+        raise ProtocolError(f"{name!r} is not a builtin type")
+    return value
+
+
 def flush():
     """The program's prints so far reach the sandbox's stdout before the judge may end the worker."""
     for stream in (sys.stdout, sys.stderr):
@@ -133,6 +143,8 @@ def worker(requests, replies):
             return {"s": [encode(x, depth + 1) for x in value]}
         if isinstance(value, range):
             return {"r": [value.start, value.stop, value.step]}
+        if isinstance(value, type) and getattr(builtins, value.__name__, None) is value:
+            return {"y": value.__name__}
         return ref(value)
 
     def decode(value):
@@ -144,7 +156,7 @@ def worker(requests, replies):
                     "d": lambda: {decode(k): decode(v) for k, v in data},
                     "s": lambda: {decode(x) for x in data}, "f": lambda: frozenset(decode(x) for x in data),
                     "b": lambda: bytes.fromhex(data), "c": lambda: complex(*data),
-                    "r": lambda: range(*data)}[tag]()
+                    "r": lambda: range(*data), "y": lambda: builtin_type(data)}[tag]()
         return value
 
     def failure(exc):
@@ -341,15 +353,19 @@ def judge():
             return {"f": [encode(x) for x in value]}
         if kind is range:
             return {"r": [value.start, value.stop, value.step]}
+        if kind is type and getattr(builtins, value.__name__, None) is value:
+            return {"y": value.__name__}
         raise TypeError(f"the sandbox cannot pass a {kind.__qualname__} to the program")
 
     def decode(value):
         if value is None or type(value) in (bool, str, int, float):
             return value
-        if type(value) is not dict or len(value) != 1 and "ref" not in value:
+        if type(value) is not dict:
             raise ProtocolError(f"malformed value {str(value)[:80]}")
         if "ref" in value:
             return Remote(int(value["ref"]), str(value.get("type", "object")))
+        if len(value) != 1:
+            raise ProtocolError(f"malformed value {str(value)[:80]}")
         (tag, data), = value.items()
         if tag == "l":
             return [decode(x) for x in data]
@@ -367,6 +383,8 @@ def judge():
             return complex(float(data[0]), float(data[1]))
         if tag == "r":
             return range(int(data[0]), int(data[1]), int(data[2]))
+        if tag == "y":
+            return builtin_type(data)
         raise ProtocolError(f"unknown tag {tag!r}")
 
     try:

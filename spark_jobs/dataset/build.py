@@ -2,6 +2,9 @@
 
     python -m spark_jobs.dataset.build --snapshot 2026-10
 
+0. Held-out repositories (``heldout_fraction``, by a hash of the name: spark_jobs/dataset/heldout.py) are taken
+   out first: their files are written as the ``heldout`` dataset, for the evaluation's held-out loss, and
+   nothing of them (files, commits) reaches the shards.
 1. Documents. ``file_level``: every curated file is one document (its content). ``repo_level``: repositories
    with at least ``repo_min_files`` files, selected by mean file quality score when the ``score`` stage
    committed scores, concatenated in dependency order (:mod:`spark_jobs.dataset.repo_concat`) and split at
@@ -104,6 +107,11 @@ class DatasetBuildConfig(StrictModel):
     commit_file_chars: int = Field(16_000, ge=0)
     commit_top_files: int = Field(5, ge=0)
     decontaminate: bool = True
+    # Share of repositories held out of training (all their files and commits), written as the ``heldout``
+    # dataset for the evaluation's held-out loss; chosen by a hash of the repository name and heldout_seed
+    # (spark_jobs/dataset/heldout.py), so the same repositories stay out whatever the build's seed or input.
+    heldout_fraction: float = Field(0.01, ge=0.0, lt=1.0)
+    heldout_seed: int = 0
     # Adopt the newest uncommitted attempt of a killed run and skip its finished groups.
     resume: bool = True
 
@@ -128,6 +136,28 @@ def assign_groups(docs, *, seed: int, parts: int):
             .withColumn("order", F.xxhash64(F.lit(seed + 1), F.col("doc_id"))))
 
 
+def hold_out(run: StageRun, files, commits, stage_cfg: DatasetBuildConfig):
+    """Write the held-out repositories' files as ``heldout``; return the files and commits left to train on."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.dataset.heldout import heldout_column
+
+    def held(frame):
+        return heldout_column(frame["repo"], seed=stage_cfg.heldout_seed, fraction=stage_cfg.heldout_fraction)
+
+    if not run.shard_done("heldout"):
+        kept = files.where(held(files)).select("id", "repo", "path", "language", "content")
+        kept.repartition(1).sortWithinPartitions("id").write.mode("overwrite").parquet(
+            run.dataset_uri("heldout", for_spark=True))
+        row = files.sparkSession.read.parquet(run.dataset_uri("heldout", for_spark=True)).agg(
+            F.count("*").alias("files"), F.countDistinct("repo").alias("repos")).first()
+        run.mark_shard_done("heldout", {"files": row["files"], "repos": row["repos"]})
+    info = run.shard_info("heldout")
+    run.stats.metrics["heldout"] = {"fraction": stage_cfg.heldout_fraction, "seed": stage_cfg.heldout_seed,
+                                    "files": info["files"], "repos": info["repos"]}
+    return files.where(~held(files)), (commits.where(~held(commits)) if commits is not None else None)
+
+
 def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> dict:
     from pyspark.sql import functions as F
 
@@ -149,6 +179,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
               if _stage_has(lake, snapshot, stage_cfg.scores_stage, "scores") else None)
     commits = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.commits_stage, "commits", for_spark=True))
                if _stage_has(lake, snapshot, stage_cfg.commits_stage, "commits") else None)
+
+    if stage_cfg.heldout_fraction > 0:
+        files, commits = hold_out(run, files, commits, stage_cfg)
 
     eval_index = None
     if stage_cfg.decontaminate:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 
 from training.sandbox.config import Limits
@@ -74,6 +75,7 @@ RECIPES: dict[str, Recipe] = {
 HARNESS = "python_harness.py"
 
 
+@cache
 def harness_source() -> bytes:
     return resources.files("training.sandbox").joinpath("harness", HARNESS).read_bytes()
 

@@ -355,8 +355,13 @@ class Executor:
             kill()
             await proc.wait()
         seconds = time.monotonic() - t0
-        # Everything of the slot's uid dies now: the namespace's children, anything that escaped it.
-        if self.isolation.is_root:
+        if status_r is not None:
+            statuses.extend(json_lines(_read_available(status_r, 1 << 16)))
+        ended = any("exit-code" in s for s in statuses)
+        # Everything of the slot's uid dies now. When bubblewrap saw the namespace's PID 1 exit by itself, the
+        # kernel had already killed and reaped the rest of the namespace (PID 1's exit waits for that), so
+        # nothing of the uid can be left; after a kill, in degraded mode or without that report, sweep by uid.
+        if self.isolation.is_root and (killed.is_set() or not ended):
             await asyncio.to_thread(sweep_uid, uid)
         try:
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
@@ -364,8 +369,6 @@ class Executor:
             log.error("slot %d: output pipes still open after the kill; abandoning them", slot)
             for task in tasks:
                 task.cancel()
-        if status_r is not None:
-            statuses.extend(json_lines(_read_available(status_r, 1 << 16)))
         verdict = _read_available(verdict_r, VERDICT_BYTES + 1) if verdict_r is not None else b""
         started = any("child-pid" in s for s in statuses)
         exit_code = next((s["exit-code"] for s in statuses if "exit-code" in s), None)

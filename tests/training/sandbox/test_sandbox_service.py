@@ -90,3 +90,17 @@ def test_run_tests_returns_the_verdict(service):
     assert requests.post(f"{service}/run_tests", json=body, timeout=60).json()["verdict"] == "wrong_answer"
     health = requests.get(f"{service}/health", timeout=10).json()
     assert health["isolation"] == "full" and health["workers"] == 2 and health["judged"] >= 2
+
+
+def test_the_client_gets_the_same_verdicts_as_a_local_pool(service):
+    import asyncio
+
+    from training.sandbox import Tests
+    from training.sandbox.client import SandboxClient
+
+    requests = [{"code": f"def add(a, b):\n    return a + b + {i % 2}\n", "tests": Tests(code="assert add(1, 1) == 2")}
+                for i in range(6)]
+    results = asyncio.run(SandboxClient(service, concurrency=3).run_many(requests))
+    assert [r.verdict for r in results] == ["passed", "wrong_answer"] * 3
+    down = asyncio.run(SandboxClient("http://127.0.0.1:9", retries=1).run_many(requests[:1]))
+    assert down[0].status == "SandboxError" and down[0].verdict == "sandbox_error"

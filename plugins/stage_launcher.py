@@ -144,10 +144,14 @@ def committed_summary(snapshot: str, stage: str) -> dict:
     lake = load_config().open_lake()
     info = lake.require(snapshot, stage)
     stats = info.stats
-    return {"stage": stage, "snapshot": snapshot, "attempt": info.attempt,
-            "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
-            "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
-            "seconds": stats["seconds"]}
+    summary = {"stage": stage, "snapshot": snapshot, "attempt": info.attempt,
+               "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
+               "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
+               "seconds": stats["seconds"]}
+    # A stage may name a few headline numbers for XCom and the Asset event (metrics.xcom, small JSON).
+    if stats.get("metrics", {}).get("xcom"):
+        summary["results"] = stats["metrics"]["xcom"]
+    return summary
 
 
 def stage_task(stage: str, *, module: str | None = None, runtime: Runtime = "spark",
@@ -272,7 +276,8 @@ def publish(asset: Asset, stage: str):
     def _publish(snapshot: str, **context: Any) -> dict:
         summary = committed_summary(snapshot, stage)
         context["outlet_events"][asset].extra = {"snapshot": snapshot, "uri": summary["uri"],
-                                                 "records_out": summary["records_out"]}
+                                                 "records_out": summary["records_out"],
+                                                 **({"results": summary["results"]} if "results" in summary else {})}
         print(json.dumps(summary, indent=2), file=sys.stderr)
         return summary
 

@@ -10,10 +10,11 @@ start=$(date +%s)
 scripts/bootstrap.sh all
 scripts/toolchains.sh  # bubblewrap and the compilers of the code sandbox (evaluation)
 .venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-12000}"
-# The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress and the final table.
+# The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress, the table of stages and, last,
+# the evaluation's table.
 set +e
 .venv/bin/python scripts/pipeline.py --snapshot "${SNAPSHOT:-demo}" ${DAGS:+--dags "$DAGS"} 2>&1 \
-  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|DAG |Snapshot)|^  [a-z_]+ +[0-9,]+ in|^ +(output|stats):|ERROR|Traceback'
+  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|DAG |Snapshot|Evaluation of|\(plot:)|^  [a-z_]+ +[0-9,]+ in|^ +(output|stats):|^\| |ERROR|Traceback'
 status=${PIPESTATUS[0]}
 set -e
 [[ $status -eq 0 ]] || { echo "demo failed (exit $status): full log in .work/demo.log" >&2; exit 1; }

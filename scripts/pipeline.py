@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHAIN = ["crawl", "dedup", "filters", "quality", "dataset", "pretrain"]
+CHAIN = ["crawl", "dedup", "filters", "quality", "dataset", "pretrain", "evaluate"]
 
 
 def setup_airflow_env(home: Path) -> None:
@@ -75,6 +75,10 @@ def summary(snapshot: str) -> str:
                      f"{s['seconds']:>7.1f}s  drops: {drops}")
         lines.append(f"  {'':<15} output: {lake.storage.uri(commit.prefix)}")
         lines.append(f"  {'':<15} stats:  {lake.stats_uri(snapshot, commit.stage)}")
+    evaluation = lake.commit_info(snapshot, "evaluate")
+    if evaluation is not None and f"{evaluation.prefix}/report/results.md" in evaluation.datasets.get("report", []):
+        lines += ["", lake.storage.read_bytes(f"{evaluation.prefix}/report/results.md").decode().rstrip(),
+                  f"(plot: {lake.storage.uri(evaluation.prefix + '/report/results.svg')})"]
     return "\n".join(lines)
 
 

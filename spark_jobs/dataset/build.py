@@ -74,8 +74,11 @@ class AlignDocs(StrictModel):
 class DatasetBuildConfig(StrictModel):
     """``stages.dataset_build`` in the profile YAML."""
 
-    # Stage whose committed ``files`` are the curated corpus.
+    # Stage whose committed ``files`` are the curated corpus ...
     input: str = "quality_filter"
+    # ... of this snapshot, with its scores and commits; None: the snapshot being built. An ablation arm builds
+    # into a snapshot of its own from the base snapshot's corpus (dags/ablation.py).
+    input_snapshot: str | None = None
     tokenizer_stage: str = "tokenizer"
     # Snapshot whose committed tokenizer is used; None: this snapshot's. Pin it to keep token ids stable
     # across monthly snapshots once a model is trained on them.
@@ -174,11 +177,12 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
 
     tok_snapshot = stage_cfg.tokenizer_snapshot or snapshot
     tok_json = tokenizer_json(lake, tok_snapshot, stage_cfg.tokenizer_stage)
-    files = spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.input, "files", for_spark=True))
-    scores = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.scores_stage, "scores", for_spark=True))
-              if _stage_has(lake, snapshot, stage_cfg.scores_stage, "scores") else None)
-    commits = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.commits_stage, "commits", for_spark=True))
-               if _stage_has(lake, snapshot, stage_cfg.commits_stage, "commits") else None)
+    corpus = stage_cfg.input_snapshot or snapshot
+    files = spark.read.parquet(lake.dataset_uri(corpus, stage_cfg.input, "files", for_spark=True))
+    scores = (spark.read.parquet(lake.dataset_uri(corpus, stage_cfg.scores_stage, "scores", for_spark=True))
+              if _stage_has(lake, corpus, stage_cfg.scores_stage, "scores") else None)
+    commits = (spark.read.parquet(lake.dataset_uri(corpus, stage_cfg.commits_stage, "commits", for_spark=True))
+               if _stage_has(lake, corpus, stage_cfg.commits_stage, "commits") else None)
 
     if stage_cfg.heldout_fraction > 0:
         files, commits = hold_out(run, files, commits, stage_cfg)
@@ -253,7 +257,7 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     stats.bytes_out = 4 * sum(index["sources"][s]["num_sequences"] * index["sources"][s]["seq_len"] for s in SOURCES)
     stats.metrics.update({"tokens_per_source": {s: n["tokens"] for s, n in per_source.items()},
                           "sources": per_source, "repositories": repositories, "input": stage_cfg.input,
-                          "resumed_groups": resumed, "fingerprint": fingerprint})
+                          "input_snapshot": corpus, "resumed_groups": resumed, "fingerprint": fingerprint})
     return stats.to_dict()
 
 
@@ -269,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(args, cfg: PlatformConfig) -> int:
         stage_cfg = cfg.stage(STAGE, DatasetBuildConfig)
         lake = cfg.open_lake()
-        lake.require(args.snapshot, stage_cfg.input)
+        lake.require(stage_cfg.input_snapshot or args.snapshot, stage_cfg.input)
         lake.require(stage_cfg.tokenizer_snapshot or args.snapshot, stage_cfg.tokenizer_stage)
         with StageRun(lake, args.snapshot, STAGE, resume=stage_cfg.resume, params=stage_cfg.model_dump()) as run:
             stats = build(run, cfg, stage_cfg)

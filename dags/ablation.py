@@ -26,7 +26,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from assets import ABLATION
 from distributed_launch import DistributedLaunch, distributed_stage_tasks
-from stage_launcher import SNAPSHOT_PATTERN, PodResources, publish, stage_task
+from stage_launcher import SNAPSHOT_PATTERN, PodResources, profile, publish, stage_task
 
 # The stage whose committed files are each arm's corpus: switching a stage off = building from its input.
 ARM_INPUTS = {"curated": "quality_filter", "no_quality_filter": "pii_redact", "no_filters": "near_dedup",
@@ -74,8 +74,10 @@ def ablation():
     snapshot = arm_snapshot()
     build = stage_task("dataset_build", module="spark_jobs.dataset.build", runtime="spark",
                        resources=PodResources(cpu="4", memory="16Gi"), extra_args=DATASET_ARGS)
+    # local: the overrides go on the subprocess' command line; k8s: into the Indexed Job's container command
+    local_args = {"extra_args": list(PRETRAIN_ARGS)} if profile() == "local" else {}
     first, last = distributed_stage_tasks(
-        "pretrain", module="training.pretrain", extra_args=list(PRETRAIN_ARGS),
+        "pretrain", module="training.pretrain", **local_args,
         launch=DistributedLaunch(stage="pretrain", module="training.pretrain", nodes=1, stage_args=PRETRAIN_ARGS))
     judge = stage_task("evaluate", module="training.evaluate", runtime="gpu",
                        resources=PodResources(cpu="8", memory="64Gi", gpus=1), extra_args=EVALUATE_ARGS)

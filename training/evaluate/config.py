@@ -16,9 +16,10 @@ from lake.config import StrictModel
 from training.sandbox.config import Limits
 
 # Codex's stop sequences for HumanEval (a new top-level statement ends the function), and the bigcode harness's
-# for MBPP's docstring prompt.
+# for MBPP's docstring prompt less its "\nclass": an MBPP completion is a whole program, which may define a class
+# before the function (the reference solution of mbpp/342 does, and that stop cut it to an import).
 HUMANEVAL_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
-MBPP_STOP = ("\nclass ", "\nassert ", '\n"""', "\nprint(", "\nif __name__", "\n```")
+MBPP_STOP = ("\nassert ", '\n"""', "\nprint(", "\nif __name__", "\n```")
 
 
 class SamplingConfig(StrictModel):

@@ -18,6 +18,7 @@ from training.evaluate.fim_tasks import fim_tasks
 from training.evaluate.generate import Generator
 
 REPO = Path(__file__).resolve().parents[3]
+SPAN = 4  # the FIM tasks' longest span in these tests (config and answer key alike)
 
 
 def corpus() -> list[str]:
@@ -77,7 +78,7 @@ class AnswerKey(Generator):
     name = "answer-key"
     max_model_len = 1 << 20
 
-    def __init__(self, model_dir: Path, *, right: bool, fail_after: int | None = None):
+    def __init__(self, model_dir: Path, *, right: bool, fail_after: int | None = None, max_span_lines: int = SPAN):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -86,7 +87,8 @@ class AnswerKey(Generator):
         self.calls = 0
         self.prompts = 0
         self.by_prompt = {t.prompt: t for t in humaneval() + mbpp("test")}
-        self.fim = {(t.prefix, t.suffix): t for kind in ("single_line", "multi_line") for t in fim_tasks(humaneval(), kind)}
+        self.fim = {(t.prefix, t.suffix): t for kind in ("single_line", "multi_line")
+                    for t in fim_tasks(humaneval(), kind, max_span_lines=max_span_lines)}
 
     def generate(self, prompts, params):
         self.calls += 1
@@ -99,7 +101,8 @@ class AnswerKey(Generator):
             if text.startswith(tokens.FIM_SUFFIX):
                 suffix, prefix = re.match(re.escape(tokens.FIM_SUFFIX) + r"(.*)" + re.escape(tokens.FIM_PREFIX)
                                           + r"(.*)" + re.escape(tokens.FIM_MIDDLE) + r"$", text, re.S).groups()
-                answer = self.fim[(prefix, suffix)].middle if self.right else "    pass\n"
+                # wrong: a middle that cannot run (a masked line may be redundant, so "pass" can still pass)
+                answer = self.fim[(prefix, suffix)].middle if self.right else "    x = (\n"
             else:
                 task = self.by_prompt[text]
                 answer = task.canonical if self.right else (
@@ -112,7 +115,8 @@ class AnswerKey(Generator):
 
 
 def config_file(path: Path, lake_root: Path, **evaluate) -> Path:
-    section = {"fim": {"max_span_lines": 4}, "limits": {"run_timeout": 20}, **evaluate}
+    section = {"limits": {"run_timeout": 20}, **evaluate}
+    section["fim"] = {"max_span_lines": SPAN, **section.get("fim", {})}
     path.write_text(json.dumps({"profile": "local", "lake": {"root": str(lake_root)},
                                 "stages": {"evaluate": section, "sandbox": {"workers": 2}}}))
     return path

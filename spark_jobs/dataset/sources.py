@@ -96,7 +96,7 @@ def rendered_text(pieces_col):
 
 
 def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_index: bytes | None) -> BuiltDocuments:
-    """All documents of the build (``cfg`` is a DatasetBuildConfig).
+    """All documents of the build (``cfg`` is a DatasetBuildConfig); ``files`` are a release's RELEASE_FILES rows.
 
     Counts (``BuiltDocuments.counts``): ``files_in``, ``commits_in`` and drop reasons ``contaminated_file``,
     ``empty_file``, ``commit_without_changes``, ``contaminated_repo_document``, ``contaminated_commit``;
@@ -107,9 +107,10 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from lake.schemas import COMMITS
     from spark_jobs.dataset import decontaminate
 
-    files = files.select("id", "repo", "path", "language", "content")
+    files = files.select("id", "repo", "path", "language", "content", "file_level", "repo_level")
     if cfg.decontaminate:
         # Persisted: the flag is an n-gram scan of every file, read by the three sources and the counts.
         files = decontaminate.flag(files, F.col("content"), eval_index).persist(StorageLevel.MEMORY_AND_DISK)
@@ -120,9 +121,11 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                           contaminated_file=_n_where(F.col("contamination").isNotNull()),
                           empty_file=_n_where(F.col("contamination").isNull() & (F.length("content") == 0)))]
     clean = files.filter(F.col("contamination").isNull() & (F.length("content") > 0)).drop("contamination")
-    file_docs = clean.select(F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
-                             F.array(F.struct(F.lit(False).alias("special"),
-                                              F.col("content").alias("text"))).alias("pieces"))
+    file_docs = clean.filter("file_level").select(
+        F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
+        F.array(F.struct(F.lit(False).alias("special"), F.col("content").alias("text"))).alias("pieces"))
+    # Repository documents and the commits' BM25 corpus see each repository at its newest version.
+    clean = clean.filter("repo_level").select("id", "repo", "path", "language", "content")
 
     repo_files = clean.groupBy("repo").agg(F.count("*").alias("n_files"),
                                            F.sum(F.length("content")).alias("n_chars"))
@@ -162,7 +165,7 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                                   commit_without_changes=_n_where(F.size("changes") == 0)))
         bounds = CommitBounds(cfg.commit_readme_chars, cfg.commit_tree_chars, cfg.commit_file_chars,
                               cfg.commit_top_files)
-        commit_docs = (commits.filter(F.size("changes") > 0).groupBy("repo")
+        commit_docs = (commits.select(*COMMITS.names).filter(F.size("changes") > 0).groupBy("repo")
                        .cogroup(clean.select("repo", "path", "content").groupBy("repo"))
                        .applyInPandas(lambda c, f: commit_documents_pandas(c, f, bounds=bounds), DOC_SCHEMA))
         docs = docs.unionByName(_checked(commit_docs, cfg, eval_index, actions, "contaminated_commit"))

@@ -27,7 +27,7 @@ def run_near_dedup(cfg: PlatformConfig, snapshot: str, *, engine: str | None = N
         nd = nd.model_copy(update={"engine": engine})
     lake = cfg.open_lake()
     lake.require(snapshot, nd.input)
-    earlier = index_snapshots(lake, snapshot, nd.index_snapshots)
+    earlier = index_snapshots(lake, snapshot, nd.index_snapshots, nd.input)
     hasher = nd.hasher()
     log.info("near dedup of %s (input %s, engine %s): %d-gram shingles, %d permutations, %d bands x %d rows, "
              "threshold %.2f, verify %s; S-curve P(candidate | J) = %s", snapshot, nd.input, nd.engine, nd.ngram,

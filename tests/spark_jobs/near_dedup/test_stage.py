@@ -104,6 +104,25 @@ def test_incremental_snapshot_dedups_against_the_earlier_index(make_config, corp
     assert stats["metrics"]["index_files"] == len(outputs(lake, "2026-01")["sigs"])
 
 
+def test_a_snapshot_waits_for_every_earlier_snapshots_near_dedup(make_config, corpus):
+    from lake.ordering import EarlierSnapshotsPending
+
+    cfg = make_config(stages=STAGES)
+    lake = cfg.open_lake()
+    for snapshot in ("2026-01", "2026-02", "2026-03"):
+        commit_input(lake, snapshot, corpus[:6])
+    with pytest.raises(EarlierSnapshotsPending, match="'2026-01', '2026-02' have no committed near_dedup"):
+        run_near_dedup(cfg, "2026-03", engine="local")
+    assert lake.commit_info("2026-03", "near_dedup") is None
+    run_near_dedup(cfg, "2026-01", engine="local")
+    with pytest.raises(EarlierSnapshotsPending, match="run the dedup DAG for '2026-02' first"):
+        run_near_dedup(cfg, "2026-03", engine="local")
+    # An explicit index is the user's decision: no wait.
+    explicit = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], index_snapshots=["2026-01"])})
+    run_near_dedup(explicit, "2026-03", engine="local")
+    assert lake.stats("2026-03", "near_dedup")["metrics"]["index_snapshots"] == ["2026-01"]
+
+
 @pytest.mark.slow
 def test_incremental_on_spark_matches_local(make_config, corpus, spark):
     rng = random.Random(5)

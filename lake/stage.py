@@ -40,6 +40,7 @@ SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SUCCESS = "_SUCCESS"
 STATS = "_stats.json"
+ROW_GROUP_BYTES = 32 * 2**20  # a Parquet row group of at most ~32 MB of Arrow data (write_table)
 
 
 def check_snapshot(snapshot: str) -> str:
@@ -332,9 +333,15 @@ class StageRun:
         return path
 
     def write_table(self, dataset: str, table, part: int | str, *, row_group_size: int = 8192) -> str:
-        """Write one parquet part deterministically (no timestamps in the file, stable name)."""
+        """Write one parquet part deterministically (no timestamps in the file, stable name).
+
+        Row groups hold at most ``row_group_size`` rows and about ROW_GROUP_BYTES of data: a reader holds a whole
+        column chunk, and 8192 files of up to 1 MB would be a row group of gigabytes.
+        """
         import pyarrow.parquet as pq
 
+        if table.num_rows and table.nbytes > ROW_GROUP_BYTES:
+            row_group_size = max(1, min(row_group_size, table.num_rows * ROW_GROUP_BYTES // table.nbytes))
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
         name = f"part-{part:05d}.parquet" if isinstance(part, int) else f"part-{part}.parquet"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+import sqlalchemy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,17 +50,19 @@ def bound_run_window(home: Path, dag_id: str, first: str, last: str) -> None:
 
 
 class AirflowHome:
-    """A throw-away Airflow: SQLite metadata, this repository's dags/ and plugins/, processes it started."""
+    """A throw-away Airflow: this repository's dags/ and plugins/, processes it started, and its metadata in a fresh
+    SQLite file, or in the empty database that $SEEDCODER_BACKFILL_TEST_DB names (a SQLAlchemy URL: a PostgreSQL
+    server whose clock is shifted like the test's, by scripts/check_dates.sh)."""
 
     def __init__(self, home: Path, extra_env: dict[str, str]):
         self.home = home
-        self.db = home / "airflow.db"
+        # SQLite's lock wait (5 s by default) is short for three writers on a loaded 2-core machine.
+        self.db_url = os.environ.get("SEEDCODER_BACKFILL_TEST_DB") or f"sqlite:///{home / 'airflow.db'}?timeout=60"
         port = free_port()
         self.env = {**os.environ, **extra_env,
                     "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                    # SQLite's lock wait (5 s by default) is short for three writers on a loaded 2-core machine.
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}?timeout=60",
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
                     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "2",
                     "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__API__PORT": str(port),
                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -94,8 +97,12 @@ class AirflowHome:
                 proc.wait()
 
     def query(self, sql: str) -> list[tuple]:
-        with sqlite3.connect(self.db, timeout=30) as conn:
-            return conn.execute(sql).fetchall()
+        engine = sqlalchemy.create_engine(self.db_url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.exec_driver_sql(sql)]
+        finally:
+            engine.dispose()
 
     def wait_backfills_done(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -37,6 +37,7 @@ from pydantic import Field
 from lake import release as rel
 from lake.cli import run_stage, stage_parser
 from lake.config import PlatformConfig, StrictModel
+from lake.faults import FailureTally, check_failures
 from lake.stage import Lake, Partition, StageRun
 from lake.token_shards import SOURCES, build_index, write_index
 from lake.tokens import BOS, EOS, PAD, SPECIAL_IDS, tokenizer_json
@@ -189,7 +190,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
         eval_index = index.to_bytes()
         run.stats.metrics["decontamination"] = {"eval_sets": list(index.names), "ngrams": len(index), "n": index.n}
     built = sources.documents(spark, files, scores, commits, stage_cfg, tok_json, eval_index)
-    docs = assign_groups(built.documents, seed=stage_cfg.seed, parts=stage_cfg.parts)
+    failed = write_rejects(run, built.documents)
+    docs = assign_groups(built.documents.filter(F.col("error").isNull()).drop("error"), seed=stage_cfg.seed,
+                         parts=stage_cfg.parts)
 
     done: dict[tuple[str, int], dict] = {}
     for source in SOURCES:
@@ -240,6 +243,12 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     for reason, n in sorted(counts.items()):
         if n:
             stats.drop(reason, n)
+    tally = FailureTally("documents", items=stats.records_in)
+    for row in failed:
+        tally.add({"item": row["doc_id"], "reason": row["reason"], "error_type": row["detail"].split(":", 1)[0],
+                   "detail": row["detail"]})
+        stats.drop(row["reason"])
+    check_failures(STAGE, tally, cfg.item_failures)
     per_source = {s: {"documents": sum(i["documents"] for (src, _p), i in done.items() if src == s),
                       "fim_documents": sum(i["fim"] for (src, _p), i in done.items() if src == s),
                       "tokens": index["sources"][s]["num_tokens"],
@@ -251,8 +260,25 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     stats.bytes_out = 4 * sum(index["sources"][s]["num_sequences"] * index["sources"][s]["seq_len"] for s in SOURCES)
     stats.metrics.update({"tokens_per_source": {s: n["tokens"] for s, n in per_source.items()},
                           "sources": per_source, "repositories": repositories, "input": stage_cfg.input,
-                          "resumed_groups": resumed, "fingerprint": fingerprint})
+                          "resumed_groups": resumed, "fingerprint": fingerprint, "item_failures": tally.to_dict()})
     return stats.to_dict()
+
+
+REJECTS = [("source", "string"), ("doc_id", "string"), ("reason", "string"), ("detail", "string")]
+
+
+def write_rejects(run: StageRun, documents) -> list[dict]:
+    """The items whose documents could not be made (rows with ``error``), written as the ``rejects`` dataset."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    rows = []
+    for row in documents.filter(F.col("error").isNotNull()).select("source", "doc_id", "error").collect():
+        reason, _, detail = row["error"].partition("|")
+        rows.append({"source": row["source"], "doc_id": row["doc_id"], "reason": reason, "detail": detail})
+    rows.sort(key=lambda r: (r["source"], r["doc_id"]))
+    run.write_table("rejects", pa.Table.from_pylist(rows, schema=pa.schema(REJECTS)), 0)
+    return rows
 
 
 def _vocab_size(tok_json: str) -> int:

@@ -67,6 +67,12 @@ def init_distributed(env: DistEnv, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     import deepspeed
 
+    if device.type == "cpu":
+        # On CPU DeepSpeed's torch backend JIT-builds a shared-memory all-reduce op (torch_extensions) before it
+        # joins the group. The build costs a minute on a fresh machine, and a process killed during it (a
+        # SIGTERM'd task, a timeout) leaves torch's build lock behind, so every later run waits on that lock
+        # forever. Gloo is the declared CPU backend and the models trained on CPU are small: skip the op.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 

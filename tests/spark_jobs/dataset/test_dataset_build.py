@@ -158,3 +158,54 @@ def test_long_context_documents_that_fit_a_row_are_never_cut(curated):
         fitting = [(s, n) for s, n in zip(starts, lengths, strict=True) if n <= shards.seq_len]
         assert fitting
         assert all(s // shards.seq_len == (s + n - 1) // shards.seq_len for s, n in fitting)
+
+
+def test_a_poisoned_commit_is_a_reject_and_the_build_commits(curated, tmp_path):
+    """A commit row with a null change path (nullable in the lake schema) breaks its sample: one reject, the rest
+    of the build as before."""
+    import pyarrow as pa
+
+    from lake.schemas import COMMITS
+
+    cfg0, _lake0, rows, stats0 = curated
+    cfg = load_config(REPO / "config" / "local.yaml", overrides={"lake": {"root": str(tmp_path)}, "stages": STAGES})
+    lake = cfg.open_lake()
+    commit_files(lake, "s1", "quality_filter", rows)
+    with StageRun(lake, "s1", "score") as run:
+        run.write_table("scores", score_table(rows, {"acme/rs"}), 0)
+    poison = {"repo": "acme/app", "sha": "c9" * 20, "parent_sha": "c4" * 20, "author_date": None,
+              "message": "Poisoned", "readme": None, "tree": None,
+              "changes": [{"path": None, "status": "M", "diff": "+x\n", "truncated": False}]}
+    with StageRun(lake, "s1", "crawl") as run:
+        run.write_table("commits", pa.concat_tables([commit_table(rows),
+                                                     pa.Table.from_pylist([poison], schema=COMMITS)]), 0)
+    tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    stats = run_build(cfg, lake)
+    assert lake.commit_info("s1", "dataset_build") is not None, "the job committed"
+    assert stats["metrics"]["sources"]["commits"]["documents"] == stats0["metrics"]["sources"]["commits"]["documents"]
+    assert stats["metrics"]["sources"]["repo_level"]["documents"] == stats0["metrics"]["sources"]["repo_level"]["documents"]
+    assert stats["drop_reasons"]["commit_document_error"] == 1
+    [reject] = lake.read_table("s1", "dataset_build", "rejects").to_pylist()
+    assert (reject["source"], reject["doc_id"], reject["reason"]) == (
+        "commits", f"acme/app@{'c9' * 20}", "commit_document_error")
+    assert reject["detail"].startswith("AttributeError: ")
+    assert stats["metrics"]["item_failures"]["failures"] == 1
+
+
+def test_a_repository_whose_documents_fail_is_one_error_row():
+    """The applyInPandas body: a repository whose concatenation raises gives one error row, not a failed task."""
+    import pandas as pd
+
+    from spark_jobs.dataset.sources import repo_documents_pandas
+
+    pdf = pd.DataFrame({"repo": ["o/r", "o/r"], "path": ["a.py", None], "language": ["Python", "Python"],
+                        "content": ["import b\n", "x = 1\n"]})
+    out = repo_documents_pandas(pdf, tokenizer_json=tok_json_for_test(), seed=0, budget_tokens=1000,
+                                max_parse_bytes=1000)
+    assert list(out["doc_id"]) == ["o/r"] and list(out["source"]) == ["repo_level"]
+    reason, _, detail = out["error"][0].partition("|")
+    assert reason == "repo_document_error" and detail.split(":")[0] in ("TypeError", "AttributeError")
+
+
+def tok_json_for_test() -> str:
+    return tok.train(iter(["import b\n", "x = 1\n"] * 20), vocab_size=300).to_str()

@@ -12,7 +12,7 @@ from spark_jobs.near_dedup.__main__ import main
 from spark_jobs.near_dedup.stage import run_near_dedup
 from tests.spark_jobs.near_dedup.corpus_helpers import commit_input, edit, record, stdlib_sources
 
-STAGES = {"near_dedup": {"output_partitions": 2, "batch_size": 8}}
+STAGES = {"near_dedup": {"output_partitions": 2}}
 
 
 def outputs(lake: Lake, snapshot: str) -> dict:
@@ -67,7 +67,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \
         [d[:3] for d in local["dups"]]
-    for key in ("candidate_pairs", "verified_pairs", "components", "too_short_to_shingle", "repos_removed"):
+    for key in ("candidate_pairs", "rejected_by_estimate", "verified_pairs", "components", "too_short_to_shingle",
+                "repos_removed"):
         assert lstats["metrics"][key] == sstats["metrics"][key], key
 
 

@@ -95,16 +95,17 @@ def stage_command(release: str, config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "training.pretrain", "--release", release, "--config", str(config), *extra]
 
 
-def stage_env() -> dict:
-    env = dict(os.environ)
+def stage_env(**extra: str) -> dict:
+    env = dict(os.environ) | extra
     env.pop("RANK", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
-def run_stage(release: str, config: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(stage_command(release, config, *extra), cwd=REPO, env=stage_env(), text=True,
+def run_stage(release: str, config: Path, *extra: str, timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(stage_command(release, config, *extra), cwd=REPO, env=stage_env(**(env or {})), text=True,
                           capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"pretrain exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

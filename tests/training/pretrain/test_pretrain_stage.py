@@ -43,9 +43,10 @@ def reference(lake_dir: Path, tmp_path_factory):
     """The uninterrupted run (one rank, no launcher: the numbers must not depend on how ranks start)."""
     tmp = tmp_path_factory.mktemp("ref")
     config = write_config(tmp / "cfg.yaml", lake_dir, tmp / "scratch", local={"launcher": "inline"}, **section())
-    run_stage("ref", config)
+    extensions = tmp / "torch_extensions"
+    run_stage("ref", config, env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     lake = Lake.at(str(lake_dir))
-    return lake, lake.require(Partition.release("ref"), "pretrain")
+    return lake, lake.require(Partition.release("ref"), "pretrain"), extensions
 
 
 def steps_of(lake: Lake, snapshot: str) -> list[dict]:
@@ -54,8 +55,15 @@ def steps_of(lake: Lake, snapshot: str) -> list[dict]:
     return read_step_log(lake, Partition.release(snapshot))
 
 
+def test_a_cpu_run_builds_no_torch_extension(reference):
+    """A JIT build (DeepSpeed's shm all-reduce op) costs a minute on a fresh machine, and one killed mid-build leaves
+    a lock that hangs every later run: CI timed out that way. CPU training must not build anything."""
+    extensions = reference[2]
+    assert not extensions.exists() or not any(extensions.rglob("*")), sorted(extensions.rglob("*"))
+
+
 def test_loss_falls_and_everything_is_committed(reference):
-    lake, info = reference
+    lake, info, _ = reference
     records = steps_of(lake, "ref")
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
     first, last = records[0]["loss"], records[-1]["loss"]
@@ -85,7 +93,7 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir: Path, tmp_path: Path):
-    lake, _ = reference
+    lake, _, _ = reference
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section())
     proc = subprocess.Popen(stage_command("killed", config), cwd=REPO, env=stage_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -111,7 +119,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir:
 
 def test_two_ranks_split_the_global_batch_and_follow_the_one_rank_curve(reference, lake_dir: Path, tmp_path: Path):
     """ZeRO-2 over gloo with 2 ranks x micro batch 2 sees the same rows per step as 1 rank x 4."""
-    lake, _ = reference
+    lake, _, _ = reference
     build_shards(lake, "two")
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", micro_batch_size=2,
                           local={"processes": 2}, **section(phases=[{"name": "regular", "steps": 10, "lr": 3e-3}]))

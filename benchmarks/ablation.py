@@ -1,12 +1,12 @@
 """Does curation help? Train and evaluate every arm of the ablation with several seeds, then compare.
 
 Each (arm, seed) is one run of the ``ablation`` DAG (dags/ablation.py) through ``dag.test()``, exactly as the
-scheduler would run it: dataset_build -> pretrain -> evaluate into the snapshot ``{base}.{arm}.s{seed}``, from the
-base snapshot's corpus with one stage switched off, the same preset, token budget and tokenizer, evaluated on
-the base's held-out repositories. Runs go seed by seed (both arms of seed 1, then seed 2, ...), and a run whose
+scheduler would run it: the release ``{base}.{arm}.s{seed}`` cut from the base release's snapshots with one stage
+switched off, then tokenizer (the base's, pinned) -> dataset_build -> pretrain -> evaluate, with the same preset
+and token budget, evaluated on the base release's held-out repositories. Runs go seed by seed (both arms of seed 1, then seed 2, ...), and a run whose
 evaluation is already committed is not repeated (``--redo`` repeats it).
 
-    # the real measurement, on the local profile after `bash scripts/demo.sh` (base snapshot `demo`)
+    # the real measurement, on the local profile after `bash scripts/demo.sh` (base release `demo`)
     .venv/bin/python benchmarks/ablation.py --base demo --arms curated,no_quality_filter --seeds 1,2,3
     # a self-contained proof at toy size (its own lake and config under .work/ablation-tiny)
     .venv/bin/python benchmarks/ablation.py --tiny
@@ -41,10 +41,9 @@ def tiny_config(root: Path) -> Path:
     phases = [{"name": "regular", "steps": 30, "lr": 1e-3, "fim_rate": 0.5, "mixture": {"file_level": 1.0}}]
     cfg = {"profile": "local", "lake": {"root": str(root / "lake")},
            "spark": {"driver_memory": "1g", "shuffle_partitions": 4},
-           "stages": {"tokenizer": {"input": "quality_filter", "vocab_size": 1500},
+           "stages": {"tokenizer": {"vocab_size": 1500},
                       "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 1024},
-                                        "parts": 2, "scores_stage": None, "commits_stage": None,
-                                        "heldout_fraction": 0.2},
+                                        "parts": 2, "heldout_fraction": 0.2},
                       "pretrain": {"preset": "tiny", "micro_batch_size": 2, "warmup_steps": 4, "phases": phases,
                                    "checkpoint_every": 50, "log_every": 10, "threads": 1, "peak_flops": 1e11,
                                    "export_dtype": "float32", "scratch_dir": str(root / "scratch")},
@@ -59,16 +58,17 @@ def tiny_config(root: Path) -> Path:
 
 
 def build_tiny_base(root: Path, base: str) -> None:
-    """A base snapshot of real code: standard-library packages as repositories. ``pii_redact`` holds them all plus
-    machine-written files (literal tables, generated code); ``quality_filter`` drops those, as a scorer would."""
+    """A base of real code: standard-library packages as repositories in snapshot ``base``, whose ``pii_redact`` holds
+    them all plus machine-written files (literal tables, generated code) and whose ``quality_filter`` drops those, as
+    a scorer would; then the release ``base`` cut from it, with its tokenizer and dataset build (the held-out set)."""
     import pyarrow as pa
 
     from lake.languages import language_of
     from lake.schemas import FILES, file_id, sha256_hex
-    from lake.stage import Lake, StageRun
+    from lake.stage import Lake, Partition, StageRun
 
     lake = Lake.at(str(root / "lake"))
-    if lake.commit_info(base, "dataset_build") is not None:
+    if lake.commit_info(Partition.release(base), "dataset_build") is not None:
         return
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     curated, noise = [], []
@@ -88,19 +88,23 @@ def build_tiny_base(root: Path, base: str) -> None:
             table = ",\n".join(f"    {(i * 7919 + j * 104729) % 99991}" for j in range(400))
             noise.append(row(repo, f"{package}/_generated/table_{i}.py", f"TABLE_{i} = [\n{table}\n]\n"))
     for stage, rows in (("pii_redact", curated + noise), ("quality_filter", curated)):
-        with StageRun(lake, base, stage) as run:
-            run.write_table("files", pa.Table.from_pylist(rows, schema=FILES), 0)
-            run.stats.records_out = len(rows)
+        if lake.commit_info(base, stage) is None:
+            with StageRun(lake, base, stage) as run:
+                run.write_table("files", pa.Table.from_pylist(rows, schema=FILES), 0)
+                run.stats.records_out = len(rows)
     env = {**os.environ, "SEEDCODER_CONFIG": str(root / "tiny.json"), "PYSPARK_PYTHON": sys.executable}
+    if lake.commit_info(Partition.release(base), "release") is None:
+        subprocess.run([sys.executable, "-m", "spark_jobs.release", "--release", base, "--snapshots", base],
+                       cwd=REPO, env=env, check=True)
     for module in ("spark_jobs.dataset.tokenizer", "spark_jobs.dataset.build"):
-        subprocess.run([sys.executable, "-m", module, "--snapshot", base], cwd=REPO, env=env, check=True)
+        subprocess.run([sys.executable, "-m", module, "--release", base], cwd=REPO, env=env, check=True)
 
 
 def run_arm(dag, base: str, arm: str, seed: int) -> dict:
     t0 = time.monotonic()
     load = os.getloadavg()[0]
     print(f"==> ablation {arm} seed {seed} (base {base})", flush=True)
-    dag_run = dag.test(run_conf={"snapshot": base, "arm": arm, "seed": seed})
+    dag_run = dag.test(run_conf={"release": base, "arm": arm, "seed": seed})
     state = str(getattr(dag_run, "state", "unknown"))
     print(f"<== ablation {arm} seed {seed}: {state} in {time.monotonic() - t0:.0f}s", flush=True)
     if "success" not in state:
@@ -111,7 +115,7 @@ def run_arm(dag, base: str, arm: str, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", default="demo", help="base snapshot (quality and dataset DAGs done)")
+    parser.add_argument("--base", default="demo", help="base release (its dataset DAG done)")
     parser.add_argument("--arms", default="curated,no_quality_filter", help="comma-separated arms (dags/ablation.py)")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, each run for every arm")
     parser.add_argument("--out", type=Path, default=None, help="where the report goes (default .work/ablation)")
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(a proof, not a measurement: runs on a busy machine too)")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
-    guard = MachineGuard.check(max_load=args.max_load, wait_s=args.wait_quiet, allow_busy=args.allow_busy or args.tiny)
+    guard = MachineGuard.check(max_load=args.max_load, wait_s=0 if args.tiny else args.wait_quiet,
+                               allow_busy=args.allow_busy or args.tiny)
     arms = args.arms.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     if ablation.REFERENCE not in arms:
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from lake.config import load_config
+    from lake.stage import Partition
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     if bag.import_errors:
@@ -154,16 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     timings = {}
     for seed in seeds:
         for arm in arms:
-            snapshot = f"{args.base}.{arm}.s{seed}"
-            if lake.commit_info(snapshot, "evaluate") is not None and not args.redo:
-                print(f"=== {snapshot}: evaluation already committed, not run again (--redo to repeat)")
+            name = f"{args.base}.{arm}.s{seed}"
+            if lake.commit_info(Partition.release(name), "evaluate") is not None and not args.redo:
+                print(f"=== {name}: evaluation already committed, not run again (--redo to repeat)")
                 continue
-            timings[snapshot] = run_arm(dag, args.base, arm, seed)
-    runs = {arm: [json.loads(lake.storage.read_bytes(f"{lake.require(f'{args.base}.{arm}.s{s}', 'evaluate').prefix}"
-                                                     "/report/results.json")) for s in seeds] for arm in arms}
+            timings[name] = run_arm(dag, args.base, arm, seed)
+
+    def results(name: str) -> dict:
+        prefix = lake.require(Partition.release(name), "evaluate").prefix
+        return json.loads(lake.storage.read_bytes(f"{prefix}/report/results.json"))
+
+    runs = {arm: [results(f"{args.base}.{arm}.s{s}") for s in seeds] for arm in arms}
     rows = ablation.compare(runs)
     sentences = [ablation.sentence(rows, arm) for arm in arms if arm != ablation.REFERENCE]
-    report = (f"Ablation on base snapshot `{args.base}`, arms {arms}, seeds {seeds} "
+    report = (f"Ablation on base release `{args.base}`, arms {arms}, seeds {seeds} "
               f"({'toy size: --tiny, a proof of the path, not a result' if args.tiny else 'local profile'}).\n"
               f"{guard.report()}\n\n" + ablation.markdown(rows) + "\n" + "\n".join(f"- {s}" for s in sentences) + "\n")
     (out / "ablation.md").write_text(report)

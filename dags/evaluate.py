@@ -1,8 +1,8 @@
 """
 ### Evaluate a pretrained model: does it write code that runs?
 
-Scheduled on the `pretrain` Asset (its extra names the snapshot), or run by hand with the `snapshot` param and,
-optionally, a `model` (a Hugging Face model directory, or its URI in the lake) instead of the snapshot's export.
+Scheduled on the `pretrain` Asset (its extra names the release), or run by hand with the `release` param and,
+optionally, a `model` (a Hugging Face model directory, or its URI in the lake) instead of the release's export.
 
 `evaluate` (a GPU stage: a pod with one GPU on k8s, a `.venv-gpu` subprocess locally) generates completions with
 vLLM (transformers as the fallback) and judges every one in the code sandbox (namespaces, rlimits, no network):
@@ -21,7 +21,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag
 from assets import EVALUATED, MODEL
-from stage_launcher import PodResources, publish, resolve_snapshot, snapshot_params, stage_task
+from stage_launcher import PodResources, publish, release_params, resolve_release, stage_task
 
 ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
 
@@ -31,19 +31,19 @@ ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
     schedule=[MODEL],
     start_date=pendulum.datetime(2026, 8, 1, tz="UTC"),
     catchup=False,
-    tags=["seedcoder", "evaluate", "gpu"],
+    tags=["seedcoder", "evaluate", "gpu", "release"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={**snapshot_params("from the triggering pretrain event"),
+    params={**release_params("from the triggering pretrain event"),
             "model": Param("", type="string", description="A Hugging Face model directory or its lake URI to "
-                                                          "evaluate instead of the snapshot's pretrain export.")},
+                                                          "evaluate instead of the release's pretrain export.")},
     doc_md=__doc__,
 )
 def evaluate():
-    snapshot = resolve_snapshot()
-    # An empty --model= means the snapshot's own export (the CLI reads it as "not given").
+    release = resolve_release()
+    # An empty --model= means the release's own export (the CLI reads it as "not given").
     judge = stage_task("evaluate", module="training.evaluate", runtime="gpu", resources=ONE_GPU,
-                       extra_args=["--model={{ params.model }}"])
-    snapshot >> judge >> publish(EVALUATED, "evaluate")(snapshot)
+                       partition="release", extra_args=["--model={{ params.model }}"])
+    release >> judge >> publish(EVALUATED, "evaluate", partition="release")(release)
 
 
 evaluate()

@@ -25,10 +25,12 @@ from stage_launcher import (
     GPU_POOL,
     IMAGES,
     NAMESPACE,
+    PARTITION_FLAGS,
     SERVICE_ACCOUNT,
-    SNAPSHOT_XCOM,
+    PartitionKind,
     lake_credentials_secret,
     lake_env,
+    partition_xcom,
     profile,
     stage_task,
 )
@@ -59,6 +61,8 @@ class DistributedLaunch:
     namespace: str = NAMESPACE
     service_account: str = SERVICE_ACCOUNT
     stage_args: tuple[str, ...] = ()
+    # What the stage runs on: pretraining trains on a release (``--release NAME``).
+    partition: PartitionKind = "snapshot"
 
     def __post_init__(self):
         if self.nodes < 1 or self.gpus_per_node < 1:
@@ -91,11 +95,11 @@ class DistributedLaunch:
                 RENDEZVOUS_LABEL: self.slug}
 
     def worker_script(self, snapshot: str) -> str:
-        """The pod's shell command: pod 0's address from the hostname, then torchrun."""
+        """The pod's shell command: pod 0's address from the hostname, then torchrun on partition ``snapshot``."""
         torchrun = ["torchrun", f"--nnodes={self.nodes}", f"--nproc_per_node={self.gpus_per_node}",
                     '--node_rank="${JOB_COMPLETION_INDEX}"', '--master_addr="${MASTER_ADDR}"',
                     f"--master_port={self.rendezvous_port}", "-m", self.module,
-                    "--snapshot", shlex.quote(snapshot), *map(shlex.quote, self.stage_args)]
+                    PARTITION_FLAGS[self.partition], shlex.quote(snapshot), *map(shlex.quote, self.stage_args)]
         return ("set -eu\n"
                 f'MASTER_ADDR="${{HOSTNAME%-*}}-0.{self.service_name}.{self.namespace}.svc"\n'
                 "export MASTER_ADDR\n"
@@ -188,12 +192,13 @@ class HeadlessServiceOperator(BaseOperator):
         return meta["name"]
 
 
-def job_operator(launch: DistributedLaunch, snapshot: str = SNAPSHOT_XCOM, **kwargs: Any):
-    """A deferrable ``KubernetesJobOperator`` running the Indexed Job of :meth:`DistributedLaunch.job_manifest`."""
+def job_operator(launch: DistributedLaunch, snapshot: str | None = None, **kwargs: Any):
+    """A deferrable ``KubernetesJobOperator`` running the Indexed Job of :meth:`DistributedLaunch.job_manifest`
+    (on the run's partition ids, from the resolver task's XCom, unless ``snapshot`` names them)."""
     from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
     from kubernetes.client import models as k8s
 
-    manifest = launch.job_manifest(snapshot)
+    manifest = launch.job_manifest(snapshot or partition_xcom(launch.partition))
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     kwargs.setdefault("pool", GPU_POOL)
     return KubernetesJobOperator(
@@ -235,7 +240,8 @@ def distributed_stage_tasks(stage: str, *, module: str, launch: DistributedLaunc
                             **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
     """(first, last) task of the stage: local -> one subprocess task; k8s -> headless Service >> Indexed Job."""
     if profile() == "local" or launch is None:
-        task = stage_task(stage, module=module, runtime="gpu", **kwargs)
+        task = stage_task(stage, module=module, runtime="gpu", partition=launch.partition if launch else "snapshot",
+                          **kwargs)
         return task, task
     service = HeadlessServiceOperator(task_id=f"{stage}_service", manifest=launch.service_manifest())
     job = job_operator(launch, task_id=stage, **kwargs)

@@ -14,7 +14,7 @@ def test_wiring_schedule_and_outlet():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["evaluate"]
-    for upstream, downstream in (("snapshot", "evaluate"), ("evaluate", "publish_evaluate")):
+    for upstream, downstream in (("release", "evaluate"), ("evaluate", "publish_evaluate")):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert [a.uri for a in dag.timetable.asset_condition.objects] == ["seedcoder://lake/pretrain"]
     assert [o.uri for o in dag.get_task("publish_evaluate").outlets] == ["seedcoder://lake/evaluate"]
@@ -35,7 +35,7 @@ class TI:
     def xcom_pull(self, task_ids=None, **kw):
         return "2026-10"
 context = {"ti": TI(), "run_id": "manual__2026-10", "dag": dag, "task": op,
-           "params": {"snapshot": "2026-10", "model": "s3://lake/lake/snapshot=2026-10/pretrain/attempt=a/hf"}}
+           "params": {"release": "2026-10", "model": "s3://lake/lake/release=2026-10/pretrain/attempt=a/hf"}}
 op.render_template_fields(context)
 pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context, dry_run=True))
 container = pod["spec"]["containers"][0]
@@ -49,19 +49,19 @@ print(json.dumps({"type": type(op).__name__, "pool": op.pool, "cmd": container["
     assert out.returncode == 0, out.stderr[-3000:]
     pod = json.loads(out.stdout.strip().splitlines()[-1])
     assert pod["type"] == "KubernetesPodOperator" and pod["pool"] == "gpu" and pod["gpu"] == "1"
-    assert pod["cmd"] == ["python", "-m", "training.evaluate", "--snapshot", "2026-10",
-                          "--model=s3://lake/lake/snapshot=2026-10/pretrain/attempt=a/hf"]
+    assert pod["cmd"] == ["python", "-m", "training.evaluate", "--release", "2026-10",
+                          "--model=s3://lake/lake/release=2026-10/pretrain/attempt=a/hf"]
 
 
-def test_the_stage_cli_reads_an_empty_model_as_the_snapshot_export(tmp_path):
-    """`--model=` (the param left empty) means the snapshot's own export: a missing one is a clear error."""
+def test_the_stage_cli_reads_an_empty_model_as_the_release_export(tmp_path):
+    """`--model=` (the param left empty) means the release's own export: a missing one is a clear error."""
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"profile": "local", "lake": {"root": str(tmp_path / "lake")}}))
     gpu = REPO / ".venv-gpu" / "bin" / "python"
     python = str(gpu) if gpu.exists() else sys.executable
-    out = subprocess.run([python, "-m", "training.evaluate", "--snapshot", "s1", "--config", str(cfg), "--model="],
+    out = subprocess.run([python, "-m", "training.evaluate", "--release", "r1", "--config", str(cfg), "--model="],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and "stage 'pretrain' has no committed output for snapshot 's1'" in out.stderr
-    out = subprocess.run([python, "-m", "training.evaluate", "--snapshot", "s1", "--config", str(cfg),
+    assert out.returncode == 2 and "stage 'pretrain' has no committed output for release 'r1'" in out.stderr
+    out = subprocess.run([python, "-m", "training.evaluate", "--release", "r1", "--config", str(cfg),
                           f"--model={tmp_path}/nothing"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "neither a directory here nor a location in the lake" in out.stderr

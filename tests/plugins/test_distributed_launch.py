@@ -34,7 +34,7 @@ def launch(**kw) -> DistributedLaunch:
     from training.pretrain.config import PretrainConfig
 
     cfg = load_config(REPO / "config" / "k8s.yaml").stage("pretrain", PretrainConfig)
-    return DistributedLaunch.from_config("pretrain", "training.pretrain", cfg.k8s, **kw)
+    return DistributedLaunch.from_config("pretrain", "training.pretrain", cfg.k8s, partition="release", **kw)
 
 
 def test_rendered_manifests_validate_and_carry_the_gpu_settings():
@@ -97,7 +97,7 @@ def test_the_worker_script_finds_pod_zero_and_passes_the_node_rank(tmp_path: Pat
     fake = tmp_path / "torchrun"
     fake.write_text('#!/bin/sh\necho "MASTER_ADDR=$MASTER_ADDR"\nfor a in "$@"; do echo "$a"; done\n')
     fake.chmod(0o755)
-    script = launch(stage_args=("--fresh",)).worker_script("2026-10")
+    script = launch(stage_args=("--fresh",)).worker_script("2026-q3")
     env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "HOSTNAME": "job-seedcoder-pretrain-x7k2p-3",
            "JOB_COMPLETION_INDEX": "3"}
     out = subprocess.run(["/bin/bash", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
@@ -105,7 +105,7 @@ def test_the_worker_script_finds_pod_zero_and_passes_the_node_rank(tmp_path: Pat
     assert lines[0] == "MASTER_ADDR=job-seedcoder-pretrain-x7k2p-0.seedcoder-pretrain-workers.seedcoder.svc"
     assert lines[1:] == ["--nnodes=4", "--nproc_per_node=8", "--node_rank=3",
                          "--master_addr=job-seedcoder-pretrain-x7k2p-0.seedcoder-pretrain-workers.seedcoder.svc",
-                         "--master_port=29500", "-m", "training.pretrain", "--snapshot", "2026-10", "--fresh"]
+                         "--master_port=29500", "-m", "training.pretrain", "--release", "2026-q3", "--fresh"]
 
 
 def test_bad_sizes_are_refused():

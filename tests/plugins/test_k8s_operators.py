@@ -40,8 +40,7 @@ class FakeTaskInstance:
         self.dag_id, self.task_id, self.map_index, self.try_number = "k8s_test", task_id, -1, 1
 
     def xcom_pull(self, task_ids=None, **_kw):
-        assert task_ids == "snapshot"
-        return "2026-10"
+        return {"snapshot": "2026-10", "release": "2026-q3"}[task_ids]
 
 
 def build(stage: str, **kw):
@@ -202,7 +201,15 @@ def test_local_profile_builds_a_subprocess_operator(monkeypatch):
     monkeypatch.setenv("SEEDCODER_PROFILE", "local")
     op, _ = build("crawl")
     assert isinstance(op, LocalStageOperator)
-    assert op.snapshot == "2026-10"
+    assert (op.partition, op.ids) == ("snapshot", "2026-10")
+    release_op, _ = build("dataset_build", partition="release")
+    assert (release_op.partition, release_op.ids) == ("release", "2026-q3")
+
+
+def test_release_stages_take_the_release_on_k8s():
+    op, _ = build("dataset_build", module="spark_jobs.dataset.build", partition="release")
+    assert isinstance(op, SparkSubmitOperator)
+    assert op.application_args == ["spark_jobs.dataset.build", "--release", "2026-q3"]
 
 
 # -- the DAG files on the k8s profile -----------------------------------------------------------------------

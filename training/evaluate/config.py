@@ -71,11 +71,11 @@ class BpbConfig(StrictModel):
     """Held-out loss in bits per byte, per language, on repositories the dataset build held out from training."""
 
     enabled: bool = True
-    # Where the held-out files are: the dataset build's ``heldout`` dataset of this snapshot, or of another one
-    # (an ablation evaluates every arm on the reference arm's held-out set).
+    # Where the held-out files are: the dataset build's ``heldout`` dataset of this release, or of another one
+    # (an ablation evaluates every arm on the base release's held-out set).
     stage: str = "dataset_build"
     dataset: str = "heldout"
-    snapshot: str | None = None
+    release: str | None = None
     # Files per language (the first by id) and the bytes of each file kept (cut at a line boundary).
     max_files_per_language: int = Field(200, ge=1)
     max_bytes_per_file: int = Field(32_768, ge=64)
@@ -88,7 +88,7 @@ class BpbConfig(StrictModel):
 class EvaluateConfig(StrictModel):
     """``stages.evaluate``."""
 
-    # The model: the Hugging Face export (``dataset``) committed by ``stage`` of the snapshot. A by-hand run gives
+    # The model: the Hugging Face export (``dataset``) committed by ``stage`` of the release. A by-hand run gives
     # --model PATH instead (the DAG's ``model`` param).
     model_stage: str = "pretrain"
     model_dataset: str = "hf"

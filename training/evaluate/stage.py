@@ -1,8 +1,8 @@
 """Stage ``evaluate``: does the model write code that runs? HumanEval and MBPP pass@k, FIM, held-out bits per byte.
 
-    python -m training.evaluate --snapshot 2026-10 [--model DIR] [--config PATH] [--fresh]
+    python -m training.evaluate --release 2026-q3 [--model DIR] [--config PATH] [--fresh]
 
-1. The model: the Hugging Face export the ``pretrain`` stage committed for the snapshot (``--model`` instead
+1. The model: the Hugging Face export the ``pretrain`` stage committed for the release (``--model`` instead
    for a model by hand). Its tokenizer encodes the prompts; FIM prompts are built from token ids in SPM order.
 2. Per benchmark: ``n`` completions per task (vLLM, or transformers), cut at the stop sequences, each judged in
    the sandbox (training/sandbox: HumanEval's ``check(candidate)``, MBPP's asserts); pass@k with the unbiased
@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from lake.config import PlatformConfig
 from lake.evalsets import humaneval, tasks
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.evaluate import bpb as bpb_mod
 from training.evaluate import report
 from training.evaluate.completions import exact_match, fill
@@ -46,11 +46,11 @@ STAGE = "evaluate"
 CONFIG_SHARD = "config"
 
 
-def model_dir_of(lake: Lake, snapshot: str, ecfg: EvaluateConfig, model: str | None) -> tuple[Path, str]:
+def model_dir_of(lake: Lake, release: Partition, ecfg: EvaluateConfig, model: str | None) -> tuple[Path, str]:
     """The local directory of the model to evaluate and how the results name it.
 
     ``model`` (a by-hand run): a Hugging Face model directory, or the URI of one in the lake (what the pretrain
-    stage's stats print as ``export``). None: the export ``model_stage`` committed for the snapshot."""
+    stage's stats print as ``export``). None: the export ``model_stage`` committed for the release."""
     if model:
         path = Path(model).expanduser()
         if path.is_dir():
@@ -61,9 +61,9 @@ def model_dir_of(lake: Lake, snapshot: str, ecfg: EvaluateConfig, model: str | N
         if model.startswith(root + "/"):
             return lake_model_dir(lake, model[len(root) + 1:].rstrip("/")), model
         raise FileNotFoundError(f"--model {model}: neither a directory here nor a location in the lake {root}")
-    commit = lake.require(snapshot, ecfg.model_stage)
+    commit = lake.require(release, ecfg.model_stage)
     if ecfg.model_dataset not in commit.datasets:
-        raise FileNotFoundError(f"stage {ecfg.model_stage!r} of snapshot {snapshot!r} committed no "
+        raise FileNotFoundError(f"stage {ecfg.model_stage!r} of {release} committed no "
                                 f"{ecfg.model_dataset!r} dataset (has {sorted(commit.datasets)})")
     prefix = f"{commit.prefix}/{ecfg.model_dataset}"
     return lake_model_dir(lake, prefix), lake.storage.uri(prefix)
@@ -213,21 +213,21 @@ class Evaluation:
         if (summary := self._done(shard)) is not None:
             return summary
         b = self.ecfg.bpb
-        snapshot = b.snapshot or self.run.snapshot
-        commit = self.run.lake.commit_info(snapshot, b.stage)
+        source = Partition.release(b.release) if b.release else self.run.partition
+        commit = self.run.lake.commit_info(source, b.stage)
         if commit is None or b.dataset not in commit.datasets:
             log.warning("no held-out files (%s/%s has no committed %r dataset): bits per byte not measured",
-                        snapshot, b.stage, b.dataset)
+                        source.prefix, b.stage, b.dataset)
             self.run.stats.drop("no_heldout_files")
             return self._finish(shard, {})
-        rows = self.run.lake.read_table(snapshot, b.stage, b.dataset, ["id", "language", "content"]).to_pylist()
+        rows = self.run.lake.read_table(source, b.stage, b.dataset, ["id", "language", "content"]).to_pylist()
         files = bpb_mod.pick_files(rows, per_language=b.max_files_per_language, max_bytes=b.max_bytes_per_file)
         window = b.window or model_context(str(self.model_dir), 4096)
         totals = bpb_mod.bits_per_byte(str(self.model_dir), files, window=window, batch_tokens=b.batch_tokens)
         self.run.write_table("bpb", pa.Table.from_pylist([{"language": k, **v} for k, v in sorted(totals.items())]),
                              "languages")
         log.info("held-out bits per byte: %s", {k: v["bits_per_byte"] for k, v in totals.items()})
-        return self._finish(shard, {"source": f"{snapshot}/{b.stage}/{b.dataset}", "per_language": totals})
+        return self._finish(shard, {"source": f"{source.prefix}/{b.stage}/{b.dataset}", "per_language": totals})
 
     @property
     def pass_k(self) -> list[int]:
@@ -246,7 +246,7 @@ class Evaluation:
             run.stats.drop("prompt_truncated", self._generator.truncated_prompts)
             self._generator.close()
         bpb = self.bits_per_byte() if e.bpb.enabled else {}
-        results = {"model": self.model_name, "snapshot": run.snapshot,
+        results = {"model": self.model_name, "release": run.partition.name,
                    "backend": self._generator.name if self._generator is not None else "resumed",
                    "sampling": e.sampling.model_dump(), "pass_k": self.pass_k, "benchmarks": benchmarks,
                    "fim": fim, "bpb": bpb.get("per_language", {}), "bpb_source": bpb.get("source")}

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from lake import tokens
 from lake.evalsets import humaneval, mbpp
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.evaluate.completions import truncate
 from training.evaluate.fim_tasks import fim_tasks
 from training.evaluate.generate import Generator
@@ -48,15 +48,15 @@ def build_model(out: Path, *, vocab_size: int = 1200) -> Path:
     return out
 
 
-def commit_model(lake: Lake, snapshot: str, model_dir: Path) -> None:
-    """Commit ``model_dir`` as the snapshot's pretrain export (``hf``), as training.pretrain does."""
-    with StageRun(lake, snapshot, "pretrain") as run:
+def commit_model(lake: Lake, release: Partition, model_dir: Path) -> None:
+    """Commit ``model_dir`` as the release's pretrain export (``hf``), as training.pretrain does."""
+    with StageRun(lake, release, "pretrain") as run:
         for path in sorted(model_dir.iterdir()):
             run.write_bytes(f"hf/{path.name}", path.read_bytes())
         run.stats.records_out = 1
 
 
-def commit_heldout(lake: Lake, snapshot: str) -> list[dict]:
+def commit_heldout(lake: Lake, release: Partition) -> list[dict]:
     """A ``dataset_build`` commit with a ``heldout`` dataset of real files in two languages."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     rows = [{"id": f"py{i}", "repo": "cpython/email", "path": p.name, "language": "Python",
@@ -64,7 +64,7 @@ def commit_heldout(lake: Lake, snapshot: str) -> list[dict]:
     rows += [{"id": f"md{i}", "repo": "docs/readme", "path": f"r{i}.md", "language": "Markdown",
               "content": f"# Title {i}\n\nSome prose about the module number {i}, and how to use it.\n" * 20}
              for i in range(3)]
-    with StageRun(lake, snapshot, "dataset_build") as run:
+    with StageRun(lake, release, "dataset_build") as run:
         run.write_table("heldout", pa.Table.from_pylist(rows), 0)
     return rows
 

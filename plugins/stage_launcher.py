@@ -165,10 +165,14 @@ def committed_summary(ids: str, stage: str, kind: PartitionKind = "snapshot") ->
     for name in ids.split(","):
         info = lake.require(Partition(kind, name), stage)
         stats = info.stats
-        runs.append({"stage": stage, kind: name, "attempt": info.attempt,
-                     "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
-                     "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
-                     "seconds": stats["seconds"]})
+        run = {"stage": stage, kind: name, "attempt": info.attempt,
+               "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
+               "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
+               "seconds": stats["seconds"]}
+        # A stage may name a few headline numbers for XCom and the Asset event (metrics.xcom, small JSON).
+        if (stats.get("metrics") or {}).get("xcom"):
+            run["results"] = stats["metrics"]["xcom"]
+        runs.append(run)
     return {**runs[-1], "runs": runs} if len(runs) > 1 else runs[0]
 
 
@@ -335,7 +339,8 @@ def publish(asset: Asset, stage: str, partition: PartitionKind = "snapshot",
         summary = committed_summary(ids, stage, partition)
         names = ids.split(",")
         extra = {partition: names[-1], f"{partition}s": names, "uri": summary["uri"],
-                 "records_out": summary["records_out"]}
+                 "records_out": summary["records_out"],
+                 **({"results": summary["results"]} if "results" in summary else {})}
         if extra_metrics:
             from lake.config import load_config
             from lake.stage import Partition

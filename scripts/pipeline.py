@@ -8,8 +8,8 @@
 This is what the README's main command runs. The chain: the snapshot DAGs (crawl, dedup, filters), the scorer
 DAG when the pinned scorer version does not exist yet (it is trained once, on this snapshot, then reused), the
 quality DAG, the release DAG (cuts release ``--release``, default the snapshot's name, from ``--release-snapshots``,
-default this snapshot; an existing release is immutable and is reused), then the dataset and pretrain DAGs on the
-release. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
+default this snapshot; an existing release is immutable and is reused), then the dataset, pretrain and evaluate
+DAGs on the release; the summary ends with the evaluation's table. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
 partition given as the run's params; the Asset-scheduled DAGs are run in chain order instead of waiting on Assets.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT_DAGS = ["crawl", "dedup", "filters", "scorer", "quality"]
-RELEASE_DAGS = ["release", "dataset", "pretrain"]
+RELEASE_DAGS = ["release", "dataset", "pretrain", "evaluate"]
 CHAIN = SNAPSHOT_DAGS + RELEASE_DAGS
 
 
@@ -146,6 +146,10 @@ def summary(snapshot: str | None, release: str | None, scorer: str | None) -> st
                          f"(tokens per source: {json.dumps(tokens)})")
         if (model := rel.model_uri(lake, release)) is not None:
             lines.append(f"  model:  {model}")
+        evaluation = lake.commit_info(part, "evaluate")
+        if evaluation is not None and f"{evaluation.prefix}/report/results.md" in evaluation.datasets.get("report", []):
+            lines += ["", lake.storage.read_bytes(f"{evaluation.prefix}/report/results.md").decode().rstrip(),
+                      f"(plot: {lake.storage.uri(evaluation.prefix + '/report/results.svg')})"]
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ if ! command -v chromium >/dev/null; then
     echo "test: chromium is missing and this is not root: the UI browser test will be skipped" >&2
   fi
 fi
+scripts/toolchains.sh || exit 1  # bubblewrap and the compilers of the code sandbox
 if [[ -x scripts/services.sh ]]; then
   scripts/services.sh start || { echo "test: could not start the test servers" >&2; exit 1; }
   trap 'scripts/services.sh stop' EXIT

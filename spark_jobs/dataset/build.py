@@ -5,6 +5,9 @@
 Reads the release's ``files``, ``scores`` and ``commits`` (stage ``release``, lake/release.py) and its committed
 ``tokenizer``.
 
+0. Held-out repositories (``heldout_fraction``, by a hash of the name: spark_jobs/dataset/heldout.py) are taken
+   out first: their files are written as the ``heldout`` dataset, for the evaluation's held-out loss, and
+   nothing of them (files, commits) reaches the shards.
 1. Documents. ``file_level``: every file-level file of the release is one document (its content).
    ``repo_level``: each repository at its newest version across the release's snapshots (the rows flagged
    ``repo_level``), if it has at least ``repo_min_files`` files, selected by mean file quality score when the
@@ -105,6 +108,11 @@ class DatasetBuildConfig(StrictModel):
     commit_file_chars: int = Field(16_000, ge=0)
     commit_top_files: int = Field(5, ge=0)
     decontaminate: bool = True
+    # Share of repositories held out of training (all their files and commits), written as the ``heldout``
+    # dataset for the evaluation's held-out loss; chosen by a hash of the repository name and heldout_seed
+    # (spark_jobs/dataset/heldout.py), so the same repositories stay out whatever the build's seed or input.
+    heldout_fraction: float = Field(0.01, ge=0.0, lt=1.0)
+    heldout_seed: int = 0
     # Adopt the newest uncommitted attempt of a killed run and skip its finished groups.
     resume: bool = True
 
@@ -127,6 +135,29 @@ def assign_groups(docs, *, seed: int, parts: int):
             .withColumn("order", F.xxhash64(F.lit(seed + 1), F.col("doc_id"))))
 
 
+def hold_out(run: StageRun, files, commits, stage_cfg: DatasetBuildConfig):
+    """Write the held-out repositories' files as ``heldout``; return the files and commits left to train on."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.dataset.heldout import heldout_column
+
+    def held(frame):
+        return heldout_column(frame["repo"], seed=stage_cfg.heldout_seed, fraction=stage_cfg.heldout_fraction)
+
+    if not run.shard_done("heldout"):
+        # A release has a row per version of a file; its file-level rows hold every distinct content once.
+        kept = files.where(held(files) & F.col("file_level")).select("id", "repo", "path", "language", "content")
+        kept.repartition(1).sortWithinPartitions("id").write.mode("overwrite").parquet(
+            run.dataset_uri("heldout", for_spark=True))
+        row = files.sparkSession.read.parquet(run.dataset_uri("heldout", for_spark=True)).agg(
+            F.count("*").alias("files"), F.countDistinct("repo").alias("repos")).first()
+        run.mark_shard_done("heldout", {"files": row["files"], "repos": row["repos"]})
+    info = run.shard_info("heldout")
+    run.stats.metrics["heldout"] = {"fraction": stage_cfg.heldout_fraction, "seed": stage_cfg.heldout_seed,
+                                    "files": info["files"], "repos": info["repos"]}
+    return files.where(~held(files)), (commits.where(~held(commits)) if commits is not None else None)
+
+
 def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> dict:
     from pyspark.sql import functions as F
 
@@ -147,6 +178,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
                        if _has(lake, release, stage_cfg.input, name) else None for name in ("scores", "commits"))
     if scores is not None and not scores.take(1):
         scores = None  # a release without scores (its snapshots were not scored): no selection by score
+
+    if stage_cfg.heldout_fraction > 0:
+        files, commits = hold_out(run, files, commits, stage_cfg)
 
     eval_index = None
     if stage_cfg.decontaminate:

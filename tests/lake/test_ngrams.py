@@ -48,7 +48,7 @@ def test_config_files_and_first_set_in_text_order(tmp_path, make_config):
     with gzip.open(tmp_path / "lcb.jsonl.gz", "wt") as fh:
         fh.write(json.dumps({"question": "alpha beta gamma delta epsilon zeta"}) + "\n")
     (tmp_path / "aider.txt").write_text("red green blue cyan magenta yellow")
-    cfg = make_config(stages={"decontaminate": {"eval_sets": {"n": 5, "humaneval": False, "files": [
+    cfg = make_config(stages={"decontaminate": {"eval_sets": {"n": 5, "humaneval": False, "mbpp": False, "files": [
         {"name": "mbpp", "path": str(tmp_path / "mbpp.jsonl")},
         {"name": "lcb", "path": str(tmp_path / "lcb.jsonl.gz")},
         {"name": "aider", "path": str(tmp_path / "aider.txt")}]}}})
@@ -100,3 +100,15 @@ def test_vocabulary_masked_probe_equals_plain_ngram_sets(eval_texts, doc_words):
     expected = any(tuple(doc_words[i:i + n]) in grams for i in range(len(doc_words) - n + 1))
     assert index.contaminated(" ".join(doc_words))[0] == expected
     assert EvalNgramIndex.from_bytes(index.to_bytes()).contaminated(" ".join(doc_words))[0] == expected
+
+
+def test_mbpp_every_split_is_indexed_from_the_vendored_copy(humaneval):
+    from lake.evalsets import mbpp
+
+    assert humaneval.names == ("humaneval", "mbpp")
+    for split in ("test", "train", "prompt"):
+        task = mbpp(split)[5]
+        assert humaneval.contaminated("# a file\n" + task.canonical + "\n" + task.test) == (True, "mbpp"), split
+    described = mbpp("train")[0].prompt.replace('"""', "#")  # the description and a test, as a comment
+    assert humaneval.contaminated(described)[0]
+    assert not EvalNgramIndex.from_settings(EvalSetsConfig(mbpp=False)).contaminated(mbpp("test")[5].canonical)[0]

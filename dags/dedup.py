@@ -30,8 +30,8 @@ from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_tas
 )
 def dedup():
     snapshot = resolve_snapshot()
-    exact = stage_task("exact_dedup")
-    near = stage_task("near_dedup")
+    exact = stage_task("exact_dedup", module="spark_jobs.exact_dedup")
+    near = stage_task("near_dedup", module="spark_jobs.near_dedup")
     snapshot >> exact >> near >> publish(DEDUPED, "near_dedup")(snapshot)
 
 

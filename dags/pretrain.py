@@ -7,27 +7,20 @@ Scheduled on the `dataset` Asset (its extra names the snapshot), or run by hand 
 checkpoints to the lake, and exports a Hugging Face model (transformers and vLLM load it; FIM prompts in SPM form).
 
 - **local** profile: one subprocess in `.venv-gpu` that runs the DeepSpeed launcher on CPU (gloo), the tiny preset.
-- **k8s** profile: a headless Service and an Indexed Job of `$SEEDCODER_PRETRAIN_NODES` pods x
-  `$SEEDCODER_PRETRAIN_GPUS_PER_NODE` GPUs joined by a torchrun rendezvous at pod 0, in the `gpu` pool.
+- **k8s** profile: a headless Service and an Indexed Job of `stages.pretrain.k8s.nodes` pods x `gpus_per_node`
+  GPUs (the platform configuration, read when the task runs) joined by a torchrun rendezvous at pod 0, in the
+  `gpu` pool.
 
 A retry resumes from the newest complete checkpoint of the interrupted attempt. Emits the `pretrain` Asset.
 """
 
-import os
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import dag
 from assets import DATASET, MODEL
-from distributed_launch import DistributedLaunch, distributed_stage_tasks
+from distributed_launch import distributed_stage_tasks
 from stage_launcher import publish, resolve_snapshot, snapshot_params
-
-
-def pretrain_launch() -> DistributedLaunch:
-    """The Job's shape from the deployment's environment (the same variables config/k8s.yaml reads)."""
-    return DistributedLaunch(stage="pretrain", module="training.pretrain",
-                             nodes=int(os.environ.get("SEEDCODER_PRETRAIN_NODES", "4")),
-                             gpus_per_node=int(os.environ.get("SEEDCODER_PRETRAIN_GPUS_PER_NODE", "8")))
 
 
 @dag(
@@ -43,7 +36,7 @@ def pretrain_launch() -> DistributedLaunch:
 )
 def pretrain():
     snapshot = resolve_snapshot()
-    first, last = distributed_stage_tasks("pretrain", module="training.pretrain", launch=pretrain_launch())
+    first, last = distributed_stage_tasks("pretrain", module="training.pretrain")
     snapshot >> first
     last >> publish(MODEL, "pretrain")(snapshot)
 

@@ -38,8 +38,11 @@ ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
 )
 def quality():
     snapshot = resolve_snapshot()
-    label = stage_task("oracle_label", module="training.quality.oracle_label", runtime="gpu", resources=ONE_GPU)
-    train = stage_task("train_scorer", module="training.quality.train_scorer", runtime="gpu", resources=ONE_GPU)
+    # The oracle's API key from the deployment's Secret; the scorer's base checkpoint from the models volume.
+    label = stage_task("oracle_label", module="training.quality.oracle_label", runtime="gpu", resources=ONE_GPU,
+                       secrets=("oracle",))
+    train = stage_task("train_scorer", module="training.quality.train_scorer", runtime="gpu", resources=ONE_GPU,
+                       volumes=("models",))
     score = stage_task("score", module="training.quality.score", runtime="gpu", resources=ONE_GPU)
     # Threshold + split is pyarrow work: a CPU pod, no GPU.
     keep = stage_task("quality_filter", module="training.quality.quality_filter", runtime="python",

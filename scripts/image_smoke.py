@@ -28,9 +28,11 @@ Resource requests are not enforced (one 2-core machine); the GPU image is its CP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -312,10 +314,17 @@ WORLD_PACKAGES = {  # repository -> (stdlib packages, stars)
 }
 
 
-def build_world(fake, root: Path, month: str) -> None:
-    """Repositories of real code (the standard library), each with three commits in ``month``; GH Archive hours
-    of the month, every hour present, two pushes per repository."""
+def build_world(fake, root: Path, month: str, clone_base: str) -> None:
+    """Repositories of real code (the standard library), each with three commits in ``month``, cloned from
+    ``clone_base`` (a git daemon); GH Archive hours of the month, every hour present, two pushes per repository."""
+    from dataclasses import dataclass as _dataclass
+
     from fake_github import FakeRepo, make_repo, push_event
+
+    @_dataclass
+    class ServedRepo(FakeRepo):
+        def meta(self, base: str) -> dict:
+            return {**super().meta(base), "clone_url": f"{clone_base}/{self.git_dir.name}"}
 
     from spark_jobs.crawl.github.gharchive import hour_names
     from spark_jobs.crawl.github.stage import snapshot_period
@@ -332,13 +341,38 @@ def build_world(fake, root: Path, month: str) -> None:
         history = [(f"{month}-{day:02d}T10:00:00Z", {k: files[k] for k in part}, f"Add part {n + 1}")
                    for n, (day, part) in enumerate(zip((3, 12, 21), thirds, strict=True))]
         git_dir = make_repo(root / name.replace("/", "__"), history)
-        fake.add_repo(FakeRepo(name, git_dir, stars=stars, forks=5, license="MIT",
-                               created_at="2025-01-01T00:00:00Z", pushed_at=f"{month}-21T10:00:00Z"))
+        fake.add_repo(ServedRepo(name, git_dir, stars=stars, forks=5, license="MIT",
+                                 created_at="2025-01-01T00:00:00Z", pushed_at=f"{month}-21T10:00:00Z"))
     period = snapshot_period(month)
     pushes = {f"{month}-15-3": [push_event(n, f"{month}-15T03:00:00Z") for n in WORLD_PACKAGES],
               f"{month}-22-9": [push_event(n, f"{month}-22T09:00:00Z") for n in WORLD_PACKAGES]}
     for hour in hour_names(period.start, period.end):
         fake.add_hour(hour, pushes.get(hour, []))
+
+
+@contextlib.contextmanager
+def git_daemon(root: Path):
+    """``git daemon`` on loopback serving the world's repositories (the crawl clones commits over the network,
+    as from GitHub; a bound directory would be another user's, which git refuses to read)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["git", "daemon", "--export-all", "--reuseaddr", "--informative-errors",
+                             f"--base-path={root}", "--listen=127.0.0.1", f"--port={port}", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"git daemon did not start on port {port}")
+            time.sleep(0.2)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # -- configuration: the chart's values and the platform configuration it carries ------------------------------
@@ -431,10 +465,11 @@ def run_chain(harness, stand_in, dags: list[str], snapshot: str, *, mark_success
         say(f"==> DAG {dag_id}" + (" (manual run, conf snapshot)" if n == 0 else " (triggered by the Asset event)"))
         with stand_in.patched():
             if n == 0:
-                run = harness.run_dag(dag_id, conf={"snapshot": snapshot}, mark_success_pattern=mark_success)
+                run = harness.run_dag(dag_id, conf={"snapshot": snapshot}, mark_success_pattern=mark_success,
+                                      retries=0)
             else:
                 run = harness.run_dag(dag_id, asset_events=harness.latest_asset_events(dag),
-                                      mark_success_pattern=mark_success)
+                                      mark_success_pattern=mark_success, retries=0)
         state = harness.run_state(run)
         results.append({"dag": dag_id, "run_type": str(run.run_type).rsplit(".", 1)[-1], "state": state,
                         "seconds": round(time.monotonic() - start, 1)})
@@ -543,16 +578,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from fake_github import FakeGitHub
 
-    with FakeGitHub(token=f"smoke-{uuid.uuid4().hex[:12]}") as fake:
-        build_world(fake, dirs["world"], snapshot)
-        say(f"fake GitHub on {fake.url} ({len(fake.repos)} repositories, month {snapshot}; it requires the token)")
+    with FakeGitHub(token=f"smoke-{uuid.uuid4().hex[:12]}") as fake, git_daemon(dirs["world"]) as clone_base:
+        build_world(fake, dirs["world"], snapshot, clone_base)
+        say(f"fake GitHub on {fake.url} ({len(fake.repos)} repositories, month {snapshot}; it requires the token), "
+            f"clones from {clone_base}")
         cluster = Cluster(
             secrets={SECRETS_IN_CHART["github"]: {"GITHUB_TOKEN": fake.token},
                      SECRETS_IN_CHART["lake"]: {"AWS_ACCESS_KEY_ID": os.environ.get("SEEDCODER_S3_ACCESS_KEY", "seedcoder"),
                                                 "AWS_SECRET_ACCESS_KEY": os.environ.get("SEEDCODER_S3_SECRET_KEY",
                                                                                         "seedcoder-secret")}},
             claims={CLAIMS["models"]: dirs["models"], CLAIMS["eval_sets"]: dirs["eval-sets"]},
-            config_maps={}, shared_mounts=[dirs["lake"], dirs["world"]], work=work)
+            config_maps={}, shared_mounts=[dirs["lake"]], work=work)
         open_permissions([work])
 
         # The Airflow pods' view: the chart rendered with the smoke's values.

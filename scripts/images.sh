@@ -12,8 +12,8 @@
 # docker/base/Dockerfile puts Python 3.11 on it (the stand-in for python:3.11-slim-bookworm), and
 # `buildah bud --isolation chroot` builds docker/{airflow,spark,gpu}/Dockerfile on that base with each image's
 # Dockerfile.dockerignore. Images are tagged localhost/seedcoder/NAME:VERSION (VERSION: the chart's appVersion).
-# Builds are not layered (one layer per build on top of the base), and dangling images are pruned after each
-# build, so the storage holds the base images and the three images only.
+# Builds are layered: a code change rebuilds only the COPY layers on top of the cached dependency layers, which
+# the three images' old versions share; `clean` removes everything.
 #
 # Settings (environment; defaults in brackets):
 #   SEEDCODER_IMAGES_DIR    container storage, the base root file system, build logs and timings  [.work/images]
@@ -55,13 +55,13 @@ image_size() { p image inspect --format '{{.Size}}' "$1" 2>/dev/null || echo 0; 
 
 # Bind mounts of every build: the CA bundle pip must trust here (if any), through a pip.conf at /etc/pip.conf.
 # Mounts are not committed, so the images keep Debian's own trust store.
-build_mounts() {
+BUILD_MOUNTS=()
+setup_build_mounts() {
   local ca=${SEEDCODER_BUILD_CA:-${PIP_CERT:-$(pip config get global.cert 2>/dev/null || true)}}
   [[ -n $ca ]] || return 0
   [[ -f $ca ]] || die "SEEDCODER_BUILD_CA: $ca is not a file"
   printf '[global]\ncert = /run/seedcoder-build/ca-certificates.crt\n' >"$DIR/pip.conf"
-  echo "--volume=$ca:/run/seedcoder-build/ca-certificates.crt:ro"
-  echo "--volume=$DIR/pip.conf:/etc/pip.conf:ro"
+  BUILD_MOUNTS=("--volume=$ca:/run/seedcoder-build/ca-certificates.crt:ro" "--volume=$DIR/pip.conf:/etc/pip.conf:ro")
 }
 record() {  # record NAME TAG SECONDS
   local size
@@ -86,9 +86,7 @@ build_debian() {
 build_python() {
   local start=$SECONDS
   has_image "$DEBIAN_BASE" || build_debian
-  local mounts
-  mapfile -t mounts < <(build_mounts)
-  b bud --isolation chroot "${mounts[@]}" --build-arg "DEBIAN_IMAGE=$DEBIAN_BASE" -f "$REPO/docker/base/Dockerfile" \
+  b bud --isolation chroot "${BUILD_MOUNTS[@]}" --build-arg "DEBIAN_IMAGE=$DEBIAN_BASE" -f "$REPO/docker/base/Dockerfile" \
     -t "$PYTHON_BASE" "$REPO/docker/base" >"$DIR/build-base.log" 2>&1 \
     || { tail -n 20 "$DIR/build-base.log" >&2; die "the Python base failed to build (log: $DIR/build-base.log)"; }
   record base "$PYTHON_BASE" $((SECONDS - start))
@@ -98,7 +96,7 @@ build_python() {
 s3a_mode() {
   local mode=${SEEDCODER_S3A:-auto}
   if [[ $mode == auto ]]; then
-    if curl -fsS -o /dev/null --max-time 10 https://repo1.maven.org/maven2/; then mode=fetch; else
+    if curl -fs -o /dev/null --max-time 10 https://repo1.maven.org/maven2/; then mode=fetch; else
       say "Maven Central is unreachable: building the Spark image without s3a (S3A=none; its Spark stages need a filesystem lake)" >&2
       mode=none
     fi
@@ -117,11 +115,10 @@ torch_wheels() {  # the directory holding requirements/gpu.lock's CPU torch whee
 }
 
 build_image() {  # build_image NAME
-  local name=$1 tag="localhost/seedcoder/$1:$VERSION" start=$SECONDS args=() log
+  local name=$1 tag="localhost/seedcoder/$1:$VERSION" start=$SECONDS args=() log old
   log=$DIR/build-$name.log
   has_image "$PYTHON_BASE" || build_python
-  mapfile -t args < <(build_mounts)
-  args+=(--build-arg "PYTHON_IMAGE=$PYTHON_BASE")
+  args=("${BUILD_MOUNTS[@]}" --build-arg "PYTHON_IMAGE=$PYTHON_BASE")
   case $name in
     spark) args+=(--build-arg "S3A=$(s3a_mode)") ;;
     gpu)
@@ -130,11 +127,13 @@ build_image() {  # build_image NAME
       [[ $variant == cpu ]] && args+=(--volume "$(torch_wheels):/wheels:ro" --build-arg PIP_FIND_LINKS=/wheels)
       ;;
   esac
+  old=$(p image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
   say "$name: building $tag (log: $log)"
-  b bud --isolation chroot --ignorefile "$REPO/docker/$name/Dockerfile.dockerignore" "${args[@]}" \
+  b bud --isolation chroot --layers --ignorefile "$REPO/docker/$name/Dockerfile.dockerignore" "${args[@]}" \
     -f "$REPO/docker/$name/Dockerfile" -t "$tag" "$REPO" >"$log" 2>&1 \
     || { tail -n 30 "$log" >&2; die "$name failed to build (log: $log)"; }
-  b rmi --prune >/dev/null 2>&1 || true
+  # The replaced image, unless later layers still build on it (then it stays as their cache).
+  [[ -n $old && $old != "$(p image inspect --format '{{.Id}}' "$tag")" ]] && { b rmi "$old" >/dev/null 2>&1 || true; }
   record "$name" "$tag" $((SECONDS - start))
 }
 
@@ -149,6 +148,7 @@ cmd=${1:-help}
 case $cmd in
   build)
     need_tools
+    setup_build_mounts
     names=("$@")
     ((${#names[@]})) || names=(airflow spark gpu)
     for name in "${names[@]}"; do

@@ -173,11 +173,15 @@ def asset_triggered(event_ids: list[int]) -> Iterator[None]:
 
 
 def run_dag(dag_id: str, *, conf: dict | None = None, asset_events: list[int] | None = None,
-            mark_success_pattern: str | None = None):
-    """One run of ``dag_id``: manual with ``conf``, or asset-triggered by ``asset_events``. Returns the DagRun."""
+            mark_success_pattern: str | None = None, retries: int | None = None):
+    """One run of ``dag_id``: manual with ``conf``, or asset-triggered by ``asset_events``; ``retries`` overrides
+    the tasks' own (a smoke fails at the first error). Returns the DagRun."""
     dag = dagbag().dags.get(dag_id)
     if dag is None:
         raise LookupError(f"no DAG {dag_id!r}")
+    if retries is not None:
+        for task in dag.tasks:
+            task.retries = retries
     if asset_events is None:
         return dag.test(run_conf=conf, mark_success_pattern=mark_success_pattern)
     with asset_triggered(asset_events):

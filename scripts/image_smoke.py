@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -316,15 +315,15 @@ WORLD_PACKAGES = {  # repository -> (stdlib packages, stars)
 
 def build_world(fake, root: Path, month: str, clone_base: str) -> None:
     """Repositories of real code (the standard library), each with three commits in ``month``, cloned from
-    ``clone_base`` (a git daemon); GH Archive hours of the month, every hour present, two pushes per repository."""
+    ``clone_base`` (static HTTP); GH Archive hours of the month, every hour present, two pushes per repository."""
     from dataclasses import dataclass as _dataclass
 
-    from fake_github import FakeRepo, make_repo, push_event
+    from fake_github import FakeRepo, git, make_repo, push_event
 
     @_dataclass
     class ServedRepo(FakeRepo):
         def meta(self, base: str) -> dict:
-            return {**super().meta(base), "clone_url": f"{clone_base}/{self.git_dir.name}"}
+            return {**super().meta(base), "clone_url": f"{clone_base}/{self.git_dir.name}/.git"}
 
     from spark_jobs.crawl.github.gharchive import hour_names
     from spark_jobs.crawl.github.stage import snapshot_period
@@ -341,6 +340,7 @@ def build_world(fake, root: Path, month: str, clone_base: str) -> None:
         history = [(f"{month}-{day:02d}T10:00:00Z", {k: files[k] for k in part}, f"Add part {n + 1}")
                    for n, (day, part) in enumerate(zip((3, 12, 21), thirds, strict=True))]
         git_dir = make_repo(root / name.replace("/", "__"), history)
+        git(git_dir, "update-server-info")  # the index files git's dumb HTTP protocol reads
         fake.add_repo(ServedRepo(name, git_dir, stars=stars, forks=5, license="MIT",
                                  created_at="2025-01-01T00:00:00Z", pushed_at=f"{month}-21T10:00:00Z"))
     period = snapshot_period(month)
@@ -351,28 +351,24 @@ def build_world(fake, root: Path, month: str, clone_base: str) -> None:
 
 
 @contextlib.contextmanager
-def git_daemon(root: Path):
-    """``git daemon`` on loopback serving the world's repositories (the crawl clones commits over the network,
-    as from GitHub; a bound directory would be another user's, which git refuses to read)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(["git", "daemon", "--export-all", "--reuseaddr", "--informative-errors",
-                             f"--base-path={root}", "--listen=127.0.0.1", f"--port={port}", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def git_over_http(root: Path):
+    """The world's repositories over HTTP on loopback (git's dumb protocol: a static server; the crawl clones
+    commits over the network as from GitHub, and accepts only http(s) clone URLs from an API answer)."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as client:
-                if client.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"git daemon did not start on port {port}")
-            time.sleep(0.2)
-        yield f"git://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.shutdown()
+        server.server_close()
 
 
 # -- configuration: the chart's values and the platform configuration it carries ------------------------------
@@ -578,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fake_github import FakeGitHub
 
-    with FakeGitHub(token=f"smoke-{uuid.uuid4().hex[:12]}") as fake, git_daemon(dirs["world"]) as clone_base:
+    with FakeGitHub(token=f"smoke-{uuid.uuid4().hex[:12]}") as fake, git_over_http(dirs["world"]) as clone_base:
         build_world(fake, dirs["world"], snapshot, clone_base)
         say(f"fake GitHub on {fake.url} ({len(fake.repos)} repositories, month {snapshot}; it requires the token), "
             f"clones from {clone_base}")

@@ -3,9 +3,10 @@
     python benchmarks/dataset_stage.py --packages json http email urllib xml logging --lake /tmp/ds-bench
 
 Makes a curated snapshot from standard-library packages (one repository per package, real imports between
-their files) plus the commits of a small hand-made repository, then runs ``python -m
-spark_jobs.dataset.tokenizer`` and ``python -m spark_jobs.dataset.build`` exactly as the DAG does (same CLI,
-a profile YAML written next to the lake), and prints wall time, tokens per source and tokens/s of the build.
+their files) plus the commits of a small hand-made repository, cuts a release of it (``python -m
+spark_jobs.release``), then runs ``python -m spark_jobs.dataset.tokenizer`` and ``python -m
+spark_jobs.dataset.build`` on the release exactly as the DAGs do (same CLI, a profile YAML written next to the
+lake), and prints wall time, tokens per source and tokens/s of the build.
 The peer comparison of the tokenize + pack core is ``benchmarks/dataset_pack.py``.
 """
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from lake.languages import language_of
 from lake.schemas import COMMITS, FILES, file_id, sha256_hex
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 
 REPO = Path(__file__).resolve().parent.parent
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", nargs="+", default=["json", "http", "email", "urllib", "xml", "logging"],
                         help="standard-library packages, one repository each")
     parser.add_argument("--lake", type=Path, required=True, help="lake root to create (must not exist)")
-    parser.add_argument("--snapshot", default="bench")
+    parser.add_argument("--snapshot", default="bench", help="the snapshot, and the release cut from it")
     parser.add_argument("--vocab-size", type=int, default=8192)
     args = parser.parse_args(argv)
     if args.lake.exists():
@@ -85,12 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(r["size_bytes"] for r in rows)
     print(f"curated: {len(rows)} files, {size / 1e6:.1f} MB in {len(args.packages)} repositories", flush=True)
     timings = {}
-    for module in ("spark_jobs.dataset.tokenizer", "spark_jobs.dataset.build"):
+    steps = [("spark_jobs.release", ["--snapshots", args.snapshot]), ("spark_jobs.dataset.tokenizer", []),
+             ("spark_jobs.dataset.build", [])]
+    for module, extra in steps:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", module, "--snapshot", args.snapshot], cwd=REPO, env=env, check=True)
+        subprocess.run([sys.executable, "-m", module, "--release", args.snapshot, *extra], cwd=REPO, env=env,
+                       check=True)
         timings[module] = time.perf_counter() - t0
         print(f"{module}: {timings[module]:.1f}s wall", flush=True)
-    stats = lake.stats(args.snapshot, "dataset_build")
+    stats = lake.stats(Partition.release(args.snapshot), "dataset_build")
     tokens = sum(stats["metrics"]["tokens_per_source"].values())
     wall = timings["spark_jobs.dataset.build"]
     print(json.dumps({"tokens_per_source": stats["metrics"]["tokens_per_source"],

@@ -1,4 +1,14 @@
-"""The near-dedup benchmark corpus: real Python code on this machine plus seeded near-duplicates.
+"""The near-dedup benchmark corpora: real code plus seeded near-duplicates.
+
+Two corpora. ``stdlib`` (issue #4): Python, C/C++ headers and JavaScript found on this machine, files of 1-40 KB,
+scaled by sampling more files. ``heldout`` (issue #19): large real files of other languages, the JDK's ``src.zip``
+(Java), Go's standard library and Rust's library and compiler sources, from the Debian packages
+``openjdk-17-source``, ``golang-1.19-src`` and ``rust-src`` (downloaded and unpacked into a folder with
+``--fetch-sources``, nothing installed), then the ``stdlib`` pool, files of 200 B to 1 MB (the crawl's
+``max_file_bytes``); scaled by disguised copies (``disguise``): copy k maps every ASCII letter and digit through
+a permutation drawn from k, so token boundaries, sizes and every within-copy Jaccard stay exactly those of the
+original while copies share almost no shingle with each other, and the ground truth at scale k is k copies of the
+ground truth at 1x.
 
 Real code: the standard libraries of every Python installed on the machine (this one's, pyenv's other versions,
 the system's) and the packages of both virtual environments (.venv, .venv-gpu). They hold natural
@@ -12,6 +22,8 @@ and deletes, licence-header swaps (each copy in its own repository, so repositor
 file level).
 
     python -m benchmarks.near_dedup_corpus --docs 2000 --out /tmp/nd-corpus-1x.parquet
+    python -m benchmarks.near_dedup_corpus --fetch-sources          # once: the held-out sources (apt-get download)
+    python -m benchmarks.near_dedup_corpus --corpus heldout --docs 32000 --scale 2 --out /tmp/nd-heldout-2x.parquet
 """
 
 from __future__ import annotations
@@ -21,11 +33,16 @@ import hashlib
 import logging
 import random
 import re
+import string
+import subprocess
 import sys
 import sysconfig
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from xxhash import xxh64_intdigest
 
@@ -33,7 +50,10 @@ from lake.config import REPO_ROOT
 from lake.schemas import FILES, file_id
 
 log = logging.getLogger("near_dedup_corpus")
-MIN_BYTES, MAX_BYTES = 1_000, 40_000
+MIN_BYTES, MAX_BYTES = 1_000, 40_000  # the stdlib corpus
+HELDOUT_MIN_BYTES, HELDOUT_MAX_BYTES = 200, 1_000_000  # the held-out corpus (the crawl's max_file_bytes)
+SOURCES = REPO_ROOT / ".work" / "bench-sources"  # where --fetch-sources unpacks the held-out packages
+HELDOUT_PACKAGES = ["openjdk-17-source", "golang-1.19-src", "rust-src"]
 LICENCES = [
     "# Copyright (c) {year} The Authors. Licensed under the MIT License.\n",
     "# SPDX-License-Identifier: Apache-2.0\n# Copyright {year} Example Corp.\n",
@@ -66,7 +86,7 @@ EXTRA_ROOTS = [("include", Path("/usr/include")), ("npm", Path("/usr/lib/node_mo
                ("rust", Path.home() / ".rustup" / "toolchains")]
 
 
-def candidate_files() -> list[tuple[str, str, Path]]:
+def candidate_files(min_bytes: int = MIN_BYTES, max_bytes: int = MAX_BYTES) -> list[tuple[str, str, Path]]:
     """(repo, path inside the repo, file) for every source file of a usable size, in a fixed order."""
     out = []
     roots = source_roots() + [(tag, root) for tag, root in EXTRA_ROOTS if root.is_dir()]
@@ -81,18 +101,24 @@ def candidate_files() -> list[tuple[str, str, Path]]:
                 size = file.stat().st_size
             except OSError:
                 continue
-            if MIN_BYTES <= size <= MAX_BYTES:
+            if min_bytes <= size <= max_bytes:
                 out.append((f"{tag}/{rel.parts[0]}", "/".join(rel.parts[1:]), file))
     return out
 
 
+def _rank(files, seed: int):
+    return sorted(files, key=lambda f: (xxh64_intdigest(f"{f[0].split('/', 1)[1]}/{f[1]}".encode(), seed), f[0], f[1]))
+
+
 def sample(files, docs: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """About ``docs`` distinct-content files chosen by path-in-package hash (nested across sizes)."""
-    ranked = sorted(files, key=lambda f: (xxh64_intdigest(f"{f[0].split('/', 1)[1]}/{f[1]}".encode(), seed), f[0], f[1]))
+    """About ``docs`` distinct-content files chosen by path-in-package hash (nested across sizes).
+
+    ``files``: (repo, path, file) where file is a Path or a function returning the file's bytes.
+    """
     seen, out = set(), []
-    for repo, path, file in ranked:
+    for repo, path, file in files if isinstance(files, _Ranked) else _rank(files, seed):
         try:
-            text = file.read_text(encoding="utf-8")
+            text = (file() if callable(file) else file.read_bytes()).decode("utf-8")
         except (UnicodeDecodeError, OSError):
             continue
         digest = hashlib.sha256(text.encode()).digest()
@@ -102,6 +128,52 @@ def sample(files, docs: int, seed: int = 0) -> list[tuple[str, str, str]]:
         out.append((repo, path, text))
         if len(out) >= docs:
             break
+    return out
+
+
+class _Ranked(list):
+    """Files already in sampling order (several pools, each ranked on its own, one after the other)."""
+
+
+def fetch_sources(dest: Path = SOURCES) -> Path:
+    """Download the held-out packages with ``apt-get download`` and unpack them under ``dest/root`` (no install)."""
+    debs = dest / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", *HELDOUT_PACKAGES], cwd=debs, check=True)
+    for deb in sorted(debs.glob("*.deb")):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(dest / "root")], check=True)
+    return dest / "root"
+
+
+def _zip_reader(archive: zipfile.ZipFile, name: str) -> Callable[[], bytes]:
+    return lambda: archive.read(name)
+
+
+def heldout_files(root: Path = SOURCES / "root") -> list[tuple[str, str, Callable[[], bytes] | Path]]:
+    """(repo, path, reader) of every Java, Go and Rust source file of a usable size under the unpacked packages.
+
+    Repositories: the JDK's modules (``jdk/java.base``), Go's top-level packages (``go/net``), Rust's library and
+    compiler crates (``rust/core``, ``rust/rustc_middle``).
+    """
+    zips = sorted(root.glob("usr/lib/jvm/*/lib/src.zip"))
+    go = sorted(root.glob("usr/share/go-*/src"))
+    rust = sorted(root.glob("usr/src/rustc-*/library")) + sorted(root.glob("usr/src/rustc-*/compiler"))
+    if not (zips and go and rust):
+        raise FileNotFoundError(f"held-out sources not found under {root} (JDK src.zip: {len(zips)}, Go: {len(go)}, "
+                                f"Rust: {len(rust)}): run python -m benchmarks.near_dedup_corpus --fetch-sources")
+    out: list = []
+    archive = zipfile.ZipFile(zips[-1])
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        parts = info.filename.split("/")
+        if info.filename.endswith(".java") and len(parts) > 2 and \
+                HELDOUT_MIN_BYTES <= info.file_size <= HELDOUT_MAX_BYTES:
+            out.append((f"jdk/{parts[0]}", "/".join(parts[1:]), _zip_reader(archive, info.filename)))
+    for tag, folder, suffix in [("go", go[-1], ".go"), *(("rust", r, ".rs") for r in rust)]:
+        for file in sorted(folder.rglob(f"*{suffix}")):
+            rel = file.relative_to(folder)
+            if len(rel.parts) > 1 and not file.is_symlink() and \
+                    HELDOUT_MIN_BYTES <= file.stat().st_size <= HELDOUT_MAX_BYTES:
+                out.append((f"{tag}/{rel.parts[0]}", "/".join(rel.parts[1:]), file))
     return out
 
 
@@ -138,8 +210,18 @@ def licence_swap(text: str, rng: random.Random) -> str:
 EDITS = (rename_identifier, comment_whitespace, insert_delete_lines, licence_swap)
 
 
-def build(docs: int, seeded_fraction: float = 0.15, seed: int = 0) -> pa.Table:
-    base = sample(candidate_files(), docs, seed)
+def build(docs: int, seeded_fraction: float = 0.15, seed: int = 0, corpus: str = "stdlib",
+          sources: Path = SOURCES / "root") -> pa.Table:
+    """``docs`` real files (+ seeded near-copies) of the ``stdlib`` or the ``heldout`` corpus (see the module doc).
+
+    The held-out corpus takes the Java / Go / Rust files first (in path-hash order), then the stdlib pool's files of
+    200 B - 1 MB, so that its first ~26k files are all large-file languages.
+    """
+    if corpus == "heldout":
+        pools = [heldout_files(sources), candidate_files(HELDOUT_MIN_BYTES, HELDOUT_MAX_BYTES)]
+        base = sample(_Ranked(f for pool in pools for f in _rank(pool, seed)), docs, seed)
+    else:
+        base = sample(candidate_files(), docs, seed)
     rng = random.Random(seed)
     rows = [_record(repo, path, text, stars=xxh64_intdigest(repo.encode()) % 1000) for repo, path, text in base]
     for n, (_, path, text) in enumerate(base):
@@ -148,6 +230,57 @@ def build(docs: int, seeded_fraction: float = 0.15, seed: int = 0) -> pa.Table:
             rows.append(_record(f"seeded/{edit.__name__}-{n}", path, edit(text, rng), stars=rng.randrange(1000)))
     log.info("corpus: %d real files, %d seeded near-duplicates", len(base), len(rows) - len(base))
     return pa.Table.from_pylist(rows, FILES)
+
+
+def _cipher(copy: int) -> dict[int, int]:
+    """A permutation of the ASCII letters (within case) and digits, drawn from ``copy`` (0: the identity)."""
+    rng = random.Random(f"disguise-{copy}")
+    table: dict[int, int] = {}
+    for alphabet in (string.ascii_lowercase, string.ascii_uppercase, string.digits):
+        shuffled = list(alphabet)
+        if copy:
+            rng.shuffle(shuffled)
+        table.update({ord(a): ord(b) for a, b in zip(alphabet, shuffled, strict=True)})
+    return table
+
+
+def disguise(text: str, copy: int) -> str:
+    """Copy ``copy`` of a text: letters and digits mapped through a per-copy permutation, everything else kept.
+
+    Word bytes stay word bytes and punctuation stays punctuation, so the tokens (``shingles.tokens``) keep their
+    boundaries and lengths and are mapped one-to-one: the Jaccard of two texts equals that of their copies.
+
+    >>> disguise("int x1 = a[0];", 0)
+    'int x1 = a[0];'
+    >>> len(disguise("naïve_x += 42", 3)) == len("naïve_x += 42")
+    True
+    """
+    return text.translate(_cipher(copy)) if copy else text
+
+
+def scaled_batches(base: pa.Table, copies: int, rows_per_batch: int = 2048) -> Iterator[pa.Table]:
+    """The base corpus then ``copies - 1`` disguised copies of it, in batches (``repo`` prefixed ``copyK/``)."""
+    for copy in range(copies):
+        for start in range(0, base.num_rows, rows_per_batch):
+            batch = base.slice(start, rows_per_batch)
+            if copy == 0:
+                yield batch
+                continue
+            rows = batch.to_pylist()
+            yield pa.Table.from_pylist([_record(f"copy{copy}/{r['repo']}", r["path"], disguise(r["content"], copy),
+                                                r["stars"]) for r in rows], FILES)
+
+
+def copy_of(repo: str) -> tuple[int, str]:
+    """(copy number, the base corpus's repository) of a scaled corpus's repository.
+
+    >>> copy_of("copy3/jdk/java.base"), copy_of("jdk/java.base")
+    ((3, 'jdk/java.base'), (0, 'jdk/java.base'))
+    """
+    if repo.startswith("copy") and "/" in repo and repo.split("/", 1)[0][4:].isdigit():
+        head, rest = repo.split("/", 1)
+        return int(head[4:]), rest
+    return 0, repo
 
 
 def _record(repo: str, path: str, text: str, stars: int) -> dict:
@@ -163,14 +296,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=2000, help="real files to sample (seeded copies come on top)")
     parser.add_argument("--seeded-fraction", type=float, default=0.15, help="share of files given a near-copy")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="parquet file to write (FILES schema)")
+    parser.add_argument("--corpus", choices=["stdlib", "heldout"], default="stdlib", help="which corpus (module doc)")
+    parser.add_argument("--scale", type=int, default=1, help="heldout: the base plus scale - 1 disguised copies")
+    parser.add_argument("--sources", type=Path, default=SOURCES / "root", help="the unpacked held-out packages")
+    parser.add_argument("--fetch-sources", action="store_true",
+                        help=f"apt-get download {' '.join(HELDOUT_PACKAGES)} and unpack them under {SOURCES}, then exit")
+    parser.add_argument("--out", help="parquet file to write (FILES schema)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    table = build(args.docs, args.seeded_fraction, args.seed)
-    pq.write_table(table, args.out, row_group_size=256)  # splittable between Spark tasks
-    log.info("wrote %d files (%.1f MB of code) to %s", table.num_rows,
-             sum(table.column("size_bytes").to_pylist()) / 1e6, args.out)
+    if args.fetch_sources:
+        log.info("held-out sources unpacked under %s", fetch_sources(args.sources.parent))
+        return 0
+    if not args.out:
+        parser.error("--out is required")
+    table = build(args.docs, args.seeded_fraction, args.seed, args.corpus, args.sources)
+    write_scaled(table, args.scale, Path(args.out))
     return 0
+
+
+def write_scaled(base: pa.Table, scale: int, out: Path) -> None:
+    """The scaled corpus as one Parquet file of small row groups (splittable between Spark tasks)."""
+    files = size = 0
+    with pq.ParquetWriter(out, FILES) as writer:
+        for batch in scaled_batches(base, scale):
+            writer.write_table(batch, row_group_size=256)
+            files, size = files + batch.num_rows, size + pc.sum(batch.column("size_bytes")).as_py()
+    log.info("wrote %d files (%.1f MB of code, %dx) to %s", files, size / 1e6, scale, out)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
-"""One near-dedup method on one corpus, in its own process: datasketch, datatrove, or ours (Spark / local).
+"""One near-dedup method on one corpus, in its own process: rensa, datasketch, datatrove, or ours (Spark / local).
 
-Run by ``benchmarks/near_dedup_bench.py`` (which measures the process tree's peak memory); the peers run in
-``.venv-bench``. Every method uses the same shingles (``spark_jobs.near_dedup.shingles.tokens``, word 5-grams),
-250 permutations as 25 bands x 10 rows and seed 42, with 2 workers. Output JSON: the duplicate pairs the method
-reports, its wall time, and (Spark) the session start-up time, which is reported separately.
+Run by ``benchmarks/near_dedup_bench.py`` (which measures the process tree's peak memory and CPU time); the peers
+run in ``.venv-bench``. Every method uses the same shingles (``spark_jobs.near_dedup.shingles.TOKEN``, word
+5-grams), 250 permutations as 25 bands x 10 rows and seed 42, with 2 workers. Output JSON: the duplicate pairs the
+method reports, its wall time, (ours) the wall time of each phase, and (Spark) the session start-up time, which is
+reported separately.
 
-    .venv-bench/bin/python benchmarks/near_dedup_peers.py datasketch --corpus DIR --out pairs.json
+    .venv-bench/bin/python benchmarks/near_dedup_peers.py rensa --corpus DIR --work DIR --out pairs.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import struct
 import sys
 import time
@@ -21,9 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from spark_jobs.near_dedup.shingles import tokens  # noqa: E402  (needs the repository on the path first)
+from spark_jobs.near_dedup.shingles import TOKEN, tokens  # noqa: E402  (needs the repository on the path first)
 
-NGRAM, NUM_PERM, BANDS, ROWS, SEED, WORKERS = 5, 250, 25, 10, 42, 2
+NGRAM, NUM_PERM, BANDS, ROWS, SEED, WORKERS, THRESHOLD = 5, 250, 25, 10, 42, 2, 0.8
+ROWS_PER_TASK = 1000  # files a rensa worker sketches per task
 
 
 def shingle_strings(text: str) -> set[str]:
@@ -33,6 +37,66 @@ def shingle_strings(text: str) -> set[str]:
 
 def read_shards(corpus: Path) -> list[list[dict]]:
     return [[json.loads(line) for line in f.open()] for f in sorted(corpus.glob("shard-*.jsonl"))]
+
+
+# -- rensa --------------------------------------------------------------------------------------------------------
+
+def _rensa_sketches(task: tuple[str, int, int]):
+    """(row numbers of shingled files, their RMinHash sketches) of rows [start, stop) of the corpus Parquet file.
+
+    Shingles as rensa takes them: each file's distinct 5-grams of tokens as byte strings (the token bytes joined by
+    a space; the fastest way we found to build them in Python, no decode)."""
+    import pyarrow.parquet as pq
+    from rensa import RMinHash
+
+    path, start, stop = task
+    table = pq.ParquetFile(path)
+    texts, first = [], 0
+    for group in range(table.num_row_groups):
+        rows = table.metadata.row_group(group).num_rows
+        if first + rows > start and first < stop:
+            column = table.read_row_group(group, columns=["content"]).column("content").to_pylist()
+            texts += column[max(0, start - first) : stop - first]
+        first += rows
+    rows, sets = [], []
+    for i, text in enumerate(texts):
+        toks = TOKEN.findall(text.encode("utf-8", "surrogatepass"))
+        grams = list(set(map(b" ".join, zip(*(toks[j:] for j in range(NGRAM)), strict=False))))
+        if grams:
+            rows.append(start + i)
+            sets.append(grams)
+    return rows, RMinHash.from_token_sets(sets, NUM_PERM, SEED)
+
+
+def run_rensa(corpus: Path, work: Path) -> dict:
+    """rensa 0.5.0: R-MinHash sketches on 2 worker processes, then its LSH (25 bands) in the parent: every file
+    queried, candidates kept when rensa's own Jaccard estimate is >= the threshold (rensa does not verify)."""
+    from multiprocessing import Pool
+
+    import pyarrow.parquet as pq
+    from rensa import RMinHashLSH
+
+    path = str(corpus / "files.parquet")
+    t0 = time.perf_counter()
+    ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    tasks = [(path, i, min(i + ROWS_PER_TASK, len(ids))) for i in range(0, len(ids), ROWS_PER_TASK)]
+    rows, sketches = [], []
+    with Pool(WORKERS) as pool:
+        for part_rows, part in pool.imap(_rensa_sketches, tasks):
+            rows += part_rows
+            sketches += part
+    t_sketch = time.perf_counter()
+    lsh = RMinHashLSH(THRESHOLD, NUM_PERM, BANDS)
+    lsh.insert_many(sketches, 0)
+    pairs = set()
+    for a, candidates in enumerate(lsh.query_all(sketches)):
+        for b in candidates:
+            if a < b and sketches[a].jaccard(sketches[b]) >= THRESHOLD:
+                x, y = ids[rows[a]], ids[rows[b]]
+                pairs.add((min(x, y), max(x, y)))
+    end = time.perf_counter()
+    return {"pairs": sorted(pairs), "seconds": end - t0,
+            "phases": {"shingles and sketches": t_sketch - t0, "LSH, candidates, estimate filter": end - t_sketch}}
 
 
 # -- datasketch ---------------------------------------------------------------------------------------------------
@@ -169,6 +233,29 @@ def run_datatrove(corpus: Path, work: Path, full: bool = False) -> dict:
 
 # -- ours ---------------------------------------------------------------------------------------------------------
 
+class _Phases(logging.Handler):
+    """Collects the engines' ``near dedup: <phase> done in <s> s`` records (``spark_jobs.near_dedup.phases``)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record):
+        match = re.fullmatch(r"near dedup: (.+) done in ([0-9.]+) s", record.getMessage())
+        if match:
+            self.seconds[match.group(1)] = float(match.group(2))
+
+
+def _phases() -> _Phases:
+    from spark_jobs.near_dedup.signing import warm_up_kernels
+
+    warm_up_kernels()  # compiled (or loaded from numba's cache) before the clock starts, as in a built image
+    handler = _Phases()
+    logger = logging.getLogger("spark_jobs.near_dedup")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
 def _our_config(verify: bool):
     from spark_jobs.near_dedup.config import NearDedupConfig
 
@@ -182,8 +269,8 @@ def run_spark(corpus: Path, work: Path, verify: bool = True) -> dict:
     from spark_jobs.near_dedup.spark import dedup_frames
     from spark_jobs.session import spark_session
 
-    cfg = load_config(REPO / "config" / "local.yaml",
-                      overrides={"spark": {"master": f"local[{WORKERS}]", "shuffle_partitions": 2 * WORKERS}})
+    cfg = load_config(REPO / "config" / "local.yaml", overrides={"spark": {"master": f"local[{WORKERS}]"}})
+    phases = _phases()
     t0 = time.perf_counter()
     spark = spark_session(cfg, "near-dedup-bench")
     spark.range(1).count()
@@ -196,7 +283,8 @@ def run_spark(corpus: Path, work: Path, verify: bool = True) -> dict:
     pairs = sorted((r.src, r.dst) for r in result.edges.toLocalIterator())
     seconds = time.perf_counter() - t0
     spark.stop()
-    return {"pairs": pairs, "seconds": seconds, "startup_seconds": startup, "metrics": result.metrics}
+    return {"pairs": pairs, "seconds": seconds, "startup_seconds": startup, "metrics": result.metrics,
+            "phases": phases.seconds}
 
 
 def run_local(corpus: Path, work: Path, verify: bool = True) -> dict:
@@ -204,13 +292,15 @@ def run_local(corpus: Path, work: Path, verify: bool = True) -> dict:
 
     from spark_jobs.near_dedup.local import dedup_table
 
+    phases = _phases()
     t0 = time.perf_counter()
     result = dedup_table(pq.read_table(corpus / "files.parquet"), _our_config(verify), snapshot="bench")
     pq.write_table(result.kept, work / "files.parquet")
-    return {"pairs": sorted(result.edges), "seconds": time.perf_counter() - t0, "metrics": result.metrics}
+    return {"pairs": sorted(result.edges), "seconds": time.perf_counter() - t0, "metrics": result.metrics,
+            "phases": phases.seconds}
 
 
-METHODS = {"datasketch": run_datasketch, "datatrove": run_datatrove, "spark": run_spark, "local": run_local,
+METHODS = {"rensa": run_rensa, "datasketch": run_datasketch, "datatrove": run_datatrove, "spark": run_spark, "local": run_local,
            "datatrove-full": lambda c, w: run_datatrove(c, w, full=True),
            "spark-noverify": lambda c, w: run_spark(c, w, verify=False)}
 

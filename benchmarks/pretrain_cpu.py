@@ -43,7 +43,7 @@ def stdlib_texts(max_files: int, max_bytes: int) -> list[str]:
 
 def build_lake(root: Path, *, seq_len: int, vocab_size: int, max_files: int) -> None:
     from lake import tokens
-    from lake.stage import Lake, StageRun
+    from lake.stage import Lake, Partition, StageRun
     from lake.token_shards import SOURCES, ShardWriter, build_index, write_index
     from spark_jobs.dataset import tokenizer as tok
     from spark_jobs.dataset.documents import encode_documents
@@ -51,16 +51,17 @@ def build_lake(root: Path, *, seq_len: int, vocab_size: int, max_files: int) -> 
     lake = Lake.at(str(root))
     texts = stdlib_texts(max_files, 60_000)
     tokenizer = tok.train(iter(texts), vocab_size=vocab_size)
-    with StageRun(lake, "bench", "tokenizer") as run:
+    bench = Partition.release("bench")
+    with StageRun(lake, bench, "tokenizer") as run:
         for name, data in tok.hf_files(tokenizer).items():
             run.write_bytes(f"tokenizer/{name}", data)
     docs = encode_documents(tokenizer, [((False, t),) for t in texts])
     pad, eos = tokens.SPECIAL_IDS[tokens.PAD], tokens.SPECIAL_IDS[tokens.EOS]
-    with StageRun(lake, "bench", "dataset_build") as run:
+    with StageRun(lake, bench, "dataset_build") as run:
         shards = ShardWriter.for_run(run, "file_level", seq_len=seq_len, pad_id=pad).add_all(docs).close()
         write_index(run, build_index(seq_lens={s: seq_len for s in SOURCES}, shards={"file_level": shards},
                                      vocab_size=tokenizer.get_vocab_size(), pad_id=pad, eos_id=eos, bos_id=None,
-                                     tokenizer={"snapshot": "bench", "stage": "tokenizer", "uri": ""}))
+                                     tokenizer={"release": "bench", "stage": "tokenizer", "uri": ""}))
     log.info("corpus: %d stdlib files, %d tokens in %d rows of %d", len(texts), sum(len(d) for d in docs),
              sum(s.sequences for s in shards), seq_len)
 
@@ -68,7 +69,7 @@ def build_lake(root: Path, *, seq_len: int, vocab_size: int, max_files: int) -> 
 def run_rounds(lake_root: Path, args) -> dict[str, dict]:
     import torch
 
-    from lake.stage import Lake
+    from lake.stage import Lake, Partition
     from lake.token_shards import TokenShards
     from training.pretrain.config import PretrainConfig
     from training.pretrain.data import MixtureLoader
@@ -79,7 +80,7 @@ def run_rounds(lake_root: Path, args) -> dict[str, dict]:
     torch.set_num_threads(args.threads)
     init_distributed(DistEnv(), torch.device("cpu"))
     lake = Lake.at(str(lake_root))
-    source = TokenShards(lake, "bench", "file_level")
+    source = TokenShards(lake, Partition.release("bench"), "file_level")
     spec = preset("tiny").with_vocab(int(source.index["vocab_size"]))
     engines, loaders, results = {}, {}, {}
     for name in ("deepspeed", "torch"):

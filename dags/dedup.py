@@ -7,6 +7,11 @@ with the most stars, then forks, then a permissive licence, then the earliest.
 `near_dedup` then removes near-duplicates with MinHash LSH (5-gram code shingles, 25 bands x 10 rows, Jaccard 0.8,
 verified): first forks and copies of whole repositories, then files, with the same keep rule, and against the
 signature index of earlier snapshots.
+
+Order: near dedup is incremental, so a snapshot is deduplicated only after every earlier crawled snapshot's near
+dedup committed. During a backfill the crawls of several months finish close together; the first task waits
+(rescheduled, no worker slot held) until the earlier months are through, naming the one it waits for, so a backfill
+commits exactly what sequential runs would. A run triggered by several crawl events processes all of them, in order.
 Emits the `dedup` Asset.
 """
 
@@ -15,6 +20,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag
 from assets import CRAWLED, DEDUPED
+from snapshot_order import wait_for_earlier_snapshots
 from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_task
 
 
@@ -30,9 +36,10 @@ from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_tas
 )
 def dedup():
     snapshot = resolve_snapshot()
+    ordered = wait_for_earlier_snapshots("near_dedup")(snapshot)
     exact = stage_task("exact_dedup", module="spark_jobs.exact_dedup")
     near = stage_task("near_dedup", module="spark_jobs.near_dedup")
-    snapshot >> exact >> near >> publish(DEDUPED, "near_dedup")(snapshot)
+    ordered >> exact >> near >> publish(DEDUPED, "near_dedup")(snapshot)
 
 
 dedup()

@@ -56,11 +56,23 @@ class LauncherConfig(StrictModel):
     gpu_python: str = ".venv-gpu/bin/python"
 
 
+class ItemFailurePolicy(StrictModel):
+    """How many items of one stage run may fail before the stage itself fails (top-level ``item_failures``)."""
+
+    # Largest share of a stage's items that may fail with an unexpected error; above it the stage fails instead of
+    # committing, because that many failures is a bug in the stage, not bad data.
+    max_share: float = Field(0.01, ge=0, le=1)
+    # Failures always tolerated, whatever the share: one bad item never fails a job, even a job of ten items.
+    always_allowed: int = Field(1, ge=0)
+
+
 class PlatformConfig(StrictModel):
     profile: Literal["local", "k8s"]
     lake: LakeConfig = LakeConfig()
     spark: SparkConfig = SparkConfig()
     launcher: LauncherConfig = LauncherConfig()
+    # Per-item fault isolation (lake/faults.py): how many items of a stage may fail before the stage does.
+    item_failures: ItemFailurePolicy = ItemFailurePolicy()
     stages: dict[str, dict[str, Any]] = {}
     source_path: str | None = None
 

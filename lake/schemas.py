@@ -67,6 +67,8 @@ COMMITS = pa.schema([
     pa.field("readme", pa.string()),       # the README before the commit, None if there was none
     pa.field("tree", pa.string()),         # directory listing before the commit, newline-separated, bounded
     pa.field("changes", pa.list_(COMMIT_CHANGE), nullable=False),
+    pa.field("parents", pa.list_(pa.string())),   # every parent; two or more: a merge (changes are vs the first)
+    pa.field("changes_truncated", pa.bool_()),    # more files changed than the crawl's max_files_per_commit kept
 ])
 
 # A file record a filter excluded: the whole record plus why, so a threshold can change without re-crawling.

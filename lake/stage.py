@@ -1,11 +1,16 @@
 """The stage contract: attempt locations, `_stats.json`, and the atomic `_SUCCESS` commit.
 
-Layout of one stage's partition of one snapshot::
+Layout of one stage's output in one partition::
 
-    {root}/snapshot={id}/{stage}/_SUCCESS                       commit pointer (JSON), written last, atomically
-    {root}/snapshot={id}/{stage}/attempt={a}/{dataset}/part-*.parquet
-    {root}/snapshot={id}/{stage}/attempt={a}/_stats.json
-    {root}/snapshot={id}/{stage}/attempt={a}/_shards/{name}.done resume markers of a sharded stage
+    {root}/{partition}/{stage}/_SUCCESS                         commit pointer (JSON), written last, atomically
+    {root}/{partition}/{stage}/attempt={a}/{dataset}/part-*.parquet
+    {root}/{partition}/{stage}/attempt={a}/_stats.json
+    {root}/{partition}/{stage}/attempt={a}/_shards/{name}.done   resume markers of a sharded stage
+
+A partition is the unit a stage works on (:class:`Partition`): ``snapshot={id}`` for the data stages (a monthly
+crawl and what is derived from it), ``release={name}`` for the model stages (a named, immutable training corpus
+cut from many snapshots, see :mod:`lake.release`), and ``models/scorer/{version}`` for a versioned quality scorer.
+Everywhere a partition is expected, a plain string means a snapshot id.
 
 A stage writes only under a fresh (or resumed, uncommitted) attempt. Committing writes ``_SUCCESS`` in a
 single atomic object write that names the attempt; readers resolve data through it, so a stage killed at
@@ -25,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from lake.storage import Storage, open_storage
 
@@ -35,12 +40,62 @@ SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SUCCESS = "_SUCCESS"
 STATS = "_stats.json"
+ROW_GROUP_BYTES = 32 * 2**20  # a Parquet row group of at most ~32 MB of Arrow data (write_table)
 
 
 def check_snapshot(snapshot: str) -> str:
-    if not SNAPSHOT_RE.match(snapshot or ""):
+    if not isinstance(snapshot, str) or not SNAPSHOT_RE.match(snapshot):
         raise ValueError(f"invalid snapshot id {snapshot!r}: use letters, digits, '.', '_' or '-' (e.g. 2026-10)")
     return snapshot
+
+
+PartitionKind = Literal["snapshot", "release", "scorer"]
+# Where each kind of partition lives under the lake root.
+PARTITION_LAYOUT: dict[str, str] = {"snapshot": "snapshot={}", "release": "release={}", "scorer": "models/scorer/{}"}
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """What one run of a stage reads and replaces: a snapshot, a release, or a scorer version.
+
+    >>> Partition.release("2026-q3").prefix, str(Partition.scorer("v2")), Partition.snapshot("2026-10").prefix
+    ('release=2026-q3', "scorer 'v2'", 'snapshot=2026-10')
+    """
+
+    kind: PartitionKind
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARTITION_LAYOUT:
+            raise ValueError(f"unknown partition kind {self.kind!r}; expected one of {sorted(PARTITION_LAYOUT)}")
+        if not isinstance(self.name, str) or not SNAPSHOT_RE.match(self.name):
+            raise ValueError(f"invalid {self.kind} name {self.name!r}: use letters, digits, '.', '_' or '-'")
+
+    @classmethod
+    def snapshot(cls, name: str) -> Partition:
+        return cls("snapshot", name)
+
+    @classmethod
+    def release(cls, name: str) -> Partition:
+        return cls("release", name)
+
+    @classmethod
+    def scorer(cls, version: str) -> Partition:
+        return cls("scorer", version)
+
+    @property
+    def prefix(self) -> str:
+        return PARTITION_LAYOUT[self.kind].format(self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+
+def as_partition(key: str | Partition) -> Partition:
+    """A partition from a partition or a snapshot id (the plain-string form every data stage uses)."""
+    if isinstance(key, Partition):
+        return key
+    return Partition.snapshot(check_snapshot(key))
 
 
 @dataclass
@@ -48,7 +103,7 @@ class StageStats:
     """What a stage did: counts in and out, why records were dropped, and how fast."""
 
     stage: str
-    snapshot: str
+    snapshot: str | Partition
     attempt: str = ""
     records_in: int = 0
     records_out: int = 0
@@ -63,9 +118,12 @@ class StageStats:
         self.drops[reason] += count
 
     def to_dict(self) -> dict[str, Any]:
+        partition = as_partition(self.snapshot)
         return {
             "stage": self.stage,
-            "snapshot": self.snapshot,
+            # "snapshot": id, "release": name or "scorer": version, and the partition's path in the lake
+            partition.kind: partition.name,
+            "partition": partition.prefix,
             "attempt": self.attempt,
             "records_in": self.records_in,
             "records_out": self.records_out,
@@ -82,16 +140,22 @@ class StageStats:
 
 @dataclass(frozen=True)
 class Commit:
-    snapshot: str
+    partition: Partition
     stage: str
     attempt: str
     datasets: dict[str, list[str]]
     stats: dict[str, Any]
     committed_at: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def snapshot(self) -> str:
+        """The partition's name (a snapshot id for the data stages)."""
+        return self.partition.name
 
     @property
     def prefix(self) -> str:
-        return f"snapshot={self.snapshot}/{self.stage}/attempt={self.attempt}"
+        return f"{self.partition.prefix}/{self.stage}/attempt={self.attempt}"
 
 
 class StageNotCommitted(FileNotFoundError):
@@ -117,54 +181,65 @@ class Lake:
         return self.storage.root
 
     @staticmethod
-    def stage_prefix(snapshot: str, stage: str) -> str:
-        check_snapshot(snapshot)
+    def stage_prefix(snapshot: str | Partition, stage: str) -> str:
+        partition = as_partition(snapshot)
         if not STAGE_RE.match(stage):
             raise ValueError(f"invalid stage name {stage!r}")
-        return f"snapshot={snapshot}/{stage}"
+        return f"{partition.prefix}/{stage}"
 
     def snapshots(self) -> list[str]:
         return sorted(n.removeprefix("snapshot=") for n in self.storage.children("") if n.startswith("snapshot="))
 
-    def commit_info(self, snapshot: str, stage: str) -> Commit | None:
-        key = f"{self.stage_prefix(snapshot, stage)}/{SUCCESS}"
+    def releases(self) -> list[str]:
+        """Names of every release partition (committed or not; see lake.release for the committed ones)."""
+        return sorted(n.removeprefix("release=") for n in self.storage.children("") if n.startswith("release="))
+
+    def scorer_versions(self) -> list[str]:
+        return sorted(self.storage.children("models/scorer"))
+
+    def commit_info(self, snapshot: str | Partition, stage: str) -> Commit | None:
+        partition = as_partition(snapshot)
+        key = f"{self.stage_prefix(partition, stage)}/{SUCCESS}"
         if not self.storage.exists(key):
             return None
         raw = json.loads(self.storage.read_bytes(key))
         return Commit(
-            snapshot=raw["snapshot"],
+            partition=partition,
             stage=raw["stage"],
             attempt=raw["attempt"],
             datasets=raw["datasets"],
             stats=raw["stats"],
             committed_at=raw["committed_at"],
+            params=raw.get("params") or {},
         )
 
-    def require(self, snapshot: str, stage: str) -> Commit:
+    def require(self, snapshot: str | Partition, stage: str) -> Commit:
         info = self.commit_info(snapshot, stage)
         if info is None:
+            partition = as_partition(snapshot)
+            flag = {"snapshot": "--snapshot", "release": "--release", "scorer": "--version"}[partition.kind]
             raise StageNotCommitted(
-                f"stage {stage!r} has no committed output for snapshot {snapshot!r} in {self.root} "
-                f"(run it first: python -m <module of {stage}> --snapshot {snapshot})"
+                f"stage {stage!r} has no committed output for {partition} in {self.root} "
+                f"(run it first: python -m <module of {stage}> {flag} {partition.name})"
             )
         return info
 
-    def dataset_keys(self, snapshot: str, stage: str, dataset: str) -> list[str]:
+    def dataset_keys(self, snapshot: str | Partition, stage: str, dataset: str) -> list[str]:
         info = self.require(snapshot, stage)
         if dataset not in info.datasets:
-            raise KeyError(f"stage {stage!r} of snapshot {snapshot!r} has no dataset {dataset!r}; "
+            raise KeyError(f"stage {stage!r} of {as_partition(snapshot)} has no dataset {dataset!r}; "
                            f"it has {sorted(info.datasets)}")
         return list(info.datasets[dataset])
 
-    def dataset_uri(self, snapshot: str, stage: str, dataset: str, *, for_spark: bool = False) -> str:
+    def dataset_uri(self, snapshot: str | Partition, stage: str, dataset: str, *, for_spark: bool = False) -> str:
         """Directory URI of a committed dataset (what ``spark.read.parquet`` wants)."""
         info = self.require(snapshot, stage)
         return self.storage.uri(f"{info.prefix}/{dataset}", for_spark=for_spark)
 
-    def dataset_file_uris(self, snapshot: str, stage: str, dataset: str, *, for_spark: bool = False) -> list[str]:
+    def dataset_file_uris(self, snapshot: str | Partition, stage: str, dataset: str, *, for_spark: bool = False) -> list[str]:
         return [self.storage.uri(k, for_spark=for_spark) for k in self.dataset_keys(snapshot, stage, dataset)]
 
-    def read_table(self, snapshot: str, stage: str, dataset: str, columns: list[str] | None = None):
+    def read_table(self, snapshot: str | Partition, stage: str, dataset: str, columns: list[str] | None = None):
         """A committed dataset as one pyarrow Table (small data, tests and GPU stages)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -172,10 +247,11 @@ class Lake:
         tables = [pq.read_table(io.BytesIO(self.storage.read_bytes(k)), columns=columns)
                   for k in self.dataset_keys(snapshot, stage, dataset) if k.endswith(".parquet")]
         if not tables:
-            raise StageNotCommitted(f"dataset {dataset!r} of stage {stage!r} ({snapshot}) has no parquet files")
+            raise StageNotCommitted(f"dataset {dataset!r} of stage {stage!r} ({as_partition(snapshot)}) has no "
+                                    f"parquet files")
         return pa.concat_tables(tables)
 
-    def iter_batches(self, snapshot: str, stage: str, dataset: str, columns: list[str] | None = None,
+    def iter_batches(self, snapshot: str | Partition, stage: str, dataset: str, columns: list[str] | None = None,
                      batch_size: int = 1024):
         import pyarrow.parquet as pq
 
@@ -184,14 +260,14 @@ class Lake:
                 yield from pq.ParquetFile(io.BytesIO(self.storage.read_bytes(key))).iter_batches(
                     batch_size=batch_size, columns=columns)
 
-    def stats(self, snapshot: str, stage: str) -> dict[str, Any]:
+    def stats(self, snapshot: str | Partition, stage: str) -> dict[str, Any]:
         return self.require(snapshot, stage).stats
 
-    def stats_uri(self, snapshot: str, stage: str) -> str:
+    def stats_uri(self, snapshot: str | Partition, stage: str) -> str:
         return self.storage.uri(f"{self.require(snapshot, stage).prefix}/{STATS}")
 
-    def committed_stages(self, snapshot: str) -> list[Commit]:
-        out = [self.commit_info(snapshot, stage) for stage in self.storage.children(f"snapshot={check_snapshot(snapshot)}")
+    def committed_stages(self, snapshot: str | Partition) -> list[Commit]:
+        out = [self.commit_info(snapshot, stage) for stage in self.storage.children(as_partition(snapshot).prefix)
                if STAGE_RE.match(stage)]
         return sorted((c for c in out if c), key=lambda c: c.committed_at)
 
@@ -201,16 +277,20 @@ def _new_attempt_id() -> str:
 
 
 class StageRun:
-    """One attempt of one stage on one snapshot; commit on clean exit of the ``with`` block.
+    """One attempt of one stage on one partition (a snapshot, a release, a scorer version); commit on clean exit of the ``with`` block.
 
     ``resume=True`` adopts the newest uncommitted attempt left by a killed run, so a sharded stage can skip
     the shards it already finished (see :meth:`shard_done`). Without it, every run starts a fresh attempt.
     """
 
-    def __init__(self, lake: Lake, snapshot: str, stage: str, *, resume: bool = False, params: dict | None = None):
+    def __init__(self, lake: Lake, snapshot: str | Partition, stage: str, *, resume: bool = False,
+                 params: dict | None = None):
         self.lake = lake
         self.storage = lake.storage
-        self.snapshot = check_snapshot(snapshot)
+        self.partition = as_partition(snapshot)
+        # As given: a snapshot id, or a Partition. Every Lake method takes either, so a stage reads its inputs of
+        # the same partition with ``lake.<method>(run.snapshot, ...)`` whatever the partition's kind.
+        self.snapshot = snapshot if isinstance(snapshot, Partition) else self.partition.name
         self.stage = stage
         self.prefix = Lake.stage_prefix(snapshot, stage)
         self.params = params or {}
@@ -253,9 +333,15 @@ class StageRun:
         return path
 
     def write_table(self, dataset: str, table, part: int | str, *, row_group_size: int = 8192) -> str:
-        """Write one parquet part deterministically (no timestamps in the file, stable name)."""
+        """Write one parquet part deterministically (no timestamps in the file, stable name).
+
+        Row groups hold at most ``row_group_size`` rows and about ROW_GROUP_BYTES of data: a reader holds a whole
+        column chunk, and 8192 files of up to 1 MB would be a row group of gigabytes.
+        """
         import pyarrow.parquet as pq
 
+        if table.num_rows and table.nbytes > ROW_GROUP_BYTES:
+            row_group_size = max(1, min(row_group_size, table.num_rows * ROW_GROUP_BYTES // table.nbytes))
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
         name = f"part-{part:05d}.parquet" if isinstance(part, int) else f"part-{part}.parquet"
@@ -295,7 +381,8 @@ class StageRun:
         self.storage.write_bytes(f"{self.attempt_prefix}/{STATS}",
                                  (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        pointer = {"snapshot": self.snapshot, "stage": self.stage, "attempt": self.attempt,
+        pointer = {self.partition.kind: self.partition.name, "partition": self.partition.prefix,
+                   "stage": self.stage, "attempt": self.attempt,
                    "datasets": {k: sorted(v) for k, v in sorted(datasets.items())},
                    "stats": stats, "params": self.params, "committed_at": now}
         self.storage.write_bytes(f"{self.prefix}/{SUCCESS}", (json.dumps(pointer, indent=2) + "\n").encode())
@@ -304,13 +391,13 @@ class StageRun:
             if attempt != self.attempt:
                 self.storage.delete_prefix(f"{self.prefix}/attempt={attempt}")
         log.info("committed %s/%s attempt %s: %d in, %d out, drops %s, %.1fs",
-                 self.snapshot, self.stage, self.attempt, self.stats.records_in, self.stats.records_out,
+                 self.partition.prefix, self.stage, self.attempt, self.stats.records_in, self.stats.records_out,
                  dict(self.stats.drops), self.stats.seconds)
         return self._committed
 
     def __enter__(self) -> StageRun:
         log.info("%s %s/%s attempt %s", "resuming" if self.resumed else "starting",
-                 self.snapshot, self.stage, self.attempt)
+                 self.partition.prefix, self.stage, self.attempt)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -318,5 +405,5 @@ class StageRun:
             self.commit()
         else:
             log.error("stage %s/%s failed; attempt %s left uncommitted (the committed partition is unchanged)",
-                      self.snapshot, self.stage, self.attempt)
+                      self.partition.prefix, self.stage, self.attempt)
 

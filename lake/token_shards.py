@@ -25,7 +25,7 @@ The index (``token_index.json``)::
 
     {"format": "seedcoder-token-shards/1", "dtype": "uint32", "vocab_size": V,
      "pad_id": P, "eos_id": E, "bos_id": B, "seq_len": L (regular context),
-     "tokenizer": {"snapshot": S, "stage": "tokenizer", "uri": "..."},
+     "tokenizer": {"release": R, "stage": "tokenizer", "uri": "..."},
      "sources": {"file_level": {"seq_len": L, "num_sequences": n, "num_tokens": t, "num_padding": p,
                                 "num_documents": d, "shards": [{"name": ..., "sequences": n, "tokens": t,
                                 "padding": p, "documents": d, "files": {"tokens": key, "doc_starts": key,
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from lake.stage import Lake
+from lake.stage import Lake, Partition
 from lake.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,15 @@ def write_index(run, index: dict[str, Any]) -> str:
     return run.write_bytes(INDEX, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_index(lake: Lake, snapshot: str, stage: str = "dataset_build") -> dict[str, Any]:
+def tokenizer_location(index: dict[str, Any]) -> tuple[Partition, str]:
+    """The partition and stage of the tokenizer the shards were built with (their release's own)."""
+    ref = index.get("tokenizer") or {}
+    if not ref.get("release"):
+        raise ValueError(f"the token index names no tokenizer release (tokenizer: {ref})")
+    return Partition.release(ref["release"]), ref.get("stage") or "tokenizer"
+
+
+def read_index(lake: Lake, snapshot: str | Partition, stage: str = "dataset_build") -> dict[str, Any]:
     info = lake.require(snapshot, stage)
     index = json.loads(lake.storage.read_bytes(f"{info.prefix}/{INDEX}"))
     if index.get("format") != FORMAT:
@@ -295,7 +303,7 @@ class TokenShards:
     a source costs only the index read and ``shards[i]`` touches one row.
     """
 
-    def __init__(self, lake: Lake, snapshot: str, source: str, *, stage: str = "dataset_build",
+    def __init__(self, lake: Lake, snapshot: str | Partition, source: str, *, stage: str = "dataset_build",
                  cache_dir: str | os.PathLike[str] | None = None):
         if source not in SOURCES:
             raise ValueError(f"unknown token source {source!r}; expected one of {SOURCES}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lake.stage import Lake
+from lake.stage import Lake, Partition, as_partition
 
 STAGE = "tokenizer"
 DATASET = "tokenizer"
@@ -38,21 +38,23 @@ def from_json(text: str):
     return tokenizer
 
 
-def tokenizer_json(lake: Lake, snapshot: str, stage: str = STAGE) -> str:
-    keys = [k for k in lake.dataset_keys(snapshot, stage, DATASET) if k.endswith("/tokenizer.json")]
+def tokenizer_json(lake: Lake, release: Partition, stage: str = STAGE) -> str:
+    """The committed ``tokenizer.json`` text of a partition (a release: trained for it, or pinned)."""
+    keys = [k for k in lake.dataset_keys(release, stage, DATASET) if k.endswith("/tokenizer.json")]
     if not keys:
-        raise FileNotFoundError(f"stage {stage!r} of snapshot {snapshot!r} committed no tokenizer.json")
+        raise FileNotFoundError(f"stage {stage!r} of {as_partition(release)} committed no tokenizer.json")
     return lake.storage.read_bytes(keys[0]).decode()
 
 
-def load(lake: Lake, snapshot: str, stage: str = STAGE):
-    """The committed tokenizer of ``snapshot``."""
-    return from_json(tokenizer_json(lake, snapshot, stage))
+def load(lake: Lake, release: Partition, stage: str = STAGE):
+    """The committed tokenizer of ``release``."""
+    return from_json(tokenizer_json(lake, release, stage))
 
 
-def local_dir(lake: Lake, snapshot: str, stage: str = STAGE, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def local_dir(lake: Lake, release: Partition, stage: str = STAGE,
+              cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """A local directory holding the HF tokenizer files (the lake itself, or a cache copy of an S3 lake)."""
-    info = lake.require(snapshot, stage)
+    info = lake.require(release, stage)
     prefix = f"{info.prefix}/{DATASET}"
     local = lake.storage.local_path(prefix)
     if local is not None:

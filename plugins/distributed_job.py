@@ -13,20 +13,21 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from distributed_launch import SCRATCH, DistributedLaunch
 from kubernetes.client import models as k8s
-from stage_launcher import GPU_POOL, IMAGES, NAMESPACE, SNAPSHOT_XCOM
+from stage_launcher import GPU_POOL, IMAGES, NAMESPACE, PartitionKind, partition_xcom
 
 
 class DistributedJobOperator(KubernetesJobOperator):
-    """Run ``module`` on ``stage``'s Indexed Job; ``snapshot`` (templated) reaches the pods as SEEDCODER_SNAPSHOT."""
+    """Run ``module`` on ``stage``'s Indexed Job on the run's ``partition`` ids; ``ids`` (templated, default: the
+    resolver task's XCom) reaches the pods as SEEDCODER_PARTITION_IDS."""
 
-    def __init__(self, *, stage: str, module: str, snapshot: str = SNAPSHOT_XCOM,
+    def __init__(self, *, stage: str, module: str, partition: PartitionKind = "snapshot", ids: str | None = None,
                  stage_args: tuple[str, ...] = (), **kwargs: Any):
         kwargs.setdefault("pool", GPU_POOL)
         super().__init__(
             name=f"seedcoder-{stage.replace('_', '-')}",
             namespace=NAMESPACE,
             image=IMAGES["gpu"],
-            env_vars=[k8s.V1EnvVar(name="SEEDCODER_SNAPSHOT", value=snapshot)],
+            env_vars=[k8s.V1EnvVar(name="SEEDCODER_PARTITION_IDS", value=ids or partition_xcom(partition))],
             completion_mode="Indexed",
             wait_until_job_complete=True,
             deferrable=True,
@@ -36,19 +37,21 @@ class DistributedJobOperator(KubernetesJobOperator):
         )
         self.stage = stage
         self.module = module
+        self.partition = partition
         self.stage_args = tuple(stage_args)
 
     def launch(self) -> DistributedLaunch:
-        return DistributedLaunch.from_platform_config(self.stage, self.module, stage_args=self.stage_args)
+        return DistributedLaunch.from_platform_config(self.stage, self.module, stage_args=self.stage_args,
+                                                      partition=self.partition)
 
     def shape(self, launch: DistributedLaunch) -> None:
-        """Set the Job's size and its pod from ``launch``; the rendered SEEDCODER_SNAPSHOT is kept."""
-        snapshot = [e for e in self.env_vars if e.name == "SEEDCODER_SNAPSHOT"]
+        """Set the Job's size and its pod from ``launch``; the rendered SEEDCODER_PARTITION_IDS is kept."""
+        ids = [e for e in self.env_vars if e.name == "SEEDCODER_PARTITION_IDS"]
         volumes, mounts = launch.extras.k8s_volumes()
         self.image = launch.image
         self.cmds = ["/bin/bash", "-c"]
         self.arguments = [launch.worker_script()]
-        self.env_vars = launch.extras.k8s_env(launch.env()) + snapshot
+        self.env_vars = launch.extras.k8s_env(launch.env()) + ids
         self.env_from = launch.extras.k8s_env_from() or []
         self.labels = launch.labels()
         self.container_resources = k8s.V1ResourceRequirements(**launch.resources())

@@ -1,11 +1,11 @@
 """Multi-node launch of a GPU stage on Kubernetes: an Indexed Job of N pods plus a headless Service.
 
 Each pod runs ``torchrun --nnodes N --nproc_per_node G --node_rank $JOB_COMPLETION_INDEX`` with the static
-rendezvous at pod 0, for the snapshot in ``$SEEDCODER_SNAPSHOT`` (an environment variable the task's template
-fills: the worker script itself holds no template). An Indexed Job gives every pod the stable hostname ``<job name>-<index>``, and with
-``subdomain`` set to the headless Service, pod 0 is resolvable as ``<job name>-0.<service>``; the pod derives
-that address from its own hostname, so the launch works whatever name the Job gets (Airflow's
-KubernetesJobOperator adds a unique suffix). The Service publishes not-ready addresses so peers resolve pod 0
+rendezvous at pod 0, for the partition ids in ``$SEEDCODER_PARTITION_IDS`` (an environment variable the task's
+template fills: the worker script itself holds no template). An Indexed Job gives every pod the stable hostname
+``<job name>-<index>``, and with ``subdomain`` set to the headless Service, pod 0 is resolvable as
+``<job name>-0.<service>``; the pod derives that address from its own hostname, so the launch works whatever name
+the Job gets (Airflow's KubernetesJobOperator adds a unique suffix). The Service publishes not-ready addresses so peers resolve pod 0
 while it is still starting.
 
 Pods ask for ``gpus_per_node`` GPUs (requests = limits), carry the GPU node selector and tolerations, mount a
@@ -24,7 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from stage_launcher import IMAGES, NAMESPACE, SERVICE_ACCOUNT, PodExtras, lake_credentials_secret, profile, stage_task
+from stage_launcher import (
+    IMAGES,
+    NAMESPACE,
+    PARTITION_FLAGS,
+    SERVICE_ACCOUNT,
+    PartitionKind,
+    PodExtras,
+    lake_credentials_secret,
+    profile,
+    stage_task,
+)
 
 RENDEZVOUS_LABEL = "seedcoder/rendezvous"
 # Node-local disk for checkpoint files on their way to the lake (stages.pretrain.scratch_dir on k8s).
@@ -53,6 +63,8 @@ class DistributedLaunch:
     service_account: str = SERVICE_ACCOUNT
     stage_args: tuple[str, ...] = ()
     extras: PodExtras = PodExtras()
+    # What the stage runs on: pretraining trains on a release (``--release NAME``).
+    partition: PartitionKind = "snapshot"
 
     def __post_init__(self):
         if self.nodes < 1 or self.gpus_per_node < 1:
@@ -93,13 +105,15 @@ class DistributedLaunch:
                 RENDEZVOUS_LABEL: self.slug}
 
     def worker_script(self) -> str:
-        """The pod's shell command: pod 0's address from the hostname, then torchrun on ``$SEEDCODER_SNAPSHOT``."""
+        """The pod's shell command: pod 0's address from the hostname, then torchrun on the partition ids in
+        ``$SEEDCODER_PARTITION_IDS``."""
         torchrun = ["torchrun", f"--nnodes={self.nodes}", f"--nproc_per_node={self.gpus_per_node}",
                     '--node_rank="${JOB_COMPLETION_INDEX}"', '--master_addr="${MASTER_ADDR}"',
                     f"--master_port={self.rendezvous_port}", "-m", self.module,
-                    "--snapshot", '"${SEEDCODER_SNAPSHOT}"', *map(shlex.quote, self.stage_args)]
+                    PARTITION_FLAGS[self.partition], '"${SEEDCODER_PARTITION_IDS}"',
+                    *map(shlex.quote, self.stage_args)]
         return ("set -eu\n"
-                ': "${SEEDCODER_SNAPSHOT:?no snapshot id}"\n'
+                f': "${{SEEDCODER_PARTITION_IDS:?no {self.partition} id}}"\n'
                 f'MASTER_ADDR="${{HOSTNAME%-*}}-0.{self.service_name}.{self.namespace}.svc"\n'
                 "export MASTER_ADDR\n"
                 "exec " + " ".join(torchrun) + "\n")
@@ -157,7 +171,7 @@ class DistributedLaunch:
                     "image": self.image,
                     "command": ["/bin/bash", "-c", self.worker_script()],
                     "env": [{"name": k, "value": v}
-                            for k, v in sorted({**self.env(), "SEEDCODER_SNAPSHOT": snapshot}.items())],
+                            for k, v in sorted({**self.env(), "SEEDCODER_PARTITION_IDS": snapshot}.items())],
                     **({"envFrom": [{"secretRef": {"name": secret}}]} if (secret := lake_credentials_secret())
                        else {}),
                     "ports": [{"name": "rendezvous", "containerPort": self.rendezvous_port}],
@@ -210,14 +224,16 @@ class HeadlessServiceOperator(BaseOperator):
         return meta["name"]
 
 
-def distributed_stage_tasks(stage: str, *, module: str, **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
-    """(first, last) task of the stage: local -> one subprocess task; k8s -> headless Service >> Indexed Job."""
+def distributed_stage_tasks(stage: str, *, module: str, partition: PartitionKind = "snapshot",
+                            **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
+    """(first, last) task of the stage on the run's ``partition`` ids: local -> one subprocess task; k8s ->
+    headless Service >> Indexed Job."""
     if profile() == "local":
-        task = stage_task(stage, module=module, runtime="gpu", **kwargs)
+        task = stage_task(stage, module=module, runtime="gpu", partition=partition, **kwargs)
         return task, task
     from distributed_job import DistributedJobOperator
 
     service = HeadlessServiceOperator(task_id=f"{stage}_service", stage=stage, module=module)
-    job = DistributedJobOperator(task_id=stage, stage=stage, module=module, **kwargs)
+    job = DistributedJobOperator(task_id=stage, stage=stage, module=module, partition=partition, **kwargs)
     service >> job
     return service, job

@@ -8,8 +8,10 @@
   and volume claims it declares (``secrets=``, ``volumes=``), all named by environment variables the chart sets.
 
 The profile comes from ``$SEEDCODER_PROFILE`` (an environment read, no I/O), so the same DAG file serves both.
-Every stage task reads the snapshot id from the DAG's ``snapshot`` task (XCom), which resolves it from the
-manual-run param, the triggering Asset event, or the scheduled data interval: one run key for every kind of run.
+Every stage task reads its partition from the DAG's resolver task (XCom): ``snapshot`` for the data DAGs, which
+resolves it from the manual-run param, the triggering Asset events, or the scheduled data interval; ``release``
+for the model DAGs (dataset build, pretraining), from the param or the events. A run triggered by several Asset
+events processes every partition they name, in order (the stage CLI takes a comma-separated list).
 """
 
 from __future__ import annotations
@@ -26,16 +28,30 @@ from typing import Any, Literal
 from airflow.sdk import Asset, BaseOperator, Param, task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SNAPSHOT_XCOM = "{{ ti.xcom_pull(task_ids='snapshot') }}"
 Runtime = Literal["spark", "gpu", "python"]
-# The snapshot id's form, as lake.stage.SNAPSHOT_RE checks it (repeated here: the DAG files must not import lake).
+PartitionKind = Literal["snapshot", "release", "scorer"]
+# The stage CLI's flag per partition kind, as lake.cli.FLAGS has them (repeated: the DAG files must not import lake).
+PARTITION_FLAGS = {"snapshot": "--snapshot", "release": "--release", "scorer": "--version"}
+# The id form of snapshots, releases and scorer versions, as lake.stage.SNAPSHOT_RE checks it.
 SNAPSHOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def partition_xcom(kind: PartitionKind) -> str:
+    """The template of the run's partition ids (comma-separated), as the resolver task ``kind`` returned them."""
+    return "{{ ti.xcom_pull(task_ids='" + kind + "') }}"
+
 
 
 def snapshot_params(when_empty: str) -> dict[str, Param]:
     """The ``snapshot`` param of every pipeline DAG (the manual-run form field); ``when_empty`` says the fallback."""
     return {"snapshot": Param(None, type=["null", "string"], pattern=SNAPSHOT_PATTERN,
                               description=f"Snapshot id for a manual run (e.g. 2026-10); empty: {when_empty}.")}
+
+
+def release_params(when_empty: str) -> dict[str, Param]:
+    """The ``release`` param of the model DAGs (dataset build, pretraining)."""
+    return {"release": Param(None, type=["null", "string"], pattern=SNAPSHOT_PATTERN,
+                             description=f"Release name for a manual run (e.g. 2026-q3); empty: {when_empty}.")}
 
 
 def profile() -> str:
@@ -235,16 +251,18 @@ class PodExtras:
 class LocalStageOperator(BaseOperator):
     """Run a stage module as a subprocess in its runtime's virtual environment (local profile)."""
 
-    template_fields = ("snapshot", "extra_args")
+    template_fields = ("ids", "extra_args")
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, stage: str, module: str, runtime: Runtime = "spark", snapshot: str = SNAPSHOT_XCOM,
-                 extra_args: list[str] | None = None, **kwargs: Any):
+    def __init__(self, *, stage: str, module: str, runtime: Runtime = "spark", partition: PartitionKind = "snapshot",
+                 ids: str | None = None, extra_args: list[str] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.stage = stage
         self.module = module
         self.runtime = runtime
-        self.snapshot = snapshot
+        self.partition = partition
+        # The partition ids to process, comma-separated (default: what the run's resolver task returned).
+        self.ids = ids or partition_xcom(partition)
         self.extra_args = list(extra_args or [])
 
     def python(self) -> str:
@@ -258,10 +276,10 @@ class LocalStageOperator(BaseOperator):
         return str(path)
 
     def execute(self, context: Any) -> dict:
-        if not self.snapshot or self.snapshot == "None":
-            raise ValueError(f"stage {self.stage}: no snapshot id (is the 'snapshot' task upstream?)")
+        if not self.ids or self.ids == "None":
+            raise ValueError(f"stage {self.stage}: no {self.partition} id (is the '{self.partition}' task upstream?)")
         python = self.python()
-        cmd = [python, "-m", self.module, "--snapshot", self.snapshot, *self.extra_args]
+        cmd = [python, "-m", self.module, PARTITION_FLAGS[self.partition], self.ids, *self.extra_args]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
@@ -278,35 +296,40 @@ class LocalStageOperator(BaseOperator):
         if proc.wait() != 0:
             raise RuntimeError(f"stage {self.stage} ({self.module}) exited with {proc.returncode}; last lines:\n"
                                + "\n".join(tail))
-        return committed_summary(self.snapshot, self.stage)
+        return committed_summary(self.ids, self.stage, self.partition)
 
 
-def committed_summary(snapshot: str, stage: str) -> dict:
-    """The committed stage's stats (small JSON for XCom and the UI)."""
+def committed_summary(ids: str, stage: str, kind: PartitionKind = "snapshot") -> dict:
+    """The committed stage's stats (small JSON for XCom and the UI); for several ids, the last one's plus ``runs``."""
     from lake.config import load_config
+    from lake.stage import Partition
 
     lake = load_config().open_lake()
-    info = lake.require(snapshot, stage)
-    stats = info.stats
-    return {"stage": stage, "snapshot": snapshot, "attempt": info.attempt,
-            "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
-            "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
-            "seconds": stats["seconds"]}
+    runs = []
+    for name in ids.split(","):
+        info = lake.require(Partition(kind, name), stage)
+        stats = info.stats
+        runs.append({"stage": stage, kind: name, "attempt": info.attempt,
+                     "uri": lake.storage.uri(info.prefix), "records_in": stats["records_in"],
+                     "records_out": stats["records_out"], "drop_reasons": stats["drop_reasons"],
+                     "seconds": stats["seconds"]})
+    return {**runs[-1], "runs": runs} if len(runs) > 1 else runs[0]
 
 
 def stage_task(stage: str, *, module: str, runtime: Runtime = "spark", resources: PodResources | None = None,
                extra_args: list[str] | None = None, secrets: tuple[str, ...] = (), volumes: tuple[str, ...] = (),
-               task_id: str | None = None, **op_kwargs: Any) -> BaseOperator:
-    """The operator running ``python -m module`` for ``stage`` under the active profile.
+               task_id: str | None = None, partition: PartitionKind = "snapshot", **op_kwargs: Any) -> BaseOperator:
+    """The operator running ``python -m module`` for ``stage`` under the active profile, on the run's
+    ``partition`` ids.
 
     ``secrets`` (keys of :data:`SECRETS`) and ``volumes`` (keys of :data:`VOLUMES`) are what the stage needs on
     the k8s profile beyond the lake; the local profile reads the same settings from the environment and disk.
     """
     task_id = task_id or stage
     extras = PodExtras(secrets=tuple(secrets), volumes=tuple(volumes))
-    args = ["--snapshot", SNAPSHOT_XCOM, *(extra_args or [])]
+    args = [PARTITION_FLAGS[partition], partition_xcom(partition), *(extra_args or [])]
     if profile() == "local":
-        return LocalStageOperator(task_id=task_id, stage=stage, module=module, runtime=runtime,
+        return LocalStageOperator(task_id=task_id, stage=stage, module=module, runtime=runtime, partition=partition,
                                   extra_args=extra_args, **op_kwargs)
     resources = (resources or PodResources()).gpu_defaults()
     if runtime == "spark":
@@ -382,33 +405,79 @@ def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: Po
     )
 
 
-@task(task_id="snapshot")
-def resolve_snapshot(**context: Any) -> str:
-    """The run's snapshot id: the ``snapshot`` param, else the triggering Asset event, else the data interval."""
-    from lake.stage import check_snapshot
+def event_ids(extras: list[dict], kind: PartitionKind = "snapshot") -> list[str]:
+    """Every partition id the triggering events name (``snapshots`` lists, or ``snapshot``), sorted and unique.
+
+    >>> event_ids([{"snapshot": "2026-09", "snapshots": ["2026-08", "2026-09"]}, {"snapshot": "2026-10"}, {}])
+    ['2026-08', '2026-09', '2026-10']
+    """
+    found = set()
+    for extra in extras:
+        found.update(extra.get(f"{kind}s") or ([extra[kind]] if extra.get(kind) else []))
+    return sorted(found)
+
+
+def partition_ids(kind: PartitionKind, context: Any) -> str:
+    """The run's ids of ``kind``: the param, else every triggering Asset event's, else (snapshots) the data interval.
+
+    Several ids come back comma-separated in snapshot order, so one run processes every event it carries.
+    """
+    from lake.cli import split_ids
 
     params = context.get("params") or {}
-    if params.get("snapshot"):
-        return check_snapshot(str(params["snapshot"]))
-    events = context.get("triggering_asset_events") or {}
-    for _asset, asset_events in events.items():
-        for event in reversed(list(asset_events)):
-            if (event.extra or {}).get("snapshot"):
-                return check_snapshot(event.extra["snapshot"])
+    if params.get(kind):
+        return ",".join(split_ids(str(params[kind]), kind))
+    extras = [event.extra or {} for events in (context.get("triggering_asset_events") or {}).values()
+              for event in events]
+    if ids := event_ids(extras, kind):
+        return ",".join(split_ids(",".join(ids), kind))
     start = context.get("data_interval_start")
-    if start is not None:
+    if kind == "snapshot" and start is not None:
         return start.strftime("%Y-%m")
-    raise ValueError("no snapshot: give the 'snapshot' param, or trigger from an Asset event that carries one")
+    raise ValueError(f"no {kind}: give the '{kind}' param, or trigger from an Asset event that carries one")
 
 
-def publish(asset: Asset, stage: str):
-    """A task that emits ``asset`` with the snapshot id and the stage's numbers as the event's extra."""
+@task(task_id="snapshot")
+def resolve_snapshot(**context: Any) -> str:
+    """The run's snapshot id(s): the ``snapshot`` param, else the triggering Asset events, else the data interval."""
+    return partition_ids("snapshot", context)
+
+
+@task(task_id="release")
+def resolve_release(**context: Any) -> str:
+    """The run's release name(s): the ``release`` param, else the triggering Asset events."""
+    return partition_ids("release", context)
+
+
+@task(task_id="scorer")
+def resolve_scorer(**context: Any) -> str:
+    """The scorer version the run makes (the ``scorer`` param)."""
+    return partition_ids("scorer", context)
+
+
+def publish(asset: Asset, stage: str, partition: PartitionKind = "snapshot",
+            extra_metrics: dict[str, str] | tuple[str, ...] = ()):
+    """A task that emits ``asset`` with the partition ids and the stage's numbers as the event's extra.
+
+    The extra names the last id under ``partition`` and all of them under ``partition + "s"`` (a run may have
+    processed several); ``extra_metrics`` copies metrics of the last run's stats into it, as ``{extra key: metric}``
+    or metric names (e.g. a model's location).
+    """
+    extra_metrics = extra_metrics if isinstance(extra_metrics, dict) else {name: name for name in extra_metrics}
 
     @task(task_id=f"publish_{stage}", outlets=[asset])
-    def _publish(snapshot: str, **context: Any) -> dict:
-        summary = committed_summary(snapshot, stage)
-        context["outlet_events"][asset].extra = {"snapshot": snapshot, "uri": summary["uri"],
-                                                 "records_out": summary["records_out"]}
+    def _publish(ids: str, **context: Any) -> dict:
+        summary = committed_summary(ids, stage, partition)
+        names = ids.split(",")
+        extra = {partition: names[-1], f"{partition}s": names, "uri": summary["uri"],
+                 "records_out": summary["records_out"]}
+        if extra_metrics:
+            from lake.config import load_config
+            from lake.stage import Partition
+
+            metrics = load_config().open_lake().stats(Partition(partition, names[-1]), stage)["metrics"]
+            extra.update({key: metrics.get(name) for key, name in extra_metrics.items()})
+        context["outlet_events"][asset].extra = extra
         print(json.dumps(summary, indent=2), file=sys.stderr)
         return summary
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (local profile): installs the environments, builds a local source of
-# real code from this machine, runs every built DAG of the pipeline end to end on snapshot "demo", and prints
-# where each stage's output and numbers are.   Usage: scripts/demo.sh   (env: SNAPSHOT, DEMO_MAX_FILES)
+# real code from this machine, runs every built DAG of the pipeline end to end on snapshot "demo" (crawl -> ...
+# -> quality, with scorer v1 trained once), cuts release "demo" from it and trains on the release, and prints where
+# each stage's output and numbers are, the release's manifest, its shards and its model.
+# Usage: scripts/demo.sh   (env: SNAPSHOT, RELEASE, DEMO_MAX_FILES, DAGS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SEEDCODER_PROFILE=local PYTHONUNBUFFERED=1
@@ -11,9 +13,12 @@ scripts/bootstrap.sh all
 .venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-12000}"
 # The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress and the final table.
 set +e
-.venv/bin/python scripts/pipeline.py --snapshot "${SNAPSHOT:-demo}" ${DAGS:+--dags "$DAGS"} 2>&1 \
-  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|DAG |Snapshot)|^  [a-z_]+ +[0-9,]+ in|^ +(output|stats):|ERROR|Traceback'
+args=(--snapshot "${SNAPSHOT:-demo}" --release "${RELEASE:-${SNAPSHOT:-demo}}")
+.venv/bin/python scripts/pipeline.py "${args[@]}" ${DAGS:+--dags "$DAGS"} 2>&1 \
+  | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|---|DAG )|ERROR|Traceback'
 status=${PIPESTATUS[0]}
 set -e
 [[ $status -eq 0 ]] || { echo "demo failed (exit $status): full log in .work/demo.log" >&2; exit 1; }
+# What was committed: every stage of the snapshot, the scorer version, the release's manifest, shards and model.
+.venv/bin/python scripts/pipeline.py "${args[@]}" --summary-only
 echo "demo: finished in $(( $(date +%s) - start ))s (full log: .work/demo.log)"

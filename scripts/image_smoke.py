@@ -3,8 +3,8 @@
     scripts/images.sh smoke [--work DIR] [--snapshot YYYY-MM] [--s3-port 8473] [--skip-s3]
 
 What is real: the images (scripts/images.sh build), the chart (``helm template`` gives the Airflow pods' environment
-and the ConfigMap), Airflow (``dag.test()`` runs of the six DAGs on the k8s profile: the crawl by a manual run with
-the snapshot in its conf, every later DAG by the Asset event its upstream DAG published), the operators the
+and the ConfigMap), Airflow (``dag.test()`` runs of the eight DAGs on the k8s profile: crawl, scorer and release by
+manual runs with their conf, every other DAG by the Asset event its upstream DAG published), the operators the
 launcher builds and their templates rendered from those runs, and the stage code in the images. What stands in
 for Kubernetes (tests/k8s/harness.py intercepts the provider operators where they would call the API server):
 
@@ -49,7 +49,16 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "spark_jobs" / "crawl" / "github
 IMAGES_SH = REPO / "scripts" / "images.sh"
 VERSION = os.environ.get("SEEDCODER_IMAGE_VERSION", "0.1.0")
 IMAGE = {name: f"localhost/seedcoder/{name}:{VERSION}" for name in ("airflow", "spark", "gpu")}
-CHAIN = ("crawl", "dedup", "filters", "quality", "dataset", "pretrain")
+SCORER_VERSION, RELEASE_NAME = "v1", "smoke"
+
+
+def chain(snapshot: str) -> list[tuple[str, dict | None]]:
+    """Pass 1, in the order a deployment's users and Assets run it: (DAG, manual conf or None: asset-triggered by
+    its upstream's latest event). The data DAGs on the snapshot, a scorer version trained by hand, the snapshot
+    scored with it, a release cut by hand from the snapshot, its dataset and its pretraining."""
+    return [("crawl", {"snapshot": snapshot}), ("dedup", None), ("filters", None),
+            ("scorer", {"scorer": SCORER_VERSION, "snapshot": snapshot}), ("quality", None),
+            ("release", {"release": RELEASE_NAME, "snapshots": [snapshot]}), ("dataset", None), ("pretrain", None)]
 RELEASE = "seedcoder"
 SECRETS_IN_CHART = {"github": "github-token", "lake": "lake-s3"}
 CLAIMS = {"models": "seedcoder-models", "eval_sets": "seedcoder-eval-sets"}
@@ -390,7 +399,8 @@ def smoke_config(fake_url: str) -> str:
                               "shard_size": 100}
     stages["train_scorer"].update(base_model="/models/tiny-base", max_tokens=256, batch_size=8,
                                   learning_rate=3.0e-4, warmup_steps=5, test_fraction=0.1, log_every=5)
-    stages["score"].update(max_tokens=256, shard_rows=256, dtype="float32", gpu_memory_utilization=0.1)
+    stages["score"].update(scorer_version=SCORER_VERSION, max_tokens=256, shard_rows=256, dtype="float32", gpu_memory_utilization=0.1)
+    stages["release"]["output_partitions"] = 2
     stages["tokenizer"].update(vocab_size=4096, sample_fraction=1.0, max_training_bytes=50_000_000)
     stages["dataset_build"].update(seq_len={"file_level": 512, "repo_level": 1024, "commits": 1024}, parts=2,
                                    shard_tokens=262_144)
@@ -452,17 +462,18 @@ def apply_chart(objects: list[dict], cluster: Cluster, config_dir: Path) -> dict
 
 
 # -- the runs -------------------------------------------------------------------------------------------------
-def run_chain(harness, stand_in, dags: list[str], snapshot: str, *, mark_success: str | None = None) -> list[dict]:
-    """The first DAG by a manual run with the snapshot in its conf, each next one by its upstream's Asset event."""
+def run_chain(harness, stand_in, steps: list[tuple[str, dict | None]], *,
+              mark_success: str | None = None) -> list[dict]:
+    """Each step's DAG by a manual run with its conf, or (conf None) by its upstream's latest Asset event."""
     results = []
-    for n, dag_id in enumerate(dags):
+    for dag_id, conf in steps:
         start = time.monotonic()
         dag = harness.dagbag().dags[dag_id]
-        say(f"==> DAG {dag_id}" + (" (manual run, conf snapshot)" if n == 0 else " (triggered by the Asset event)"))
+        say(f"==> DAG {dag_id}" + (f" (manual run, conf {json.dumps(conf)})" if conf is not None
+                                   else " (triggered by the Asset event)"))
         with stand_in.patched():
-            if n == 0:
-                run = harness.run_dag(dag_id, conf={"snapshot": snapshot}, mark_success_pattern=mark_success,
-                                      retries=0)
+            if conf is not None:
+                run = harness.run_dag(dag_id, conf=conf, mark_success_pattern=mark_success, retries=0)
             else:
                 run = harness.run_dag(dag_id, asset_events=harness.latest_asset_events(dag),
                                       mark_success_pattern=mark_success, retries=0)
@@ -476,12 +487,16 @@ def run_chain(harness, stand_in, dags: list[str], snapshot: str, *, mark_success
 
 
 def committed_table(snapshot: str, title: str) -> list[str]:
+    """The committed stages of the snapshot, the scorer version and the release."""
     from lake.config import load_config
+    from lake.stage import Partition
 
     lake = load_config().open_lake()
-    lines = [f"{title}: lake {lake.root}, snapshot {snapshot}",
+    lines = [f"{title}: lake {lake.root}, snapshot {snapshot}, scorer {SCORER_VERSION}, release {RELEASE_NAME}",
              f"  {'stage':<15} {'attempt':>7} {'in':>7} {'out':>7} {'seconds':>8}  drops"]
-    for commit in lake.committed_stages(snapshot):
+    commits = [*lake.committed_stages(snapshot), *lake.committed_stages(Partition("scorer", SCORER_VERSION)),
+               *lake.committed_stages(Partition("release", RELEASE_NAME))]
+    for commit in commits:
         s = commit.stats
         drops = ", ".join(f"{k}={v}" for k, v in s["drop_reasons"].items() if v) or "-"
         lines.append(f"  {commit.stage:<15} {commit.attempt:>7} {s['records_in']:>7,} {s['records_out']:>7,} "
@@ -612,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = ImageRunner(cluster, dirs["logs"])
         stand_in = harness.ClusterStandIn(run=runner)
         say(f"pass 1: the chain on the lake directory {dirs['lake']}")
-        report["pass1"] = run_chain(harness, stand_in, list(CHAIN), snapshot)
+        report["pass1"] = run_chain(harness, stand_in, chain(snapshot))
         table = committed_table(snapshot, "pass 1 (lake on a bound directory)")
 
         if not args.skip_s3:
@@ -626,9 +641,11 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pass 2: lake {env['SEEDCODER_LAKE_ROOT']} at {endpoint}")
                 copied = copy_lake(dirs["lake"], env["SEEDCODER_LAKE_ROOT"], endpoint)
                 say(f"copied {copied} objects of pass 1's commits to the S3 lake")
-                # dataset_build is a Spark stage (no s3a here): its pass-1 commit stays; the tokenizer runs again.
-                report["pass2"] = run_chain(harness, stand_in, ["quality", "dataset", "pretrain"], snapshot,
-                                            mark_success="dataset_build")
+                # A new scorer version on S3, the snapshot scored again; dataset_build is a Spark stage (no s3a
+                # here): its pass-1 commit stays, the tokenizer runs again.
+                report["pass2"] = run_chain(harness, stand_in,
+                                            [("scorer", {"scorer": "v2", "snapshot": snapshot}), ("quality", None),
+                                             ("dataset", None), ("pretrain", None)], mark_success="dataset_build")
                 table += committed_table(snapshot, "pass 2 (lake on S3; Spark stages' commits copied from pass 1)")
             finally:
                 subprocess.run([str(REPO / "scripts" / "services.sh"), "stop", "s3"], env=services, check=False)

@@ -1,12 +1,16 @@
-"""Run the pipeline's DAGs end to end on one snapshot (``dag.test()``, in-process), then say where everything is.
+"""Run the pipeline's DAGs end to end (``dag.test()``, in-process), then say where everything is.
 
-    python scripts/pipeline.py --snapshot demo                 # every DAG of the chain, in order
+    python scripts/pipeline.py --snapshot demo                   # the whole chain, in order (below)
     python scripts/pipeline.py --snapshot demo --dags crawl,dedup
-    python scripts/pipeline.py --snapshot demo --summary-only  # just print the committed stages
+    python scripts/pipeline.py --release r2 --dags dataset,pretrain
+    python scripts/pipeline.py --snapshot demo --summary-only    # just print what is committed
 
-This is what the README's main command runs. Each DAG is run exactly as the scheduler would run it (same tasks,
-same operators, same profile), with the snapshot given as the run's ``snapshot`` param; the Asset-scheduled DAGs
-are run in chain order instead of waiting on their Assets.
+This is what the README's main command runs. The chain: the snapshot DAGs (crawl, dedup, filters), the scorer
+DAG when the pinned scorer version does not exist yet (it is trained once, on this snapshot, then reused), the
+quality DAG, the release DAG (cuts release ``--release``, default the snapshot's name, from ``--release-snapshots``,
+default this snapshot; an existing release is immutable and is reused), then the dataset and pretrain DAGs on the
+release. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
+partition given as the run's params; the Asset-scheduled DAGs are run in chain order instead of waiting on Assets.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHAIN = ["crawl", "dedup", "filters", "quality", "dataset", "pretrain"]
+SNAPSHOT_DAGS = ["crawl", "dedup", "filters", "scorer", "quality"]
+RELEASE_DAGS = ["release", "dataset", "pretrain"]
+CHAIN = SNAPSHOT_DAGS + RELEASE_DAGS
 
 
 def setup_airflow_env(home: Path) -> None:
@@ -41,7 +47,43 @@ def migrate() -> None:
     initdb()
 
 
-def run_dags(snapshot: str, dag_ids: list[str]) -> list[dict]:
+def pinned_scorer() -> str | None:
+    from lake.config import load_config
+    from training.quality.config import ScoreConfig
+
+    return load_config().stage("score", ScoreConfig).scorer_version
+
+
+def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
+    """The params of ``dag_id``'s run, or None when the DAG has nothing to do (its immutable output exists)."""
+    from lake.config import load_config
+    from lake.release import committed as releases
+    from lake.stage import Partition
+
+    lake = load_config().open_lake()
+    if dag_id == "scorer":
+        version = args.scorer_version or pinned_scorer()
+        if lake.commit_info(Partition.scorer(version), "train_scorer") is not None:
+            print(f"--- scorer {version} exists (scorer versions are immutable): reused", flush=True)
+            return None
+        return {"scorer": version, "snapshot": None if args.scorer_labels_from else args.snapshot,
+                "labels_from": args.scorer_labels_from, "base_model": args.scorer_base, "oracle": args.oracle}
+    if dag_id == "quality":
+        return {"snapshot": args.snapshot, "scorer": args.scorer_version}
+    if dag_id == "release":
+        if args.release in releases(lake):
+            print(f"--- release {args.release} exists (releases are immutable): reused; cut a new one with "
+                  f"--release NAME", flush=True)
+            return None
+        snapshots = args.release_snapshots.split(",") if args.release_snapshots else [args.snapshot]
+        return {"release": args.release, "snapshots": snapshots, "base_release": args.base_release,
+                "tokenizer": args.tokenizer, "tokenizer_from": None}
+    if dag_id in RELEASE_DAGS:
+        return {"release": args.release}
+    return {"snapshot": args.snapshot}
+
+
+def run_dags(args: argparse.Namespace, dag_ids: list[str]) -> list[dict]:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
@@ -52,9 +94,13 @@ def run_dags(snapshot: str, dag_ids: list[str]) -> list[dict]:
         dag = bag.get_dag(dag_id)
         if dag is None:
             raise SystemExit(f"no DAG {dag_id!r} in {REPO / 'dags'} (have {sorted(bag.dag_ids)})")
+        conf = run_conf(dag_id, args)
+        if conf is None:
+            results.append({"dag": dag_id, "state": "reused", "seconds": 0.0})
+            continue
         t0 = time.monotonic()
-        print(f"==> {dag_id} (snapshot {snapshot})", flush=True)
-        dag_run = dag.test(run_conf={"snapshot": snapshot})
+        print(f"==> {dag_id} ({', '.join(f'{k} {v}' for k, v in conf.items() if v)})", flush=True)
+        dag_run = dag.test(run_conf=conf)
         state = str(getattr(dag_run, "state", "unknown"))
         results.append({"dag": dag_id, "state": state, "seconds": round(time.monotonic() - t0, 1)})
         print(f"<== {dag_id}: {state} in {results[-1]['seconds']}s", flush=True)
@@ -63,38 +109,84 @@ def run_dags(snapshot: str, dag_ids: list[str]) -> list[dict]:
     return results
 
 
-def summary(snapshot: str) -> str:
-    from lake.config import load_config
-
-    lake = load_config().open_lake()
-    lines = [f"Snapshot {snapshot!r} in lake {lake.root}:"]
-    for commit in lake.committed_stages(snapshot):
+def stage_lines(lake, partition) -> list[str]:
+    lines = []
+    for commit in lake.committed_stages(partition):
         s = commit.stats
         drops = ", ".join(f"{k}={v:,}" for k, v in s["drop_reasons"].items() if v) or "-"
         lines.append(f"  {commit.stage:<15} {s['records_in']:>8,} in -> {s['records_out']:>8,} out  "
                      f"{s['seconds']:>7.1f}s  drops: {drops}")
         lines.append(f"  {'':<15} output: {lake.storage.uri(commit.prefix)}")
-        lines.append(f"  {'':<15} stats:  {lake.stats_uri(snapshot, commit.stage)}")
+        lines.append(f"  {'':<15} stats:  {lake.stats_uri(partition, commit.stage)}")
+    return lines
+
+
+def summary(snapshot: str | None, release: str | None, scorer: str | None) -> str:
+    from lake import release as rel
+    from lake.config import load_config
+    from lake.stage import Partition
+
+    lake = load_config().open_lake()
+    lines = []
+    if snapshot:
+        lines += [f"Snapshot {snapshot!r} in lake {lake.root}:", *stage_lines(lake, snapshot)]
+    if scorer and lake.commit_info(Partition.scorer(scorer), "train_scorer") is not None:
+        metrics = lake.stats(Partition.scorer(scorer), "train_scorer")["metrics"]
+        lines.append(f"Scorer {scorer!r}: held-out MAE {metrics['mae_heldout']} (0-10 scale), threshold "
+                     f"{metrics['threshold']}, base {metrics['base_model']}, labels by {metrics['oracle']}")
+        lines.append(f"  {'':<15} model:  {lake.storage.uri(lake.require(Partition.scorer(scorer), 'train_scorer').prefix)}/model")
+    if release and release in rel.committed(lake):
+        part = Partition.release(release)
+        lines += [f"Release {release!r} (manifest {rel.manifest_uri(lake, release)}):",
+                  *("  " + line for line in rel.read_manifest(lake, release).to_json().splitlines()),
+                  *stage_lines(lake, part)]
+        if lake.commit_info(part, "dataset_build") is not None:
+            tokens = lake.stats(part, "dataset_build")["metrics"]["tokens_per_source"]
+            lines.append(f"  shards: {lake.storage.uri(lake.require(part, 'dataset_build').prefix)} "
+                         f"(tokens per source: {json.dumps(tokens)})")
+        if (model := rel.model_uri(lake, release)) is not None:
+            lines.append(f"  model:  {model}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshot", default="demo", help="snapshot id (default: demo)")
-    parser.add_argument("--dags", default=None, help=f"comma-separated DAG ids (default: those of {CHAIN} present)")
+    parser.add_argument("--snapshot", default=None, help="snapshot id of the snapshot DAGs (default: demo)")
+    parser.add_argument("--release", default=None, help="release name of the release DAGs (default: the snapshot's)")
+    parser.add_argument("--release-snapshots", default=None,
+                        help="comma-separated snapshots of the release cut (default: the snapshot)")
+    parser.add_argument("--base-release", default=None, help="the release the cut continues (default: none)")
+    parser.add_argument("--tokenizer", choices=["train", "pin"], default="train", help="the cut's tokenizer policy")
+    parser.add_argument("--scorer-version", default=None,
+                        help="scorer version to train if missing and score with (default: stages.score.scorer_version)")
+    parser.add_argument("--scorer-base", default=None,
+                        help="base model of a new scorer version: a path or release:<name> (default: config)")
+    parser.add_argument("--scorer-labels-from", default=None,
+                        help="a new scorer version reuses this version's labels (default: label the snapshot)")
+    parser.add_argument("--oracle", default=None,
+                        help="oracle of a new scorer version: rules, vllm, openai or release:<name> (default: config)")
+    parser.add_argument("--dags", default=None, help=f"comma-separated DAG ids (default: those of {CHAIN} present; "
+                                                     f"only the release ones when --release is given alone)")
     parser.add_argument("--airflow-home", default=str(REPO / ".airflow"), help="AIRFLOW_HOME (SQLite DB inside)")
-    parser.add_argument("--summary-only", action="store_true", help="only print the committed stages")
+    parser.add_argument("--summary-only", action="store_true", help="only print what is committed")
     args = parser.parse_args(argv)
+    if args.snapshot is None and args.release is None:
+        args.snapshot = "demo"
+    args.release = args.release or args.snapshot
     setup_airflow_env(Path(args.airflow_home).resolve())
+    chain = CHAIN if args.snapshot else RELEASE_DAGS
+    dag_ids = args.dags.split(",") if args.dags else [d for d in chain if (REPO / "dags" / f"{d}.py").exists()]
+    if args.snapshot is None and set(dag_ids) & set(SNAPSHOT_DAGS):
+        parser.error(f"DAGs {sorted(set(dag_ids) & set(SNAPSHOT_DAGS))} run on a snapshot: give --snapshot")
     results = []
     if not args.summary_only:
-        dag_ids = args.dags.split(",") if args.dags else [d for d in CHAIN if (REPO / "dags" / f"{d}.py").exists()]
         migrate()
-        results = run_dags(args.snapshot, dag_ids)
+        results = run_dags(args, dag_ids)
     print()
     for r in results:
         print(f"DAG {r['dag']:<10} {r['state']:<8} {r['seconds']:>7.1f}s")
-    print(summary(args.snapshot))
+    scorer = args.scorer_version or (pinned_scorer() if args.snapshot else None)
+    print(summary(args.snapshot, args.release, scorer))
     return 0
 
 

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from lake.cli import run_stage, stage_parser
 from lake.config import REPO_ROOT, PlatformConfig, StrictModel
+from lake.faults import FailureTally, check_failures
 from lake.schemas import FILES, REJECTS, REPOS, to_spark_schema
 from lake.stage import StageRun
 from spark_jobs.crawl.file_rules import FileRules
@@ -76,8 +77,11 @@ def crawl_local(run: StageRun, cfg: PlatformConfig, crawl_cfg: CrawlConfig) -> N
     run.stats.bytes_in = n_bytes + rejected_bytes
     for reason, count in drops.items():
         run.stats.drop(reason, count)
+    failed = FailureTally("crawl", items=n_files + sum(drops.values()) + len(repos),
+                          failures=drops.get("crawl_error", 0))
+    check_failures(STAGE, failed, cfg.item_failures)
     run.stats.metrics.update({"repositories": len(repos), "files_by_language": dict(sorted(by_lang.items())),
-                              "source": str(root)})
+                              "source": str(root), "item_failures": failed.to_dict()})
 
 
 def main(argv: list[str] | None = None) -> int:

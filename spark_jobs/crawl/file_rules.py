@@ -3,7 +3,7 @@
 Each refusal has a reason name (it doubles as the metric name in ``_stats.json``):
 ``absolute_path``, ``path_traversal``, ``invalid_path`` (unsafe names), ``symlink`` / ``special_file`` (decided by the
 caller from the filesystem or archive entry type), ``oversize``, ``binary``, ``undecodable``, ``vendored``,
-``unknown_language``.
+``unknown_language``, ``lfs_pointer`` (a Git LFS pointer stands in for content kept elsewhere: it is not the file).
 """
 
 from __future__ import annotations
@@ -45,13 +45,32 @@ class Verdict:
         return self.reason is None
 
 
+def printable(text: str) -> str:
+    """``text`` safe to store: bytes that were not UTF-8 (kept by tarfile and os.walk as lone surrogates) become
+    U+FFFD.
+
+    >>> printable("ok.py"), printable(b"caf\\xe9.py".decode("utf-8", "surrogateescape"))
+    ('ok.py', 'caf\ufffd.py')
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name decoded with ``surrogateescape`` was valid UTF-8 (no lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def unsafe_path_reason(path: str) -> str | None:
     """Why a repository-relative path must not be used, or None if it is safe.
 
     >>> [unsafe_path_reason(p) for p in ["src/a.py", "/etc/passwd", "a/../../x", "a\\x00b"]]
     [None, 'absolute_path', 'path_traversal', 'invalid_path']
     """
-    if not path or "\x00" in path or len(path) > 4096:
+    if not path or "\x00" in path or len(path) > 4096 or not is_utf8(path):
         return "invalid_path"
     if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
         return "absolute_path"
@@ -75,7 +94,7 @@ def classify_name(path: str, size: int, rules: FileRules) -> Verdict | None:
     """The decisions that need no content (so huge or unwanted files are never read); None: read it."""
     reason = unsafe_path_reason(path)
     if reason:
-        return Verdict(None, None, reason, path[:200])
+        return Verdict(None, None, reason, printable(path)[:200])
     if is_vendored(path, rules):
         return Verdict(None, None, "vendored")
     language = language_of(path)
@@ -84,6 +103,23 @@ def classify_name(path: str, size: int, rules: FileRules) -> Verdict | None:
     if size > rules.max_file_bytes:
         return Verdict(None, language, "oversize", f"{size} bytes > {rules.max_file_bytes}")
     return None
+
+
+# Git LFS pointer files (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): under 1024 bytes, a version line
+# first, then sorted "key value" lines, among them the object's sha256 oid and its size.
+_LFS_POINTER = re.compile(rb"\Aversion https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*\Z")
+_LFS_OID = re.compile(rb"^oid sha256:[0-9a-f]{64}$", re.M)
+
+
+def is_lfs_pointer(data: bytes) -> bool:
+    """Whether ``data`` is a Git LFS pointer rather than the file it points to.
+
+    >>> is_lfs_pointer(b"version https://git-lfs.github.com/spec/v1\\noid sha256:" + b"a" * 64 + b"\\nsize 12\\n")
+    True
+    >>> is_lfs_pointer(b"version https://git-lfs.github.com/spec/v1 is the spec we follow\\n")
+    False
+    """
+    return len(data) < 1024 and bool(_LFS_POINTER.match(data)) and bool(_LFS_OID.search(data))
 
 
 def classify(path: str, data: bytes, rules: FileRules) -> Verdict:
@@ -99,6 +135,8 @@ def classify(path: str, data: bytes, rules: FileRules) -> Verdict:
     if early is not None:
         return early
     language = language_of(path)
+    if is_lfs_pointer(data):
+        return Verdict(None, language, "lfs_pointer", data.split(b"\n", 2)[1].decode("ascii", "replace")[:100])
     if b"\x00" in data[: rules.binary_probe_bytes]:
         return Verdict(None, language, "binary")
     try:

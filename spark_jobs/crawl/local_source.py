@@ -5,6 +5,9 @@ An optional ``.repo.json`` at a repository's root gives its metadata
 "commit": "<sha>", "source": "https://..."}``); without it the folder name is the repository name, counts are 0, the
 licence unknown. The commit of a repository without one is a content-derived tree id, so it is stable across runs.
 Symbolic links and anything that is not a regular file are refused, never followed.
+
+Each file, and each repository as a whole, is handled in isolation (:mod:`lake.faults`): whatever one of them
+raises becomes a reject with reason ``crawl_error`` and ``Type: message``, and the crawl goes on.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lake.faults import isolated
 from lake.schemas import file_id, sha256_hex
-from spark_jobs.crawl.file_rules import FileRules, classify, classify_name
+from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, printable
 
 META_FILE = ".repo.json"
+# Exceptions that mean the file could not be read (an expected refusal, not a failure of the crawl).
+_UNREADABLE = frozenset({"OSError", "PermissionError", "FileNotFoundError", "IsADirectoryError"})
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,26 @@ def walk_repository(repo_dir: Path) -> Iterator[tuple[str, os.stat_result]]:
             yield rel, full.lstat()
 
 
-def crawl_repository(repo_dir: str, rules_json: str) -> Iterator[tuple[str, tuple]]:
-    """All records of one repository: ("file", FILES row), ("reject", REJECTS row), then one ("repo", REPOS row)."""
+def crawl_repository(repo_dir: str, rules_json: str) -> list[tuple[str, tuple]]:
+    """All records of one repository, or one ``crawl_error`` reject when the repository as a whole failed."""
+    records, error = isolated("crawl_error", repo_dir, lambda: list(_repository_records(repo_dir, rules_json)))
+    if error is None:
+        return records
+    return [("reject", (Path(repo_dir).name, "", error.reason, error.detail, None))]
+
+
+def _decide(root: Path, rel: str, st: os.stat_result, rules: FileRules):
+    """The verdict on one regular file (reads it only when its name and size pass)."""
+    verdict = classify_name(rel, st.st_size, rules)
+    if verdict is None:
+        with open(root / rel, "rb") as fh:
+            data = fh.read(rules.max_file_bytes + 1)
+        verdict = classify(rel, data, rules)
+    return verdict
+
+
+def _repository_records(repo_dir: str, rules_json: str) -> Iterator[tuple[str, tuple]]:
+    """("file", FILES row), ("reject", REJECTS row) for each entry, then one ("repo", REPOS row)."""
     rules = FileRules.model_validate_json(rules_json)
     root = Path(repo_dir)
     meta, meta_problem = read_meta(root)
@@ -87,22 +111,18 @@ def crawl_repository(repo_dir: str, rules_json: str) -> Iterator[tuple[str, tupl
     tree = []
     for rel, st in walk_repository(root):
         if stat.S_ISLNK(st.st_mode):
-            yield "reject", (meta.repo, rel, "symlink", os.readlink(root / rel)[:200], None)
+            yield "reject", (meta.repo, printable(rel), "symlink", printable(os.readlink(root / rel))[:200], None)
             continue
         if not stat.S_ISREG(st.st_mode):
-            yield "reject", (meta.repo, rel, "special_file", oct(st.st_mode), None)
+            yield "reject", (meta.repo, printable(rel), "special_file", oct(st.st_mode), None)
             continue
-        verdict = classify_name(rel, st.st_size, rules)
-        if verdict is None:
-            try:
-                with open(root / rel, "rb") as fh:
-                    data = fh.read(rules.max_file_bytes + 1)
-            except OSError as err:
-                yield "reject", (meta.repo, rel, "unreadable", str(err)[:200], st.st_size)
-                continue
-            verdict = classify(rel, data, rules)
+        verdict, error = isolated("crawl_error", f"{meta.repo}:{rel}", _decide, root, rel, st, rules)
+        if error is not None:
+            reason = "unreadable" if error.error_type in _UNREADABLE else error.reason
+            yield "reject", (meta.repo, printable(rel), reason, error.detail, st.st_size)
+            continue
         if not verdict.kept:
-            yield "reject", (meta.repo, rel, verdict.reason, verdict.detail, st.st_size)
+            yield "reject", (meta.repo, printable(rel), verdict.reason, verdict.detail, st.st_size)
             continue
         content = verdict.text
         raw = content.encode("utf-8")

@@ -1,12 +1,16 @@
-"""Stage ``dataset_build``: turn a curated snapshot into packed token shards per source, on Spark.
+"""Stage ``dataset_build``: turn a release into packed token shards per source, on Spark.
 
-    python -m spark_jobs.dataset.build --snapshot 2026-10
+    python -m spark_jobs.dataset.build --release 2026-q3
 
-1. Documents. ``file_level``: every curated file is one document (its content). ``repo_level``: repositories
-   with at least ``repo_min_files`` files, selected by mean file quality score when the ``score`` stage
-   committed scores, concatenated in dependency order (:mod:`spark_jobs.dataset.repo_concat`) and split at
-   the context budget. ``commits``: one sample per commit of the crawl's ``commits`` dataset
-   (:mod:`spark_jobs.dataset.commits`); empty, but still indexed, when the crawl has none.
+Reads the release's ``files``, ``scores`` and ``commits`` (stage ``release``, lake/release.py) and its committed
+``tokenizer``.
+
+1. Documents. ``file_level``: every file-level file of the release is one document (its content).
+   ``repo_level``: each repository at its newest version across the release's snapshots (the rows flagged
+   ``repo_level``), if it has at least ``repo_min_files`` files, selected by mean file quality score when the
+   release has scores, concatenated in dependency order (:mod:`spark_jobs.dataset.repo_concat`) and split at
+   the context budget. ``commits``: one sample per commit sample of the release
+   (:mod:`spark_jobs.dataset.commits`); empty, but still indexed, when there is none.
 2. Decontamination (:mod:`spark_jobs.dataset.decontaminate`): a document sharing a word 10-gram with an
    evaluation set is dropped; files are checked before they are concatenated, so one contaminated file does
    not cost its whole repository, and the final repository and commit documents are checked again.
@@ -27,9 +31,11 @@ import sys
 
 from pydantic import Field
 
+from lake import release as rel
 from lake.cli import run_stage, stage_parser
 from lake.config import PlatformConfig, StrictModel
-from lake.stage import Lake, StageRun
+from lake.faults import FailureTally, check_failures
+from lake.stage import Lake, Partition, StageRun
 from lake.token_shards import SOURCES, build_index, write_index
 from lake.tokens import BOS, EOS, PAD, SPECIAL_IDS, tokenizer_json
 from spark_jobs.dataset import packing
@@ -71,16 +77,11 @@ class AlignDocs(StrictModel):
 class DatasetBuildConfig(StrictModel):
     """``stages.dataset_build`` in the profile YAML."""
 
-    # Stage whose committed ``files`` are the curated corpus.
-    input: str = "quality_filter"
+    # Stage of the release whose committed ``files`` (RELEASE_FILES), ``scores`` (id, score: repository
+    # selection) and ``commits`` (commit samples) are the corpus; a missing scores or commits dataset is skipped.
+    input: str = rel.STAGE
+    # Stage of the release with its tokenizer (trained for it or pinned from an earlier release).
     tokenizer_stage: str = "tokenizer"
-    # Snapshot whose committed tokenizer is used; None: this snapshot's. Pin it to keep token ids stable
-    # across monthly snapshots once a model is trained on them.
-    tokenizer_snapshot: str | None = None
-    # Stage with a ``scores`` dataset (id, score) for repository selection; ignored when not committed.
-    scores_stage: str | None = "score"
-    # Stage with a ``commits`` dataset (lake.schemas.COMMITS); ignored when not committed.
-    commits_stage: str | None = "crawl"
     seed: int = 0
     seq_len: SeqLens = SeqLens()
     fim_rate: FimRates = FimRates()
@@ -112,11 +113,9 @@ class DatasetBuildConfig(StrictModel):
         return hashlib.sha256(json.dumps(self.model_dump(exclude={"resume"}), sort_keys=True).encode()).hexdigest()
 
 
-def _stage_has(lake: Lake, snapshot: str, stage: str | None, dataset: str) -> bool:
-    if not stage:
-        return False
-    info = lake.commit_info(snapshot, stage)
-    return info is not None and dataset in info.datasets
+def _has(lake: Lake, part: Partition, stage: str, dataset: str) -> bool:
+    info = lake.commit_info(part, stage)
+    return info is not None and dataset in info.datasets and bool(info.datasets[dataset])
 
 
 def assign_groups(docs, *, seed: int, parts: int):
@@ -134,21 +133,20 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     from spark_jobs.dataset import sources
     from spark_jobs.session import spark_session
 
-    lake, snapshot = run.lake, run.snapshot
-    spark = spark_session(cfg, f"dataset_build-{snapshot}")
+    lake, release = run.lake, run.partition
+    spark = spark_session(cfg, f"dataset_build-{release.name}")
     fingerprint = stage_cfg.fingerprint()
     if run.shard_done("config") and run.shard_info("config").get("fingerprint") != fingerprint:
         log.warning("attempt %s was built with another config: starting it over", run.attempt)
         run.storage.delete_prefix(run.attempt_prefix)
     run.mark_shard_done("config", {"fingerprint": fingerprint})
 
-    tok_snapshot = stage_cfg.tokenizer_snapshot or snapshot
-    tok_json = tokenizer_json(lake, tok_snapshot, stage_cfg.tokenizer_stage)
-    files = spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.input, "files", for_spark=True))
-    scores = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.scores_stage, "scores", for_spark=True))
-              if _stage_has(lake, snapshot, stage_cfg.scores_stage, "scores") else None)
-    commits = (spark.read.parquet(lake.dataset_uri(snapshot, stage_cfg.commits_stage, "commits", for_spark=True))
-               if _stage_has(lake, snapshot, stage_cfg.commits_stage, "commits") else None)
+    tok_json = tokenizer_json(lake, release, stage_cfg.tokenizer_stage)
+    files = spark.read.parquet(lake.dataset_uri(release, stage_cfg.input, "files", for_spark=True))
+    scores, commits = (spark.read.parquet(lake.dataset_uri(release, stage_cfg.input, name, for_spark=True))
+                       if _has(lake, release, stage_cfg.input, name) else None for name in ("scores", "commits"))
+    if scores is not None and not scores.take(1):
+        scores = None  # a release without scores (its snapshots were not scored): no selection by score
 
     eval_index = None
     if stage_cfg.decontaminate:
@@ -158,7 +156,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
         eval_index = index.to_bytes()
         run.stats.metrics["decontamination"] = {"eval_sets": list(index.names), "ngrams": len(index), "n": index.n}
     built = sources.documents(spark, files, scores, commits, stage_cfg, tok_json, eval_index)
-    docs = assign_groups(built.documents, seed=stage_cfg.seed, parts=stage_cfg.parts)
+    failed = write_rejects(run, built.documents)
+    docs = assign_groups(built.documents.filter(F.col("error").isNull()).drop("error"), seed=stage_cfg.seed,
+                         parts=stage_cfg.parts)
 
     done: dict[tuple[str, int], dict] = {}
     for source in SOURCES:
@@ -197,9 +197,9 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
                         pad_id=SPECIAL_IDS[PAD], eos_id=SPECIAL_IDS[EOS],
                         bos_id=SPECIAL_IDS[BOS] if stage_cfg.add_bos else None,
                         fim_rates=stage_cfg.fim_rate.model_dump(), aligned=stage_cfg.align.model_dump(),
-                        tokenizer={"snapshot": tok_snapshot, "stage": stage_cfg.tokenizer_stage,
+                        tokenizer={"release": release.name, "stage": stage_cfg.tokenizer_stage,
                                    "uri": lake.storage.uri(
-                                       f"{lake.require(tok_snapshot, stage_cfg.tokenizer_stage).prefix}/tokenizer")})
+                                       f"{lake.require(release, stage_cfg.tokenizer_stage).prefix}/tokenizer")})
     write_index(run, index)
 
     stats = run.stats
@@ -209,6 +209,12 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     for reason, n in sorted(counts.items()):
         if n:
             stats.drop(reason, n)
+    tally = FailureTally("documents", items=stats.records_in)
+    for row in failed:
+        tally.add({"item": row["doc_id"], "reason": row["reason"], "error_type": row["detail"].split(":", 1)[0],
+                   "detail": row["detail"]})
+        stats.drop(row["reason"])
+    check_failures(STAGE, tally, cfg.item_failures)
     per_source = {s: {"documents": sum(i["documents"] for (src, _p), i in done.items() if src == s),
                       "fim_documents": sum(i["fim"] for (src, _p), i in done.items() if src == s),
                       "tokens": index["sources"][s]["num_tokens"],
@@ -220,8 +226,25 @@ def build(run: StageRun, cfg: PlatformConfig, stage_cfg: DatasetBuildConfig) -> 
     stats.bytes_out = 4 * sum(index["sources"][s]["num_sequences"] * index["sources"][s]["seq_len"] for s in SOURCES)
     stats.metrics.update({"tokens_per_source": {s: n["tokens"] for s, n in per_source.items()},
                           "sources": per_source, "repositories": repositories, "input": stage_cfg.input,
-                          "resumed_groups": resumed, "fingerprint": fingerprint})
+                          "resumed_groups": resumed, "fingerprint": fingerprint, "item_failures": tally.to_dict()})
     return stats.to_dict()
+
+
+REJECTS = [("source", "string"), ("doc_id", "string"), ("reason", "string"), ("detail", "string")]
+
+
+def write_rejects(run: StageRun, documents) -> list[dict]:
+    """The items whose documents could not be made (rows with ``error``), written as the ``rejects`` dataset."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    rows = []
+    for row in documents.filter(F.col("error").isNotNull()).select("source", "doc_id", "error").collect():
+        reason, _, detail = row["error"].partition("|")
+        rows.append({"source": row["source"], "doc_id": row["doc_id"], "reason": reason, "detail": detail})
+    rows.sort(key=lambda r: (r["source"], r["doc_id"]))
+    run.write_table("rejects", pa.Table.from_pylist(rows, schema=pa.schema(REJECTS)), 0)
+    return rows
 
 
 def _vocab_size(tok_json: str) -> int:
@@ -231,17 +254,18 @@ def _vocab_size(tok_json: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(STAGE, __doc__.split("\n\n")[0])
+    parser = stage_parser(STAGE, __doc__.split("\n\n")[0], partition="release")
 
     def body(args, cfg: PlatformConfig) -> int:
         stage_cfg = cfg.stage(STAGE, DatasetBuildConfig)
         lake = cfg.open_lake()
-        lake.require(args.snapshot, stage_cfg.input)
-        lake.require(stage_cfg.tokenizer_snapshot or args.snapshot, stage_cfg.tokenizer_stage)
-        with StageRun(lake, args.snapshot, STAGE, resume=stage_cfg.resume, params=stage_cfg.model_dump()) as run:
+        part = rel.partition(args.release)
+        lake.require(part, stage_cfg.input)
+        lake.require(part, stage_cfg.tokenizer_stage)
+        with StageRun(lake, part, STAGE, resume=stage_cfg.resume, params=stage_cfg.model_dump()) as run:
             stats = build(run, cfg, stage_cfg)
-        print(f"dataset_build {args.snapshot}: {json.dumps(stats['metrics']['tokens_per_source'])} tokens; "
-              f"committed {lake.storage.uri(lake.require(args.snapshot, STAGE).prefix)}")
+        print(f"dataset_build {args.release}: {json.dumps(stats['metrics']['tokens_per_source'])} tokens; "
+              f"committed {lake.storage.uri(lake.require(part, STAGE).prefix)}")
         return 0
 
     return run_stage(parser, argv, body)

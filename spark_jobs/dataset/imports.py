@@ -29,6 +29,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from functools import cache
 
+from lake.faults import isolated
+
 GRAMMARS = {"Python": "python", "Java": "java", "JavaScript": "javascript", "TypeScript": "typescript",
             "TSX": "tsx", "Go": "go", "C": "c", "C++": "cpp", "CUDA": "cpp", "Rust": "rust"}
 
@@ -293,9 +295,18 @@ def dependencies(path: str, language: str, content: str, repo: RepoPaths, *,
     return RESOLVERS[grammar](path, _captures(grammar, content), repo) - {path}
 
 
-def dependency_graph(files: Mapping[str, tuple[str, str]], *,
-                     max_parse_bytes: int = DEFAULT_MAX_PARSE_BYTES) -> dict[str, set[str]]:
-    """``{path: paths it depends on}`` for ``files = {path: (language, content)}``."""
+def dependency_graph(files: Mapping[str, tuple[str, str]], *, max_parse_bytes: int = DEFAULT_MAX_PARSE_BYTES,
+                     failures: list | None = None) -> dict[str, set[str]]:
+    """``{path: paths it depends on}`` for ``files = {path: (language, content)}``.
+
+    A file whose imports cannot be read (its parse raises) depends on nothing and stays in the graph; the
+    :class:`lake.faults.ItemError` is appended to ``failures``."""
     repo = RepoPaths(files)
-    return {path: dependencies(path, language, content, repo, max_parse_bytes=max_parse_bytes)
-            for path, (language, content) in files.items()}
+    graph = {}
+    for path, (language, content) in files.items():
+        deps, error = isolated("imports_error", path, dependencies, path, language, content, repo,
+                               max_parse_bytes=max_parse_bytes)
+        graph[path] = deps or set()
+        if error is not None and failures is not None:
+            failures.append(error)
+    return graph

@@ -1,6 +1,6 @@
 """Print decoded documents of a committed dataset build: what the model will actually read.
 
-    python -m spark_jobs.dataset.samples --snapshot 2026-10 --source repo_level -n 2
+    python -m spark_jobs.dataset.samples --release 2026-q3 --source repo_level -n 2
 
 Documents are re-assembled from the packed rows and decoded with the build's tokenizer; special tokens are
 shown by name, so FIM samples and repository file separators are visible as such.
@@ -14,19 +14,20 @@ import sys
 
 from lake import tokens
 from lake.config import ConfigError, load_config
-from lake.stage import StageNotCommitted
-from lake.token_shards import SOURCES, TokenShards, read_index
+from lake.stage import Partition, StageNotCommitted
+from lake.token_shards import SOURCES, TokenShards, read_index, tokenizer_location
 from spark_jobs.dataset import fim
 from spark_jobs.dataset.documents import decode_document, render
 
 
-def samples(lake, snapshot: str, source: str, count: int, *, skip: int = 0, fim_only: bool = False,
+def samples(lake, release: str, source: str, count: int, *, skip: int = 0, fim_only: bool = False,
             stage: str = "dataset_build") -> list[tuple[str, int]]:
     """``(decoded text, token count)`` of ``count`` documents of ``source``, after skipping ``skip``."""
-    index = read_index(lake, snapshot, stage)
-    tokenizer = tokens.load(lake, index["tokenizer"]["snapshot"], index["tokenizer"]["stage"])
+    part = Partition.release(release)
+    index = read_index(lake, part, stage)
+    tokenizer = tokens.load(lake, *tokenizer_location(index))
     docs = ((decode_document(tokenizer, ids, bos_id=index["bos_id"]), len(ids))
-            for ids in TokenShards(lake, snapshot, source, stage=stage).documents())
+            for ids in TokenShards(lake, part, source, stage=stage).documents())
     if fim_only:
         docs = ((d, n) for d, n in docs if fim.is_fim(d))
     return [(render(d), n) for d, n in itertools.islice(docs, skip, skip + count)]
@@ -34,7 +35,7 @@ def samples(lake, snapshot: str, source: str, count: int, *, skip: int = 0, fim_
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshot", required=True, help="snapshot id")
+    parser.add_argument("--release", required=True, help="release name")
     parser.add_argument("--source", choices=SOURCES, default="file_level", help="token source (default: file_level)")
     parser.add_argument("-n", "--count", type=int, default=2, help="documents to print (default: 2)")
     parser.add_argument("--skip", type=int, default=0, help="documents to skip first (default: 0)")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         lake = load_config(args.config).open_lake()
-        found = samples(lake, args.snapshot, args.source, args.count, skip=args.skip, fim_only=args.fim_only)
+        found = samples(lake, args.release, args.source, args.count, skip=args.skip, fim_only=args.fim_only)
     except (ConfigError, StageNotCommitted, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,10 @@
 
 Repository and commit documents are made per repository with ``applyInPandas`` (tree-sitter parsing, graph
 ordering and BM25 are per-repository work), file documents with plain column expressions.
+
+Per-item fault isolation (:mod:`lake.faults`): a repository or a commit whose documents cannot be made yields one
+row with ``error`` set (``Type: message``) instead of failing the Spark task; a file whose imports cannot be read
+stays in its repository's document without dependency edges. Rows with an ``error`` are the build's rejects.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from lake.faults import isolated
 from spark_jobs.dataset import repo_concat
-from spark_jobs.dataset.commits import CommitBounds, commit_documents
+from spark_jobs.dataset.commits import CommitBounds, RepoIndex, commit_document
 from spark_jobs.dataset.documents import SPARK_PIECES, to_rows
 from spark_jobs.dataset.imports import dependency_graph
 
-DOC_SCHEMA = f"source string, doc_id string, pieces {SPARK_PIECES}"
+DOC_SCHEMA = f"source string, doc_id string, pieces {SPARK_PIECES}, error string"
 
 
 @dataclass
@@ -44,20 +49,32 @@ def _aggregate(df, **exprs) -> Callable[[], dict[str, Any]]:
     return run
 
 
-def _frame(source: str, doc_ids: list[str], pieces: list[list[dict]]) -> pd.DataFrame:
+def _frame(source: str, doc_ids: list[str], pieces: list[list[dict]], errors: list | None = None) -> pd.DataFrame:
     """A DOC_SCHEMA frame; object columns even when empty, which Arrow needs for the nested pieces."""
     return pd.DataFrame({"source": pd.Series([source] * len(doc_ids), dtype=object),
                          "doc_id": pd.Series(doc_ids, dtype=object),
-                         "pieces": pd.Series(pieces, dtype=object)})
+                         "pieces": pd.Series(pieces, dtype=object),
+                         "error": pd.Series(errors or [None] * len(doc_ids), dtype=object)})
+
+
+def _failed(source: str, item: str, error) -> pd.DataFrame:
+    """The one row that stands for an item whose documents could not be made."""
+    return _frame(source, [item], [[]], [f"{error.reason}|{error.detail}"])
 
 
 def _tokens_of(tokenizer, texts: list[str]) -> list[int]:
     return [len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)] if texts else []
 
 
-def repo_documents_pandas(pdf: pd.DataFrame, *, tokenizer_json: str, seed: int, budget_tokens: int,
-                          max_parse_bytes: int) -> pd.DataFrame:
-    """``applyInPandas`` body: one repository's files in, its repository-level documents out."""
+def repo_documents_pandas(pdf: pd.DataFrame, **kw) -> pd.DataFrame:
+    """``applyInPandas`` body: one repository's files in, its repository-level documents out (or its error row)."""
+    repo = str(pdf["repo"].iloc[0])
+    docs, error = isolated("repo_document_error", repo, _repo_documents, pdf, **kw)
+    return docs if error is None else _failed("repo_level", repo, error)
+
+
+def _repo_documents(pdf: pd.DataFrame, *, tokenizer_json: str, seed: int, budget_tokens: int,
+                    max_parse_bytes: int) -> pd.DataFrame:
     from spark_jobs.dataset.packing import cached_tokenizer
 
     repo = str(pdf["repo"].iloc[0])
@@ -65,10 +82,16 @@ def repo_documents_pandas(pdf: pd.DataFrame, *, tokenizer_json: str, seed: int, 
     files = [repo_concat.RepoFile(p, lang, c, 0) for p, lang, c in zip(paths, languages, contents, strict=True)]
     counts = _tokens_of(cached_tokenizer(tokenizer_json), [repo_concat.file_piece_text(f) for f in files])
     files = [repo_concat.RepoFile(f.path, f.language, f.content, n + 1) for f, n in zip(files, counts, strict=True)]
-    graph = dependency_graph({f.path: (f.language, f.content) for f in files}, max_parse_bytes=max_parse_bytes)
+    unread: list = []
+    graph = dependency_graph({f.path: (f.language, f.content) for f in files}, max_parse_bytes=max_parse_bytes,
+                             failures=unread)
     docs = repo_concat.arrange(repo, files, graph, seed=seed, budget_tokens=budget_tokens)
-    return _frame("repo_level", [f"{repo}#{i}" for i in range(len(docs))],
-                  [to_rows(repo_concat.document(d)) for d in docs])
+    frame = _frame("repo_level", [f"{repo}#{i}" for i in range(len(docs))],
+                   [to_rows(repo_concat.document(d)) for d in docs])
+    if unread:  # the documents are made; each file whose imports failed is still reported
+        frame = pd.concat([frame, *[_failed("repo_level", f"{repo}:{e.item}", e) for e in unread]],
+                          ignore_index=True)
+    return frame
 
 
 def _as_list(value) -> list:
@@ -84,8 +107,15 @@ def commit_documents_pandas(commits: pd.DataFrame, files: pd.DataFrame, *, bound
     for record in commits.sort_values("sha").to_dict("records"):
         record["changes"] = [dict(c) for c in _as_list(record.get("changes"))]
         rows.append(record)
-    docs = commit_documents(rows, corpus, bounds)
-    return _frame("commits", [f"{r['repo']}@{r['sha']}" for r in rows], [to_rows(d) for d in docs])
+    index = RepoIndex(corpus)  # one BM25 index per repository, shared by its commits
+    ids, pieces, errors = [], [], []
+    for row in rows:  # one commit at a time: a commit that fails is one error row, the others are documents
+        doc, error = isolated("commit_document_error", f"{row['repo']}@{row['sha']}", commit_document, row, index,
+                              bounds)
+        ids.append(f"{row['repo']}@{row['sha']}")
+        pieces.append(to_rows(doc) if error is None else [])
+        errors.append(None if error is None else f"{error.reason}|{error.detail}")
+    return _frame("commits", ids, pieces, errors)
 
 
 def rendered_text(pieces_col):
@@ -96,7 +126,7 @@ def rendered_text(pieces_col):
 
 
 def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_index: bytes | None) -> BuiltDocuments:
-    """All documents of the build (``cfg`` is a DatasetBuildConfig).
+    """All documents of the build (``cfg`` is a DatasetBuildConfig); ``files`` are a release's RELEASE_FILES rows.
 
     Counts (``BuiltDocuments.counts``): ``files_in``, ``commits_in`` and drop reasons ``contaminated_file``,
     ``empty_file``, ``commit_without_changes``, ``contaminated_repo_document``, ``contaminated_commit``;
@@ -107,9 +137,10 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from lake.schemas import COMMITS
     from spark_jobs.dataset import decontaminate
 
-    files = files.select("id", "repo", "path", "language", "content")
+    files = files.select("id", "repo", "path", "language", "content", "file_level", "repo_level")
     if cfg.decontaminate:
         # Persisted: the flag is an n-gram scan of every file, read by the three sources and the counts.
         files = decontaminate.flag(files, F.col("content"), eval_index).persist(StorageLevel.MEMORY_AND_DISK)
@@ -120,9 +151,12 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                           contaminated_file=_n_where(F.col("contamination").isNotNull()),
                           empty_file=_n_where(F.col("contamination").isNull() & (F.length("content") == 0)))]
     clean = files.filter(F.col("contamination").isNull() & (F.length("content") > 0)).drop("contamination")
-    file_docs = clean.select(F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
-                             F.array(F.struct(F.lit(False).alias("special"),
-                                              F.col("content").alias("text"))).alias("pieces"))
+    file_docs = clean.filter("file_level").select(
+        F.lit("file_level").alias("source"), F.col("id").alias("doc_id"),
+        F.array(F.struct(F.lit(False).alias("special"), F.col("content").alias("text"))).alias("pieces"),
+        F.lit(None).cast("string").alias("error"))
+    # Repository documents and the commits' BM25 corpus see each repository at its newest version.
+    clean = clean.filter("repo_level").select("id", "repo", "path", "language", "content")
 
     repo_files = clean.groupBy("repo").agg(F.count("*").alias("n_files"),
                                            F.sum(F.length("content")).alias("n_chars"))
@@ -162,7 +196,7 @@ def documents(spark, files, scores, commits, cfg, tokenizer_json: str, eval_inde
                                   commit_without_changes=_n_where(F.size("changes") == 0)))
         bounds = CommitBounds(cfg.commit_readme_chars, cfg.commit_tree_chars, cfg.commit_file_chars,
                               cfg.commit_top_files)
-        commit_docs = (commits.filter(F.size("changes") > 0).groupBy("repo")
+        commit_docs = (commits.select(*COMMITS.names).filter(F.size("changes") > 0).groupBy("repo")
                        .cogroup(clean.select("repo", "path", "content").groupBy("repo"))
                        .applyInPandas(lambda c, f: commit_documents_pandas(c, f, bounds=bounds), DOC_SCHEMA))
         docs = docs.unionByName(_checked(commit_docs, cfg, eval_index, actions, "contaminated_commit"))

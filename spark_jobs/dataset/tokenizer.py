@@ -1,4 +1,5 @@
-"""Stage ``tokenizer``: train the byte-level BPE tokenizer on the curated corpus and save it in HF format.
+"""Stage ``tokenizer`` of a release: train the byte-level BPE tokenizer on the release's files, or pin another
+release's, and save it in HF format.
 
 Seed-Coder's tokenizer (released with the 8B models) is a byte-level BPE with digits split one by one and
 the special tokens of ``lake.tokens`` (sequence begin/end, padding, a separator, the three FIM markers; bos is id 0
@@ -9,11 +10,18 @@ applies the GPT-2 byte-level split, and the special tokens first so their ids ar
 The output is the dataset ``tokenizer`` of the stage: ``tokenizer.json``, ``tokenizer_config.json`` and
 ``special_tokens_map.json``, which ``transformers.AutoTokenizer.from_pretrained`` loads as a fast tokenizer.
 
-    python -m spark_jobs.dataset.tokenizer --snapshot 2026-10
+The release's manifest decides the policy (lake/release.py): ``train`` trains on the release's file-level
+documents; ``pin`` copies the pinned release's files byte for byte (checked against the SHA256 the manifest
+recorded), so token ids stay the same across releases and a model can continue training on the new one. A
+release's tokenizer never changes once committed (its token shards and model depend on the ids): a re-run finds
+it committed and does nothing.
+
+    python -m spark_jobs.dataset.tokenizer --release 2026-q3
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -21,13 +29,15 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
+from lake import release as rel
 from lake.cli import run_stage, stage_parser
 from lake.config import StrictModel
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from lake.tokens import (
     BOS,
     DATASET,
     EOS,
+    FILES,
     FIM_MIDDLE,
     FIM_PREFIX,
     FIM_SUFFIX,
@@ -36,6 +46,7 @@ from lake.tokens import (
     SPECIAL_IDS,
     SPECIAL_TOKENS,
     STAGE,
+    from_json,
 )
 
 log = logging.getLogger(__name__)
@@ -44,8 +55,8 @@ log = logging.getLogger(__name__)
 class TokenizerConfig(StrictModel):
     """``stages.tokenizer`` in the profile YAML."""
 
-    # Stage whose committed ``files`` dataset is the training corpus.
-    input: str = "quality_filter"
+    # Stage of the release whose committed ``files`` (file-level rows) are the training corpus.
+    input: str = rel.STAGE
     # Target vocabulary, special tokens included (155,136 at full scale, the released model's size).
     vocab_size: int = Field(155_136, ge=len(SPECIAL_TOKENS) + 256)
     # A pair must occur this often to be merged.
@@ -105,14 +116,6 @@ def hf_files(tokenizer) -> dict[str, bytes]:
     }
 
 
-
-
-
-
-
-
-
-
 def in_sample(file_id: str, fraction: float) -> bool:
     """Deterministic sampling on the content-derived id.
 
@@ -122,12 +125,14 @@ def in_sample(file_id: str, fraction: float) -> bool:
     return fraction >= 1.0 or int(file_id[:15], 16) / 16**15 < fraction
 
 
-def corpus(lake: Lake, snapshot: str, cfg: TokenizerConfig, stats) -> Iterator[str]:
-    """The training texts: sampled input files in commit order, bounded by ``max_training_bytes``."""
+def corpus(lake: Lake, part: Partition, cfg: TokenizerConfig, stats) -> Iterator[str]:
+    """The training texts: sampled file-level documents in commit order, bounded by ``max_training_bytes``."""
     total = 0
-    for batch in lake.iter_batches(snapshot, cfg.input, "files", columns=["id", "content", "size_bytes"]):
-        for file_id, content, size in zip(batch.column("id").to_pylist(), batch.column("content").to_pylist(),
-                                          batch.column("size_bytes").to_pylist(), strict=True):
+    columns = ["id", "content", "size_bytes", "file_level"]
+    for batch in lake.iter_batches(part, cfg.input, "files", columns=columns):
+        for file_id, content, size, file_level in zip(*(batch.column(c).to_pylist() for c in columns), strict=True):
+            if not file_level:
+                continue  # an older copy kept only for its repository's document: its text is already in
             stats.records_in += 1
             if not in_sample(file_id, cfg.sample_fraction):
                 stats.drop("not_sampled")
@@ -146,29 +151,54 @@ def corpus(lake: Lake, snapshot: str, cfg: TokenizerConfig, stats) -> Iterator[s
             yield content
 
 
-def run(lake: Lake, snapshot: str, cfg: TokenizerConfig) -> dict:
-    lake.require(snapshot, cfg.input)
-    with StageRun(lake, snapshot, STAGE, params=cfg.model_dump()) as stage_run:
-        tokenizer = train(corpus(lake, snapshot, cfg, stage_run.stats), vocab_size=cfg.vocab_size,
-                          min_frequency=cfg.min_frequency)
-        if stage_run.stats.records_out == 0:
-            raise ValueError(f"no training text: stage {cfg.input!r} of snapshot {snapshot!r} has no usable files")
-        for name, data in hf_files(tokenizer).items():
+def run(lake: Lake, release: str, cfg: TokenizerConfig) -> dict:
+    """Train (or pin) release ``release``'s tokenizer; a committed one is left as it is. Returns the stage stats."""
+    part = rel.partition(release)
+    manifest = rel.read_manifest(lake, release)
+    existing = lake.commit_info(part, STAGE)
+    if existing is not None:
+        log.info("release %s already has its tokenizer (%s, committed %s): a release's tokenizer never changes",
+                 release, existing.stats["metrics"].get("policy"), existing.committed_at)
+        return existing.stats
+    lake.require(part, cfg.input)
+    with StageRun(lake, part, STAGE, params=cfg.model_dump()) as stage_run:
+        if manifest.tokenizer.policy == "pin":
+            files = _pinned_files(lake, manifest.tokenizer)
+            stage_run.stats.metrics["pinned_from"] = manifest.tokenizer.release
+        else:
+            tokenizer = train(corpus(lake, part, cfg, stage_run.stats), vocab_size=cfg.vocab_size,
+                              min_frequency=cfg.min_frequency)
+            if stage_run.stats.records_out == 0:
+                raise ValueError(f"no training text: stage {cfg.input!r} of release {release!r} has no usable files")
+            files = hf_files(tokenizer)
+        for name, data in files.items():
             stage_run.write_bytes(f"{DATASET}/{name}", data)
             stage_run.stats.bytes_out += len(data)
-        stage_run.stats.metrics.update({"vocab_size": tokenizer.get_vocab_size(),
-                                        "target_vocab_size": cfg.vocab_size,
-                                        "special_tokens": SPECIAL_IDS})
-        log.info("trained tokenizer: %d tokens (target %d) on %d files", tokenizer.get_vocab_size(),
-                 cfg.vocab_size, stage_run.stats.records_out)
+        vocab = from_json(files["tokenizer.json"].decode()).get_vocab_size()
+        stage_run.stats.metrics.update({"policy": manifest.tokenizer.policy, "vocab_size": vocab,
+                                        "target_vocab_size": cfg.vocab_size, "special_tokens": SPECIAL_IDS,
+                                        "sha256": hashlib.sha256(files["tokenizer.json"]).hexdigest()})
+        log.info("%s tokenizer of release %s: %d tokens", "pinned" if manifest.tokenizer.policy == "pin"
+                 else f"trained on {stage_run.stats.records_out} files,", release, vocab)
     return stage_run.stats.to_dict()
 
 
+def _pinned_files(lake: Lake, ref: rel.TokenizerRef) -> dict[str, bytes]:
+    """The pinned release's tokenizer files, refused if they are not the ones the manifest recorded."""
+    info = lake.require(rel.partition(ref.release), STAGE)
+    files = {name: lake.storage.read_bytes(f"{info.prefix}/{DATASET}/{name}") for name in FILES}
+    found = hashlib.sha256(files["tokenizer.json"]).hexdigest()
+    if found != ref.sha256:
+        raise ValueError(f"the tokenizer of release {ref.release!r} has SHA256 {found}, but the manifest pinned "
+                         f"{ref.sha256}: it changed since the cut; cut a new release")
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(STAGE, __doc__.split("\n\n")[0])
+    parser = stage_parser(STAGE, __doc__.split("\n\n")[0], partition="release")
 
     def body(args, cfg):
-        run(cfg.open_lake(), args.snapshot, cfg.stage(STAGE, TokenizerConfig))
+        run(cfg.open_lake(), args.release, cfg.stage(STAGE, TokenizerConfig))
 
     return run_stage(parser, argv, body)
 

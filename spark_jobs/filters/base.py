@@ -8,7 +8,9 @@ their own metrics with :meth:`PipelineStep.count` (e.g. redactions per kind, fil
 :func:`apply_batch` is the one place where a step meets data: an Arrow record batch of FILES rows in, an Arrow
 batch of OUTCOME rows out (the record, its verdict and its metrics). Both the Spark runner (``mapInArrow``) and
 the local runner call it, so the two engines cannot disagree. A step that raises on a document does not kill the
-stage: the document is quarantined with reason ``<step>_error`` and the exception as its detail.
+stage (:mod:`lake.faults`): the document is quarantined with reason ``<step>_error`` and ``Type: message`` as its
+detail, and counted in the metrics ``item_error`` and ``item_error:<Type>``, which the runner holds against the
+``item_failures`` cap.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lake.faults import isolated
 from lake.schemas import FILES, QUARANTINE
 
 log = logging.getLogger(__name__)
@@ -94,12 +97,12 @@ def process_record(step: PipelineStep, record: dict[str, Any], stage: str) -> di
     """One FILES record -> one OUTCOME record (never raises on a bad document)."""
     record = dict(record)
     record["content"] = record.get("content") or ""
-    try:
-        verdict = step.process(record)
-    except Exception as err:  # one bad document must not kill a stage over millions; it is recorded instead
-        log.warning("%s failed on %s (%s): %r", step.name, record.get("id"), record.get("path"), err)
+    verdict, error = isolated(f"{step.name}_error", f"{record.get('path')} ({record.get('id')})", step.process, record)
+    if error is not None:  # one bad document must not kill a stage over millions; it is recorded instead
         step.take_metrics()
-        verdict = Verdict(False, f"{step.name}_error", f"{type(err).__name__}: {err}"[:500])
+        step.count("item_error")
+        step.count(f"item_error:{error.error_type}")
+        verdict = Verdict(False, error.reason, error.detail)
     if verdict.content is not None and verdict.content != record["content"]:
         data = verdict.content.encode("utf-8", "surrogatepass")
         record["num_lines"] = _num_lines(record["content"], record.get("num_lines") or 0, verdict.content)

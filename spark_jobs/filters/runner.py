@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from lake.config import PlatformConfig, StrictModel
+from lake.faults import FailureTally, check_failures
 from lake.stage import StageRun
 from spark_jobs.filters.base import OUTCOME, PipelineStep, apply_batches, split_outcomes
 
@@ -97,6 +98,10 @@ def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: Filte
             _run_local(run, conf, make_step(None), _fingerprint(params))
         run.stats.metrics["input"] = conf.input
         run.stats.metrics["engine"] = conf.engine
+        step_metrics = run.stats.metrics.get("step", {})
+        tally = FailureTally(stage, items=run.stats.records_in, failures=step_metrics.get("item_error", 0))
+        tally.by_type.update({k.split(":", 1)[1]: v for k, v in step_metrics.items() if k.startswith("item_error:")})
+        check_failures(stage, tally, cfg.item_failures)  # raising here leaves the attempt uncommitted
     return run
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lake.config import StrictModel
+from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.minhash import MinHasher
 
 
@@ -29,6 +30,12 @@ class NearDedupConfig(StrictModel):
     threshold: float = Field(0.8, gt=0.0, le=1.0)
     # Check each candidate pair's exact Jaccard on the shingle sets (drops LSH false positives; costs one more pass).
     verify: bool = True
+    # A candidate whose MinHash estimate is so low that a pair at the threshold would show it with probability at
+    # most this (a binomial tail: estimate <= 0.668 for 250 permutations at 0.8) is rejected without reading its
+    # files again; the rest are verified exactly. 1e-6 per pair costs nothing measurable in recall and spares most
+    # of the verification work on real code (templated files and shared boilerplate make most LSH candidates). 0:
+    # verify every candidate.
+    estimate_reject_error: float = Field(1e-6, ge=0.0, lt=0.5)
     # Buckets with at most this many files emit all their pairs; bigger ones (boilerplate repeated thousands of
     # times) emit a star to their smallest id, so a bucket of n files costs n - 1 pairs, not n^2 / 2.
     max_bucket_full_pairs: int = Field(32, ge=2)
@@ -40,16 +47,16 @@ class NearDedupConfig(StrictModel):
     # Incremental: dedup against the `signatures` index of earlier snapshots (their files always win).
     # None: every earlier snapshot (by id order) with a committed near_dedup; []: none.
     index_snapshots: list[str] | None = None
-    # Documents per signature batch (local engine; on Spark it sets spark.sql.execution.arrow.maxRecordsPerBatch,
-    # which bounds a Python worker's memory to about batch_size x the largest files).
-    batch_size: int = Field(512, ge=1)
+    # Bytes of memory one task may use: every Arrow batch, cache batch, persisted partition, bucket step and
+    # union-find partition is sized from it (spark_jobs/near_dedup/budget.py). None: derived from the executor's
+    # heap (the driver's on a local master) x spark.memory.fraction / concurrent tasks; the local engine: 1 GiB.
+    task_memory_bytes: int | None = Field(None, ge=MemoryBudget.MIN_TASK_BYTES)
+    # Threads of the local engine (the compiled kernels release the GIL); the Spark engine uses its task slots.
+    local_threads: int = Field(2, ge=1)
     # Parquet parts per output dataset (deterministic: rows are hash-partitioned by id and sorted).
     output_partitions: int = Field(8, ge=1)
     # Large-star / small-star rounds before the connected-components job gives up (it needs O(log^2 n)).
     max_cc_iterations: int = Field(64, ge=1)
-    # Connected components first contract each partition of at most this many verified edges by union-find in one
-    # Python worker (~150 MB per million edges); what spans partitions is joined by large-star / small-star rounds.
-    cc_local_max_edges: int = Field(1_000_000, ge=1)
 
     @model_validator(mode="after")
     def _layout_fits(self):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
 
+import numpy as np
+
 
 def bucket_pairs(members: list[str], max_full_pairs: int) -> list[tuple[str, str]]:
     """The pairs one LSH bucket contributes, each as (smaller id, larger id).
@@ -44,6 +46,37 @@ def candidate_pairs(band_keys: dict[str, list[int]], max_full_pairs: int) -> set
         if len(members) > 1:
             pairs.update(bucket_pairs(members, max_full_pairs))
     return pairs
+
+
+def band_pairs(keys: np.ndarray, max_full_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``candidate_pairs`` over a (documents x bands) key matrix, vectorized: (a, b) row numbers, a < b, distinct.
+
+    Row order is the documents' id order, so the smallest row of a bucket is its smallest id (the star's centre).
+
+    >>> keys = np.array([[1, 2], [1, 3], [4, 3]])
+    >>> [p.tolist() for p in band_pairs(keys, 32)]
+    [[0, 1], [1, 2]]
+    """
+    n, bands = keys.shape
+    rows = np.arange(n)
+    src_parts, dst_parts = [], []
+    for band in range(bands):
+        order = np.lexsort((rows, keys[:, band]))
+        ordered = keys[order, band]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if n else rows
+        sizes = np.diff(np.append(starts, n))
+        for size in np.unique(sizes[(sizes > 1) & (sizes <= max_full_pairs)]):
+            first = starts[sizes == size]
+            a, b = np.triu_indices(int(size), 1)
+            src_parts.append(order[(first[:, None] + a).ravel()])
+            dst_parts.append(order[(first[:, None] + b).ravel()])
+        for start, size in zip(starts[sizes > max_full_pairs], sizes[sizes > max_full_pairs], strict=True):
+            src_parts.append(np.full(size - 1, order[start]))
+            dst_parts.append(order[start + 1 : start + size])
+    if not src_parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    codes = np.unique(np.concatenate(src_parts).astype(np.int64) * n + np.concatenate(dst_parts))
+    return codes // n, codes % n
 
 
 def connected_components(nodes: Iterable[Hashable], edges: Iterable[tuple[Hashable, Hashable]]) -> dict:

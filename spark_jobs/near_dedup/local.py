@@ -1,7 +1,8 @@
 """Near dedup in one process: the reference the Spark job must agree with, and the engine for small snapshots.
 
-Same functions as the Spark job (shingling, signatures, band keys, bucket pairs, verification, keep rule); only
-the plumbing differs (dicts and union-find instead of shuffles and large-star/small-star).
+Same rules as the Spark job (shingling, signatures, band keys, bucket pairs, the estimate floor, exact
+verification, keep rule) on numpy arrays indexed by the files' rank in id order, with the compiled kernels signing
+byte-bounded batches on ``local_threads`` threads. The content stays in its Arrow buffers: no Python string per file.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,15 +18,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_jobs.keep_rule import keep_key
+from spark_jobs.near_dedup import kernels
+from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import candidate_pairs, connected_components
-from spark_jobs.near_dedup.minhash import estimated_jaccard, signature_bytes, signature_from_bytes
+from spark_jobs.near_dedup.graph import band_pairs, connected_components
+from spark_jobs.near_dedup.minhash import signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
-from spark_jobs.near_dedup.shingles import jaccard, shingle_hashes
-from spark_jobs.near_dedup.signing import accept_pair, sign_documents
+from spark_jobs.near_dedup.phases import phase
+from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
+from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
 
 log = logging.getLogger(__name__)
-PROGRESS_EVERY = 5000
+LOCAL_TASK_BYTES = 2**30  # the local engine's budget when task_memory_bytes is not set
+PAIRS_PER_STEP = 65_536  # candidate pairs estimated at once
+BATCH_BYTES = 8 * 2**20  # content signed per kernel call (small enough to keep every thread busy)
 
 
 @dataclass
@@ -51,118 +58,229 @@ def repo_record(files_of_repo: list[dict], repo: str) -> dict:
                                    default=None)}
 
 
+def value_lengths(column: pa.ChunkedArray) -> np.ndarray:
+    """Bytes of every value of a string column (int64), from its offsets."""
+    parts = [np.diff(arrow_var_width(chunk)[1]) for chunk in column.chunks]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def byte_ranges(lengths: np.ndarray, most: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges over ``lengths`` of at most ``most`` bytes each (a larger value alone).
+
+    >>> byte_ranges(np.array([3, 3, 3, 9, 1]), 6)
+    [(0, 2), (2, 3), (3, 4), (4, 5)]
+    """
+    ends = np.cumsum(lengths)
+    ranges, start = [], 0
+    while start < lengths.size:
+        base = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, base + most, side="right")), start + 1)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def _sign_all(content: pa.ChunkedArray, cfg: NearDedupConfig, hasher, batch_bytes: int):
+    """(signatures, shingle counts, band keys) of every file, batches signed on ``cfg.local_threads`` threads."""
+    ranges = byte_ranges(value_lengths(content), batch_bytes)
+
+    def sign(span):
+        return sign_documents(content.slice(span[0], span[1] - span[0]), hasher, cfg.ngram)
+
+    n = len(content)
+    sigs = np.empty((n, hasher.num_perm), dtype=np.uint32)
+    counts = np.zeros(n, dtype=np.int64)
+    keys = np.empty((n, hasher.bands), dtype=np.int64)
+    with ThreadPoolExecutor(cfg.local_threads) as pool:
+        for done, ((start, stop), signed) in enumerate(zip(ranges, pool.map(sign, ranges), strict=True)):
+            sigs[start:stop], counts[start:stop], keys[start:stop] = (signed.signatures, signed.num_shingles,
+                                                                     signed.band_keys)
+            if done % 20 == 0 or done == len(ranges) - 1:
+                log.info("signatures: %d / %d files", stop, n)
+    return sigs, counts, keys
+
+
+def _shingle_sets(content: pa.ChunkedArray, rows: np.ndarray, cfg: NearDedupConfig, batch_bytes: int):
+    """CSR (values, offsets) of the sorted distinct shingle sets of ``rows`` of ``content``, in that order."""
+    ranges = byte_ranges(value_lengths(content)[rows], batch_bytes)
+
+    def sets(span):
+        return shingle_set_arrays(content.take(pa.array(rows[span[0] : span[1]], pa.int64())), cfg.ngram)
+
+    with ThreadPoolExecutor(cfg.local_threads) as pool:
+        parts = list(pool.map(sets, ranges))
+    values = np.concatenate([v for v, _ in parts]) if parts else np.empty(0, dtype=np.uint64)
+    offsets = np.zeros(rows.size + 1, dtype=np.int64)
+    if parts:
+        np.cumsum(np.concatenate([np.diff(o) for _, o in parts]), out=offsets[1:])
+    return values, offsets
+
+
 def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: pa.Table | None = None) -> DedupResult:
     """Deduplicate one snapshot's FILES table (against an optional SIGNATURES index of earlier snapshots)."""
     hasher = cfg.hasher()
-    rows = files.to_pylist()
-    by_id = {r["id"]: r for r in rows}
+    budget = MemoryBudget(cfg.task_memory_bytes or LOCAL_TASK_BYTES)
+    files = files.sort_by("id")
+    attrs = files.select(KEEP_COLUMNS)
+    ids = attrs.column("id").to_pylist()
     metrics: dict = {"s_curve": hasher.s_curve(), "engine": "local"}
     drops: Counter = Counter()
 
     t0 = time.monotonic()
-    sigs: dict[str, np.ndarray] = {}
-    keys: dict[str, list[int]] = {}
-    counts: dict[str, int] = {}
-    for start in range(0, len(rows), cfg.batch_size):
-        batch = rows[start : start + cfg.batch_size]
-        signed = sign_documents([r["content"] for r in batch], hasher, cfg.ngram)
-        for r, n, sig, k in zip(batch, signed.num_shingles, signed.signatures, signed.band_keys, strict=True):
-            if k is not None:
-                sigs[r["id"]], keys[r["id"]], counts[r["id"]] = sig, k, n
-        if (start // cfg.batch_size) % max(1, PROGRESS_EVERY // cfg.batch_size) == 0:
-            log.info("signatures: %d / %d files", min(start + cfg.batch_size, len(rows)), len(rows))
-    metrics["too_short_to_shingle"] = len(rows) - len(sigs)
+    batch_bytes = min(budget.batch_bytes, BATCH_BYTES)
+    with phase(log, "signatures"):
+        sigs, counts, keys = _sign_all(files.column("content"), cfg, hasher, batch_bytes)
+    shingled = counts > 0
+    metrics["too_short_to_shingle"] = int((~shingled).sum())
     metrics["signature_seconds"] = round(time.monotonic() - t0, 3)
 
     duplicates: list[dict] = []
-    removed_repos = _repo_level(rows, sigs, cfg, hasher, metrics, duplicates) if cfg.repo_level else set()
-    removed_by_repo = {r["id"] for r in rows if r["repo"] in removed_repos}
-    drops["near_duplicate_repo"] += len(removed_by_repo)
+    removed_repos = set()
+    if cfg.repo_level:
+        with phase(log, "repository level"):
+            removed_repos = _repo_level(attrs, sigs, shingled, cfg, hasher, metrics, duplicates)
+    repos = attrs.column("repo").to_pylist()
+    by_repo = np.array([r in removed_repos for r in repos], dtype=bool) if removed_repos else np.zeros(len(ids), bool)
+    drops["near_duplicate_repo"] += int(by_repo.sum())
 
-    index_rows = {}
-    if index is not None and index.num_rows:
-        for r in index.to_pylist():
-            node = index_node(r["id"], r["snapshot"])
-            index_rows[node] = dict(r, id=node)
-            sigs[node] = signature_from_bytes(r["signature"])
-            keys[node] = hasher.band_keys(sigs[node])
+    # The graph's nodes: this snapshot's live files, then the index's, all ranked by node name.
+    live = np.flatnonzero(shingled & ~by_repo)
+    index_rows = index.to_pylist() if index is not None and index.num_rows else []
     metrics["index_files"] = len(index_rows)
+    names = [ids[i] for i in live] + [index_node(r["id"], r["snapshot"]) for r in index_rows]
+    node_sigs = np.concatenate([sigs[live], np.array([signature_from_bytes(r["signature"]) for r in index_rows],
+                                                     dtype=np.uint32).reshape(-1, hasher.num_perm)])
+    node_keys = np.concatenate([keys[live], hasher.band_keys(node_sigs[len(live):])])
+    is_index = np.arange(len(names)) >= len(live)
+    order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+    names = [names[i] for i in order]
+    node_sigs, node_keys, is_index = node_sigs[order], node_keys[order], is_index[order]
+    file_row = np.full(len(names), -1, dtype=np.int64)  # node -> row of ``files`` (-1: index)
+    file_row[~is_index] = live[order[~is_index]]
 
-    live = {i: k for i, k in keys.items() if i not in removed_by_repo}
-    pairs = sorted(p for p in candidate_pairs(live, cfg.max_bucket_full_pairs)
-                   if not (p[0] in index_rows and p[1] in index_rows))
-    metrics["candidate_pairs"] = len(pairs)
-    sets: dict[str, np.ndarray] = {}
+    with phase(log, "candidate pairs and estimates"):
+        src, dst = band_pairs(node_keys, cfg.max_bucket_full_pairs)
+        keep = ~(is_index[src] & is_index[dst])
+        src, dst = src[keep], dst[keep]
+        estimate = np.concatenate([kernels.indexed_agreement(node_sigs, src[i : i + PAIRS_PER_STEP],
+                                                             dst[i : i + PAIRS_PER_STEP])
+                                   for i in range(0, src.size, PAIRS_PER_STEP)] or [np.empty(0)])
+    metrics["candidate_pairs"] = int(src.size)
+    by_index = is_index[src] | is_index[dst]
+    floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0
+    plausible = ~by_index & (estimate > floor)
+    metrics["rejected_by_estimate"] = int((~by_index & ~plausible).sum()) if cfg.verify else 0
 
-    def shingle_set(doc: str) -> np.ndarray | None:
-        if doc in index_rows:
-            return None
-        if doc not in sets:
-            sets[doc] = shingle_hashes(by_id[doc]["content"], cfg.ngram)
-        return sets[doc]
+    # Shingle sets of the files in plausible pairs only, read again from the content: node -> set number.
+    involved = np.unique(np.concatenate([src[plausible], dst[plausible]])) if cfg.verify else np.empty(0, np.int64)
+    set_of = np.full(len(names), -1, dtype=np.int64)
+    set_of[involved] = np.arange(involved.size)
+    with phase(log, "exact verification"):
+        values, offsets = _shingle_sets(files.column("content"), file_row[involved], cfg, batch_bytes)
+        exact = np.full(src.size, np.nan)
+        exact[plausible] = kernels.indexed_jaccard(values, offsets, set_of[src[plausible]], set_of[dst[plausible]])
+    if not cfg.verify:
+        accepted = np.ones(src.size, dtype=bool)
+    else:
+        accepted = np.where(by_index, estimate >= cfg.threshold, plausible & (exact >= cfg.threshold))
+    metrics["verified_pairs"] = int(accepted.sum())
+    edges = list(zip(src[accepted].tolist(), dst[accepted].tolist(), strict=True))
 
-    edges = []
-    for a, b in pairs:
-        exact = jaccard(shingle_set(a), shingle_set(b)) if cfg.verify and a not in index_rows and b not in index_rows \
-            else None
-        if accept_pair(exact, estimated_jaccard(sigs[a], sigs[b]), cfg.threshold, cfg.verify):
-            edges.append((a, b))
-    metrics["verified_pairs"] = len(edges)
-
-    members: dict[str, list[str]] = defaultdict(list)
-    for doc, root in connected_components([], edges).items():
-        members[root].append(doc)
+    members: dict[int, list[int]] = defaultdict(list)
+    with phase(log, "connected components"):
+        for node, root in connected_components([], edges).items():
+            members[root].append(node)
     metrics["components"] = len(members)
     metrics["largest_component"] = max((len(m) for m in members.values()), default=0)
-    removed_by_file: set[str] = set()
-    below = 0
+    records = _records(attrs, file_row, index_rows, names, is_index, [n for m in members.values() for n in m])
+    removed, keeper = [], []
     for group in members.values():
-        keeper = min(group, key=lambda d: (0, keep_key(index_rows[d])) if d in index_rows else (1, keep_key(by_id[d])))
-        for doc in sorted(group):
-            if doc == keeper or doc in index_rows:
-                continue
-            removed_by_file.add(doc)
-            exact = jaccard(shingle_set(doc), shingle_set(keeper)) if cfg.verify and keeper not in index_rows \
-                else None
-            below += exact is not None and exact < cfg.threshold
-            duplicates.append({"removed_id": doc, "kept_id": keeper, "level": "file", "jaccard": exact,
-                               "estimated_jaccard": estimated_jaccard(sigs[doc], sigs[keeper])})
-    drops["near_duplicate_file"] += len(removed_by_file)
-    metrics["removed_below_threshold_to_keeper"] = below
+        best = min(group, key=lambda node: (0 if is_index[node] else 1, keep_key(records[node])))
+        for node in sorted(group):
+            if node != best and not is_index[node]:
+                removed.append(node)
+                keeper.append(best)
+    removed, keeper = np.array(removed, dtype=np.int64), np.array(keeper, dtype=np.int64)
+    both_sets = (set_of[removed] >= 0) & (set_of[keeper] >= 0)
+    kept_exact = np.full(removed.size, np.nan)
+    kept_exact[both_sets] = kernels.indexed_jaccard(values, offsets, set_of[removed[both_sets]],
+                                                    set_of[keeper[both_sets]])
+    kept_estimate = kernels.indexed_agreement(node_sigs, removed, keeper)
+    metrics["removed_below_threshold_to_keeper"] = int((kept_exact < cfg.threshold).sum())
+    for r, k, j, e in zip(removed.tolist(), keeper.tolist(), kept_exact.tolist(), kept_estimate.tolist(), strict=True):
+        duplicates.append({"removed_id": names[r], "kept_id": names[k], "level": "file",
+                           "jaccard": None if np.isnan(j) else j, "estimated_jaccard": e})
+    drops["near_duplicate_file"] += int(removed.size)
 
-    removed = removed_by_repo | removed_by_file
-    kept = files.filter(pc.invert(pc.is_in(files.column("id"), value_set=pa.array(sorted(removed), pa.string()))))
-    kept = kept.sort_by("id")
-    tag = scheme_tag(cfg)
-    sig_rows = [dict({c: by_id[i][c] for c in KEEP_COLUMNS}, snapshot=snapshot, scheme=tag,
-                     num_shingles=counts[i], signature=signature_bytes(sigs[i]))
-                for i in sorted(counts) if i not in removed]
+    removed_rows = np.zeros(len(ids), dtype=bool)
+    removed_rows[file_row[removed]] = True
+    removed_rows |= by_repo
+    kept = files.filter(pa.array(~removed_rows))
+    out_rows = np.flatnonzero(shingled & ~removed_rows)
     dup_table = pa.Table.from_pylist(sorted(duplicates, key=lambda d: (d["level"], d["removed_id"])), DUPLICATES)
-    return DedupResult(kept, dup_table, pa.Table.from_pylist(sig_rows, SIGNATURES), drops, metrics, edges)
+    return DedupResult(kept, dup_table, _signature_table(attrs, out_rows, counts, sigs, snapshot, scheme_tag(cfg)),
+                       drops, metrics, [(names[a], names[b]) for a, b in edges])
 
 
-def _repo_level(rows, sigs, cfg, hasher, metrics, duplicates) -> set[str]:
+def _records(attrs: pa.Table, file_row: np.ndarray, index_rows: list[dict], names: list[str], is_index: np.ndarray,
+             nodes: list[int]) -> dict[int, dict]:
+    """node -> keep-rule record, for ``nodes`` (index nodes are named ``id@snapshot``)."""
+    by_name = {index_node(r["id"], r["snapshot"]): r for r in index_rows}
+    files = [n for n in nodes if not is_index[n]]
+    rows = attrs.take(pa.array(file_row[files], pa.int64())).to_pylist() if files else []
+    out = dict(zip(files, rows, strict=True))
+    out.update({n: dict(by_name[names[n]], id=names[n]) for n in nodes if is_index[n]})
+    return out
+
+
+def _signature_table(attrs: pa.Table, rows: np.ndarray, counts: np.ndarray, sigs: np.ndarray, snapshot: str,
+                     tag: str) -> pa.Table:
+    picked = attrs.take(pa.array(rows, pa.int64()))
+    width = sigs.shape[1] * 4
+    signature = pa.Array.from_buffers(pa.binary(), rows.size, [
+        None, pa.py_buffer((np.arange(rows.size + 1) * width).astype(np.int32)),
+        pa.py_buffer(np.ascontiguousarray(sigs[rows], dtype="<u4"))])
+    columns = {name: picked.column(name) for name in KEEP_COLUMNS}
+    columns.update(snapshot=pa.array([snapshot] * rows.size, pa.string()), scheme=pa.array([tag] * rows.size),
+                   num_shingles=pa.array(counts[rows], pa.int64()), signature=signature)
+    return pa.table([columns[f.name] for f in SIGNATURES], schema=SIGNATURES)
+
+
+def _repo_level(attrs: pa.Table, sigs: np.ndarray, shingled: np.ndarray, cfg, hasher, metrics, duplicates) -> set[str]:
     """Repositories that are forks or copies of a better one: whole-repository MinHash, LSH, estimate, keep rule."""
-    files_of: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        files_of[r["repo"]].append(r)
-    repo_sigs = {repo: np.minimum.reduce([sigs[r["id"]] for r in fs if r["id"] in sigs])
-                 for repo, fs in files_of.items() if any(r["id"] in sigs for r in fs)}
-    pairs = candidate_pairs({repo: hasher.band_keys(s) for repo, s in repo_sigs.items()}, cfg.max_bucket_full_pairs)
-    edges = [(a, b) for a, b in sorted(pairs)
-             if estimated_jaccard(repo_sigs[a], repo_sigs[b]) >= cfg.repo_threshold]
-    metrics["repo_candidate_pairs"] = len(pairs)
-    metrics["repo_verified_pairs"] = len(edges)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for repo, root in connected_components([], edges).items():
+    repos = np.array(attrs.column("repo").to_pylist(), dtype=object)
+    rows = np.flatnonzero(shingled)
+    if rows.size == 0:
+        metrics.update(repo_candidate_pairs=0, repo_verified_pairs=0, repos_removed=0)
+        return set()
+    order = rows[np.argsort(repos[rows], kind="stable")]
+    names = repos[order]
+    starts = np.flatnonzero(np.concatenate(([True], names[1:] != names[:-1])))
+    repo_names = names[starts].tolist()
+    repo_sigs = np.minimum.reduceat(sigs[order], starts, axis=0)
+    src, dst = band_pairs(hasher.band_keys(repo_sigs), cfg.max_bucket_full_pairs)
+    estimate = kernels.indexed_agreement(repo_sigs, src, dst)
+    accepted = estimate >= cfg.repo_threshold
+    metrics["repo_candidate_pairs"] = int(src.size)
+    metrics["repo_verified_pairs"] = int(accepted.sum())
+    groups: dict[int, list[int]] = defaultdict(list)
+    repo_edges = zip(src[accepted].tolist(), dst[accepted].tolist(), strict=True)
+    for repo, root in connected_components([], repo_edges).items():
         groups[root].append(repo)
+    involved = {repo_names[r] for group in groups.values() for r in group}
+    files_of: dict[str, list[dict]] = defaultdict(list)
+    if involved:
+        mask = pc.is_in(attrs.column("repo"), value_set=pa.array(sorted(involved), pa.string()))
+        for record in attrs.filter(mask).to_pylist():
+            files_of[record["repo"]].append(record)
     removed: set[str] = set()
     for group in groups.values():
-        keeper = min(group, key=lambda repo: keep_key(repo_record(files_of[repo], repo)))
+        keeper = min(group, key=lambda r: keep_key(repo_record(files_of[repo_names[r]], repo_names[r])))
         for repo in sorted(group):
             if repo != keeper:
-                removed.add(repo)
-                duplicates.append({"removed_id": repo, "kept_id": keeper, "level": "repo", "jaccard": None,
-                                   "estimated_jaccard": estimated_jaccard(repo_sigs[repo], repo_sigs[keeper])})
+                removed.add(repo_names[repo])
+                duplicates.append({"removed_id": repo_names[repo], "kept_id": repo_names[keeper], "level": "repo",
+                                   "jaccard": None, "estimated_jaccard": float(
+                                       kernels.indexed_agreement(repo_sigs, np.array([repo]), np.array([keeper]))[0])})
     metrics["repos_removed"] = len(removed)
     return removed

@@ -2,10 +2,9 @@
 
 datasketch 2.x hashes each value to 32 bits, pre-mixes it with the MurmurHash3 finalizer and applies ``num_perm``
 affine permutations ``a * h + b mod 2^32`` (odd ``a``) drawn from ``numpy.random.RandomState(seed)``. We draw the
-same permutations and apply the same arithmetic, but over a whole batch of documents at once: one
-(shingles x permutations) matrix per chunk and one ``minimum.reduceat`` per chunk, instead of one Python call and
-one small matrix per document. ``benchmarks/near_dedup_signatures.py`` measures the difference against
-``MinHash.update_batch`` and ``MinHash.bulk``; the tests check equality with datasketch.
+same permutations and apply the same arithmetic in a compiled loop (``kernels.py``) over a whole batch of documents,
+instead of one Python call and one small matrix per document. ``benchmarks/near_dedup_signatures.py`` measures the
+difference against ``MinHash.update_batch`` and ``MinHash.bulk``; the tests check equality with datasketch.
 
 A signature is split into ``bands`` bands of ``rows`` values; two documents are candidates when any band is
 identical, which happens with probability ``1 - (1 - J^rows)^bands`` (the S-curve) for Jaccard J.
@@ -17,21 +16,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from xxhash import xxh3_64_intdigest
+
+from spark_jobs.near_dedup import kernels
 
 MAX32 = np.uint32(0xFFFFFFFF)
-# Values permuted at once: a (250 x 16,384) uint32 matrix is 16 MB; 8k-64k columns measured within 10% of each
-# other on 4,616 real files, 1k columns 1.5x slower (more numpy calls per value).
-CHUNK_COLUMNS = 16_384
-
-
-def fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer (datasketch's pre-mix), wrapping uint32 arithmetic."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
 
 
 @dataclass(frozen=True)
@@ -58,37 +46,17 @@ class MinHasher:
         return a, b
 
     def signatures(self, values: list[np.ndarray]) -> np.ndarray:
-        """One uint32 signature row per document; a document with no values gets the all-max (empty) row.
-
-        All documents' values are pre-mixed at once, then permuted in chunks of ``CHUNK_COLUMNS`` values laid out
-        as a (permutations x values) matrix, so that each document's minimum is a ``minimum.reduceat`` along the
-        contiguous axis (2.2x faster than the values x permutations layout on this corpus; the matrix buffer is
-        reused across chunks). A document split over two chunks is merged by an element-wise minimum.
-        """
-        out = np.full((self.num_perm, len(values)), MAX32, dtype=np.uint32)
-        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
-        if lengths.sum() == 0:
-            return out.T.copy()
-        mixed = fmix32(np.concatenate(values).astype(np.uint32, copy=False))
-        docs = np.repeat(np.arange(len(values)), lengths)
+        """One uint32 signature row per document from its 32-bit MinHash inputs; no values: the all-max row."""
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum([len(v) for v in values], out=offsets[1:])
+        flat = np.concatenate(values).astype(np.uint32, copy=False) if values else np.empty(0, dtype=np.uint32)
         a, b = self.permutations
-        buf = np.empty((self.num_perm, min(CHUNK_COLUMNS, mixed.size)), dtype=np.uint32)
-        for start in range(0, mixed.size, CHUNK_COLUMNS):
-            chunk, chunk_docs = mixed[start : start + CHUNK_COLUMNS], docs[start : start + CHUNK_COLUMNS]
-            permuted = buf[:, : chunk.size]
-            np.multiply(a[:, None], chunk[None, :], out=permuted)
-            permuted += b[:, None]
-            firsts = np.flatnonzero(np.concatenate(([True], chunk_docs[1:] != chunk_docs[:-1])))
-            owners = chunk_docs[firsts]
-            out[:, owners] = np.minimum(out[:, owners], np.minimum.reduceat(permuted, firsts, axis=1))
-        return np.ascontiguousarray(out.T)
+        return kernels.minhash_values(flat, offsets, a, b)
 
-    def band_keys(self, signature: np.ndarray) -> list[int]:
-        """One signed 64-bit key per band (xxh3 of the band's bytes), stable across machines and runs."""
-        sig = np.ascontiguousarray(signature[: self.bands * self.rows], dtype="<u4")
-        raw = sig.tobytes()
-        width = self.rows * 4
-        return [_signed(xxh3_64_intdigest(raw[i * width : (i + 1) * width])) for i in range(self.bands)]
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        """(documents x bands) signed 64-bit keys; equal bands get equal keys (``kernels.band_keys``)."""
+        return kernels.band_keys(np.ascontiguousarray(signatures, dtype=np.uint32).reshape(-1, self.num_perm),
+                                 self.bands, self.rows)
 
     def candidate_probability(self, jaccard: float) -> float:
         """P(two documents of Jaccard ``jaccard`` share at least one band).
@@ -114,7 +82,3 @@ def signature_bytes(signature: np.ndarray) -> bytes:
 
 def signature_from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value

@@ -1,36 +1,57 @@
-"""One batch of documents -> shingle counts, signatures and band keys; shared by both engines, so they agree."""
+"""One batch of documents -> shingle counts, signatures and band keys; the rules that turn a candidate pair into an
+edge. Shared by both engines, so they agree."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from spark_jobs.near_dedup.minhash import MinHasher, estimated_jaccard
-from spark_jobs.near_dedup.shingles import batch_shingle_hashes, jaccard, minhash_inputs
+from spark_jobs.near_dedup import kernels
+from spark_jobs.near_dedup.minhash import MinHasher
+from spark_jobs.near_dedup.shingles import BYTE_CLASS, utf8_buffers
 
 
 @dataclass
 class SignedBatch:
-    num_shingles: list[int]
-    signatures: np.ndarray          # (docs, num_perm) uint32; rows of unshingled documents are all-max
-    band_keys: list[list[int] | None]  # None for a document too short to shingle
-    shingle_sets: list[np.ndarray]     # sorted distinct uint64 shingle hashes (the exact-Jaccard sets)
+    num_shingles: np.ndarray  # int64 per document; 0: too short to shingle (no signature, no band keys)
+    signatures: np.ndarray    # (docs, num_perm) uint32; rows of unshingled documents are all-max
+    band_keys: np.ndarray     # (docs, bands) int64; meaningless where num_shingles is 0
+
+    @property
+    def shingled(self) -> np.ndarray:
+        return self.num_shingles > 0
 
 
 def sign_documents(contents, hasher: MinHasher, ngram: int) -> SignedBatch:
     """Sign a batch: ``contents`` is a list of strings or an Arrow string column (read in place)."""
-    sets = batch_shingle_hashes(contents, ngram)
-    signatures = hasher.signatures([minhash_inputs(s) for s in sets])
-    keys = [hasher.band_keys(sig) if s.size else None for s, sig in zip(sets, signatures, strict=True)]
-    return SignedBatch([int(s.size) for s in sets], signatures, keys, sets)
+    data, offsets = utf8_buffers(contents)
+    a, b = hasher.permutations
+    signatures, counts = kernels.sign(data, offsets, ngram, BYTE_CLASS, a, b)
+    return SignedBatch(counts, signatures, hasher.band_keys(signatures))
 
 
-def pair_similarity(shingles_a: np.ndarray | None, shingles_b: np.ndarray | None,
-                    sig_a: np.ndarray, sig_b: np.ndarray) -> tuple[float | None, float]:
-    """(exact Jaccard, or None when either shingle set is unknown; MinHash estimate)."""
-    exact = None if shingles_a is None or shingles_b is None else jaccard(shingles_a, shingles_b)
-    return exact, estimated_jaccard(sig_a, sig_b)
+def estimate_floor(num_perm: int, threshold: float, error: float) -> float:
+    """The highest MinHash estimate a pair of Jaccard ``threshold`` shows with probability at most ``error``.
+
+    The estimate of a pair of Jaccard J is (agreeing positions) / num_perm with agreeing ~ Binomial(num_perm, J), so
+    a candidate estimated at or below this floor is at the threshold or above with probability <= ``error`` (less for
+    a higher J): it is rejected without exact verification. Most LSH candidates on real code are such pairs (shared
+    boilerplate, templated files). ``error`` 0 gives -1.0: every candidate is verified.
+
+    >>> estimate_floor(250, 0.8, 1e-6), estimate_floor(250, 0.8, 0.0)
+    (0.668, -1.0)
+    """
+    floor, cdf = -1, 0.0
+    for k in range(num_perm + 1):
+        cdf += math.exp(math.lgamma(num_perm + 1) - math.lgamma(k + 1) - math.lgamma(num_perm - k + 1)
+                        + k * math.log(threshold) + (num_perm - k) * math.log1p(-threshold)) if threshold < 1 else \
+            float(k == num_perm)
+        if cdf > error:
+            break
+        floor = k
+    return floor / num_perm if floor >= 0 else -1.0
 
 
 def accept_pair(exact: float | None, estimate: float, threshold: float, verify: bool) -> bool:
@@ -42,3 +63,26 @@ def accept_pair(exact: float | None, estimate: float, threshold: float, verify: 
     if not verify:
         return True
     return (exact if exact is not None else estimate) >= threshold
+
+
+def warm_up_kernels() -> None:
+    """Compile every kernel (or load it from numba's on-disk cache) on a tiny input.
+
+    A process's first call of a kernel otherwise compiles it (~10 s for all of them); the Spark image runs this at
+    build time so executors start warm, and the benchmarks before they start their clocks.
+    """
+    import pyarrow as pa
+
+    from spark_jobs.near_dedup.shingles import shingle_set_arrays
+
+    hasher = MinHasher()
+    texts = ["a = b(c) + d; e = f(g);", ""]
+    for batch in (texts, pa.array(texts)):  # Python strings and (read-only) Arrow buffers compile apart
+        signed = sign_documents(batch, hasher, 5)
+        values, offsets = shingle_set_arrays(batch, 5)
+    rows = np.array([0, 0], dtype=np.int64)
+    kernels.indexed_jaccard(values, offsets, rows, rows)
+    kernels.indexed_agreement(signed.signatures, rows, rows)
+    kernels.agreement(signed.signatures, signed.signatures)
+    kernels.pair_jaccard(values, offsets, values, offsets)
+    hasher.signatures([np.array([1, 2, 3], dtype=np.uint32)])

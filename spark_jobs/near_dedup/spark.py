@@ -1,23 +1,28 @@
-"""Near dedup as a Spark job: the same rules as ``local.py``, with bounded memory on every executor.
+"""Near dedup as a Spark job: the same rules as ``local.py``, every batch and block sized in bytes (``budget.py``).
 
-One Python pass (``mapInArrow``) reads each file once and emits its signature, band keys and (when verifying) its
-64-bit shingle set, next to the keep-rule columns; that cached frame feeds everything after it, so the content is
-never read or shuffled again. Buckets are (band, key) groups: one shuffle sorts them and one vectorized Python
-pass walks the sorted runs; a bucket bigger than ``max_bucket_full_pairs`` contributes a star instead of all its
-pairs, so skewed buckets stay linear. Only the
-files that are in a candidate pair have their shingle sets joined to the pairs for exact Jaccard. Metrics come
-from one aggregation per phase. Nothing is collected to the driver but counts.
+The plan, each step one pass over bounded batches:
 
-Per-job cost dominates a Spark job at this scale (each job is planned, code-generated and scheduled), so the
-plan is built to need few of them: see ``benchmarks/RESULTS-near-dedup.md``.
+1. **signatures**: one Python pass (``mapInArrow``) over the content emits each file's shingle count, signature and
+   band keys next to its keep-rule columns (~1.3 KB a file, whatever its size), persisted partitioned by id;
+2. **buckets**: (band, key, id) rows, one shuffle sorted by bucket, one vectorized pass over the sorted runs (a
+   bucket bigger than ``max_bucket_full_pairs`` is a star; a bucket running over batches is carried by its centre);
+3. **estimates**: each candidate pair's MinHash estimate (joins on the id-partitioned signatures); a pair estimated
+   at or below ``signing.estimate_floor`` (a pair at the threshold shows such an estimate with probability at most
+   ``estimate_reject_error``) is rejected there: on real code most LSH candidates are such pairs;
+4. **exact verification** of the rest: the content of the files they involve is read again (a semi-join against
+   a broadcast of their ids) and turned into sorted 64-bit shingle sets, persisted partitioned by id; each pair
+   meets its two sets by moving the source's set once (the destination's is already in place);
+5. **components** of the verified edges (union-find per bounded partition, then large-star / small-star), the keep
+   rule as a window, and the removed file's exact Jaccard and estimate against its keeper.
+
+Nothing is collected to the driver but counts. Per-job cost dominates a Spark job at this scale, so metrics come
+from one aggregation per phase; ``benchmarks/RESULTS-near-dedup.md`` has the measurements.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,21 +33,25 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.keep_rule import keep_order
+from spark_jobs.near_dedup import kernels
+from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.components import connected_components
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.minhash import signature_bytes, signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
-from spark_jobs.near_dedup.shingles import arrow_var_width
-from spark_jobs.near_dedup.signing import pair_similarity, sign_documents
+from spark_jobs.near_dedup.phases import phase
+from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
+from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
 
 log = logging.getLogger(__name__)
 SIGNED_FIELDS = [T.StructField("num_shingles", T.LongType()), T.StructField("signature", T.BinaryType()),
-                 T.StructField("band_keys", T.ArrayType(T.LongType())), T.StructField("shingles", T.BinaryType())]
-REPO_SIGNED = "repo string, signature binary, band_keys array<long>"
-SCORED = "src string, dst string, jaccard double, estimated_jaccard double"
+                 T.StructField("band_keys", T.ArrayType(T.LongType()))]
+SETS = "id string, shingles binary"
 SHINGLE_DTYPE = np.dtype("<u8")  # a shingle set is stored as its sorted little-endian uint64 hashes
-# Bucket rows (band, key, id, is_index: ~100 bytes) handled per numpy step; Arrow batches are gathered up to this.
-BUCKET_ROWS_PER_STEP = 32_768
+KEEP_ROW_BYTES = 300  # id, repo, path, licence, stars, forks, created: what a signed row carries besides the sketch
+BUCKET_ROW_BYTES = 100  # band, key, id, is_index
+SET_BYTES_PER_CONTENT_BYTE = 2  # distinct 5-gram shingles x 8 bytes per byte of code (measured ~1.4; upper side)
+WORST_SET_BYTES_PER_CONTENT_BYTE = 8  # one token per byte (``a;b;c...``): the largest a set row can be
+DEFAULT_ROW_GROUP_BYTES = 128 * 2**20  # Parquet's default parquet.block.size
 
 
 @dataclass
@@ -53,28 +62,79 @@ class SparkDedup:
     drops: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     edges: DataFrame | None = None  # accepted file pairs (src, dst) (benchmarks score them)
+    files_in: tuple[int, int] = (0, 0)  # (files, content bytes) of the input
+    row_group_bytes: int = 0  # Parquet row groups the outputs are written with (a writer buffers one per task)
+
+
+# -- Arrow helpers (executor side) -----------------------------------------------------------------------------
+
+def binary_array(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """An Arrow binary column over ``data`` (uint8) cut at ``offsets`` (rows + 1, int64), without a copy per row."""
+    if offsets[-1] >= 2**31:  # batches are bounded far below this; Arrow's binary offsets are 32-bit
+        raise ValueError(f"an Arrow batch of {offsets[-1]} bytes exceeds the 2 GiB of a binary column")
+    mask = None
+    if valid is not None and not valid.all():
+        mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
+                                 [mask, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+
+
+def _signature_matrix(column: pa.Array, num_perm: int) -> np.ndarray:
+    """(rows x num_perm) uint32 view of a non-null signature column."""
+    data, _ = arrow_var_width(column)
+    return data.view("<u4").reshape(len(column), num_perm)
+
+
+def _shingle_csr(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 values, offsets in values) of a non-null shingle-set column, zero-copy."""
+    data, offsets = arrow_var_width(column)
+    return data.view(SHINGLE_DTYPE), offsets // SHINGLE_DTYPE.itemsize
+
+
+def _byte_bounded(batch: pa.RecordBatch, row_bytes: np.ndarray, most: int) -> Iterator[pa.RecordBatch]:
+    """``batch`` cut into consecutive slices of at most ``most`` bytes of rows (a larger row goes alone)."""
+    start, total = 0, 0
+    for i, size in enumerate(row_bytes.tolist()):
+        if total and total + size > most:
+            yield batch.slice(start, i - start)
+            start, total = i, 0
+        total += size
+    if start < batch.num_rows:
+        yield batch.slice(start)
 
 
 # -- executor-side functions (pure, one Arrow batch at a time) --------------------------------------------------
 
 def _sign_batches(cfg: NearDedupConfig):
-    """content + keep-rule columns -> keep-rule columns + shingle count, signature, band keys, shingle set."""
-    hasher, ngram, verify = cfg.hasher(), cfg.ngram, cfg.verify
+    """content + keep-rule columns -> keep-rule columns + shingle count, signature, band keys (null: too short)."""
+    hasher, ngram = cfg.hasher(), cfg.ngram
 
     def sign(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             signed = sign_documents(batch.column("content"), hasher, ngram)
-            present = [k is not None for k in signed.band_keys]
+            n, shingled = batch.num_rows, signed.shingled
+            width = 4 * hasher.num_perm
+            signatures = binary_array(np.ascontiguousarray(signed.signatures).view(np.uint8).ravel(),
+                                      np.arange(n + 1, dtype=np.int64) * width, shingled)
+            keys = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * hasher.bands),
+                                            pa.array(signed.band_keys.ravel()), mask=pa.array(~shingled))
             yield pa.RecordBatch.from_arrays(
-                [batch.column(name) for name in KEEP_COLUMNS] + [
-                    pa.array(signed.num_shingles, pa.int64()),
-                    pa.array([signature_bytes(s) if p else None
-                              for s, p in zip(signed.signatures, present, strict=True)], pa.binary()),
-                    pa.array(signed.band_keys, pa.list_(pa.int64())),
-                    pa.array([s.astype(SHINGLE_DTYPE, copy=False).tobytes() if p and verify else None
-                              for s, p in zip(signed.shingle_sets, present, strict=True)], pa.binary())],
+                [batch.column(name) for name in KEEP_COLUMNS]
+                + [pa.array(signed.num_shingles, pa.int64()), signatures, keys],
                 names=[*KEEP_COLUMNS, *(f.name for f in SIGNED_FIELDS)])
     return sign
+
+
+def _shingle_set_batches(ngram: int, batch_bytes: int):
+    """id, content -> id, sorted distinct 64-bit shingle set; output cut to ``batch_bytes`` (a set can be 8x its
+    file)."""
+    def sets(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            values, offsets = shingle_set_arrays(batch.column("content"), ngram)
+            column = binary_array(values.view(np.uint8), offsets * SHINGLE_DTYPE.itemsize)
+            out = pa.RecordBatch.from_arrays([batch.column("id"), column], names=["id", "shingles"])
+            yield from _byte_bounded(out, np.diff(offsets) * SHINGLE_DTYPE.itemsize, batch_bytes)
+    return sets
 
 
 def _index_band_keys(cfg: NearDedupConfig):
@@ -82,68 +142,95 @@ def _index_band_keys(cfg: NearDedupConfig):
 
     def keys(batches):
         for batch in batches:
-            sigs = batch.column("signature").to_pylist()
-            yield pa.RecordBatch.from_arrays(
-                [batch.column(name) for name in batch.schema.names]
-                + [pa.array([hasher.band_keys(signature_from_bytes(s)) for s in sigs], pa.list_(pa.int64()))],
-                names=[*batch.schema.names, "band_keys"])
+            sigs = _signature_matrix(batch.column("signature"), hasher.num_perm)
+            band = pa.ListArray.from_arrays(pa.array(np.arange(batch.num_rows + 1, dtype=np.int32) * hasher.bands),
+                                            pa.array(hasher.band_keys(sigs).ravel()))
+            yield pa.RecordBatch.from_arrays([*batch.columns, band], names=[*batch.schema.names, "band_keys"])
     return keys
 
 
-def _repo_signature(cfg: NearDedupConfig):
+def _estimate_batches(num_perm: int):
+    """src, dst, both signatures (and flags) -> the same without signatures, with the MinHash estimate."""
+    def estimate(batches):
+        for batch in batches:
+            est = kernels.agreement(_signature_matrix(batch.column("src_sig"), num_perm),
+                                    _signature_matrix(batch.column("dst_sig"), num_perm))
+            keep = [name for name in batch.schema.names if not name.endswith("_sig")]
+            yield pa.RecordBatch.from_arrays([*(batch.column(k) for k in keep), pa.array(est, pa.float64())],
+                                             names=[*keep, "estimated_jaccard"])
+    return estimate
+
+
+def _exact_batches(batches):
+    """src, dst, both shingle sets -> src, dst, exact Jaccard."""
+    for batch in batches:
+        values_a, offsets_a = _shingle_csr(batch.column("src_shingles"))
+        values_b, offsets_b = _shingle_csr(batch.column("dst_shingles"))
+        exact = kernels.pair_jaccard(values_a, offsets_a, values_b, offsets_b)
+        yield pa.RecordBatch.from_arrays([batch.column("src"), batch.column("dst"), pa.array(exact, pa.float64())],
+                                         names=["src", "dst", "jaccard"])
+
+
+def _repo_signature_batches(cfg: NearDedupConfig):
+    """(repo, signature) rows sorted by repo -> one (repo, element-wise minimum signature, band keys) per repo.
+
+    A repository's MinHash is the minimum of its files' signatures (the MinHash of the union of their shingles). The
+    rows of a repository may run over batches: its partial minimum is carried to the next batch."""
     hasher = cfg.hasher()
 
-    def reduce(table: pa.Table) -> pa.Table:
-        sig = np.minimum.reduce([signature_from_bytes(s) for s in table.column("signature").to_pylist()])
-        return pa.table({"repo": [table.column("repo")[0].as_py()], "signature": [signature_bytes(sig)],
-                         "band_keys": pa.array([hasher.band_keys(sig)], pa.list_(pa.int64()))})
+    def emit(repos: list, sigs: np.ndarray) -> pa.RecordBatch:
+        n = len(repos)
+        keys = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * hasher.bands),
+                                        pa.array(hasher.band_keys(sigs).ravel()))
+        signature = binary_array(np.ascontiguousarray(sigs).view(np.uint8).ravel(),
+                                 np.arange(n + 1, dtype=np.int64) * 4 * hasher.num_perm)
+        return pa.RecordBatch.from_arrays([pa.array(repos, pa.string()), signature, keys],
+                                          names=["repo", "signature", "band_keys"])
+
+    def reduce(batches):
+        carried: tuple[str, np.ndarray] | None = None
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            repos = batch.column("repo").to_pylist()
+            sigs = _signature_matrix(batch.column("signature"), hasher.num_perm)
+            starts = [0] + [i for i in range(1, len(repos)) if repos[i] != repos[i - 1]]
+            minima = np.minimum.reduceat(sigs, starts, axis=0)
+            names = [repos[i] for i in starts]
+            if carried is not None:
+                if carried[0] == names[0]:
+                    minima[0] = np.minimum(minima[0], carried[1])
+                else:
+                    yield emit([carried[0]], carried[1][None, :])
+            carried = (names[-1], minima[-1].copy())
+            if len(names) > 1:
+                yield emit(names[:-1], minima[:-1])
+        if carried is not None:
+            yield emit([carried[0]], carried[1][None, :])
     return reduce
-
-
-def _binary_rows(column: pa.Array, dtype: np.dtype) -> list[np.ndarray | None]:
-    """The values of a binary column as numpy views of its buffer (no copy, no Python bytes); None for nulls."""
-    data, offsets = arrow_var_width(column)
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    return [data[offsets[i] : offsets[i + 1]].view(dtype) if valid[i] else None for i in range(len(column))]
-
-
-def _score_batches(batches):
-    """Exact Jaccard (when both shingle sets are present) and MinHash estimate of each (src, dst) row."""
-    for batch in batches:
-        sigs_a = _binary_rows(batch.column("src_sig"), np.dtype("<u4"))
-        sigs_b = _binary_rows(batch.column("dst_sig"), np.dtype("<u4"))
-        sets_a = _binary_rows(batch.column("src_shingles"), SHINGLE_DTYPE)
-        sets_b = _binary_rows(batch.column("dst_shingles"), SHINGLE_DTYPE)
-        exact, estimate = [], []
-        for sa, sb, ga, gb in zip(sets_a, sets_b, sigs_a, sigs_b, strict=True):
-            e, est = pair_similarity(sa, sb, ga, gb)
-            exact.append(e)
-            estimate.append(est)
-        yield pa.RecordBatch.from_pydict({"src": batch.column("src"), "dst": batch.column("dst"),
-                                          "jaccard": pa.array(exact, pa.float64()),
-                                          "estimated_jaccard": pa.array(estimate, pa.float64())})
 
 
 # -- plan ------------------------------------------------------------------------------------------------------
 
-def bucket_pairs(members: DataFrame, max_full_pairs: int) -> DataFrame:
+def bucket_pairs(members: DataFrame, max_full_pairs: int, rows_per_step: int = 32_768) -> DataFrame:
     """(src, dst) pairs of ``members`` (band, key, id[, is_index]) sharing a bucket, src < dst, distinct.
 
     One shuffle puts each bucket in one partition, sorted by (band, key, id); one Python pass walks the sorted
     rows with numpy and emits, per bucket of n > 1 files, all its pairs when n <= ``max_full_pairs`` or a star on
     its smallest id otherwise (a bucket of n boilerplate files costs n - 1 pairs). A bucket that runs over Arrow
-    batches is carried to the next batch, and a star keeps only its centre, so memory stays bounded by the batch
-    size whatever the skew. Pairs of two index files are skipped (their snapshot already deduplicated them).
+    batches is carried to the next batch, and a star keeps only its centre, so memory stays bounded by
+    ``rows_per_step`` rows whatever the skew. Pairs of two index files are skipped (their snapshot already
+    deduplicated them).
     """
     if "is_index" not in members.columns:
         members = members.withColumn("is_index", F.lit(False))
     buckets = (members.select(F.col("band").cast("int").alias("band"), F.col("key").cast("long").alias("key"),
                               "id", F.col("is_index").cast("boolean").alias("is_index"))
                .repartition("band", "key").sortWithinPartitions("band", "key", "id"))
-    return buckets.mapInArrow(_bucket_pair_batches(max_full_pairs), "src string, dst string").distinct()
+    return buckets.mapInArrow(_bucket_pair_batches(max_full_pairs, rows_per_step), "src string, dst string").distinct()
 
 
-def _bucket_pair_batches(max_full_pairs: int, rows_per_step: int = BUCKET_ROWS_PER_STEP):
+def _bucket_pair_batches(max_full_pairs: int, rows_per_step: int):
     def pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pending: pa.Table | None = None  # rows of an unfinished bucket (at most max_full_pairs of them)
         star = None  # (band, key, centre id, centre is_index) while an unfinished bucket is known to be a star
@@ -232,15 +319,33 @@ def _explode_bands(df: DataFrame) -> DataFrame:
     return df.select("id", *extra, F.posexplode("band_keys").alias("band", "key"))
 
 
-def _score(pairs: DataFrame, sides: DataFrame) -> DataFrame:
-    """Attach both sides' signature and shingle set (``sides``: id, signature, shingles) and score each pair."""
-    def side(prefix: str) -> DataFrame:
-        return sides.select(F.col("id").alias(prefix), F.col("signature").alias(f"{prefix}_sig"),
-                            F.col("shingles").alias(f"{prefix}_shingles"))
+def _join_sides(pairs: DataFrame, sides: DataFrame, values: list[str], partitions: int) -> DataFrame:
+    """``pairs`` (src, dst) with ``sides``' ``values`` columns of both ends, as ``src_<value>``, ``dst_<value>``.
 
-    joined = pairs.select("src", "dst").join(side("src"), "src").join(side("dst"), "dst")
-    return joined.select("src", "dst", "src_sig", "dst_sig", "src_shingles", "dst_shingles").mapInArrow(
-        _score_batches, SCORED)
+    ``sides`` is partitioned by id into ``partitions``: the pairs are shuffled to their source's partition, and the
+    joined rows (now carrying the source's values) to their destination's, so each pair moves one side, never two.
+    """
+    def side(prefix: str) -> DataFrame:
+        return sides.select(F.col("id").alias(prefix), *(F.col(v).alias(f"{prefix}_{v}") for v in values))
+
+    with_src = pairs.repartition(partitions, "src").join(side("src"), "src")
+    return with_src.repartition(partitions, "dst").join(side("dst"), "dst")
+
+
+def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partitions: int,
+               flags: tuple[str, ...] = ()) -> DataFrame:
+    """(src, dst, [src_<flag>, dst_<flag> ...], estimated_jaccard) of ``pairs``, with ``signed``'s signatures."""
+    joined = _join_sides(pairs.select("src", "dst"), signed.withColumnRenamed("signature", "sig"),
+                         ["sig", *flags], partitions)
+    out = ["src", "dst", *(f"{end}_{flag}" for flag in flags for end in ("src", "dst"))]
+    return joined.select(*out, "src_sig", "dst_sig").mapInArrow(_estimate_batches(cfg.num_perm), T.StructType(
+        [joined.schema[name] for name in out] + [T.StructField("estimated_jaccard", T.DoubleType())]))
+
+
+def _exact(pairs: DataFrame, sets: DataFrame, partitions: int) -> DataFrame:
+    joined = _join_sides(pairs.select("src", "dst"), sets, ["shingles"], partitions)
+    return joined.select("src", "dst", "src_shingles", "dst_shingles").mapInArrow(
+        _exact_batches, "src string, dst string, jaccard double")
 
 
 def _keepers(components: DataFrame, attrs: DataFrame) -> DataFrame:
@@ -250,17 +355,20 @@ def _keepers(components: DataFrame, attrs: DataFrame) -> DataFrame:
     return ranked.select("id", "is_index", F.first("id").over(window).alias("keeper"))
 
 
-@contextmanager
-def _phase(name: str):
-    """Log when a phase starts and how long it took: the job's progress report."""
-    log.info("near dedup: %s ...", name)
-    t0 = time.monotonic()
-    yield
-    log.info("near dedup: %s done in %.1f s", name, time.monotonic() - t0)
-
-
 def _persist(df: DataFrame) -> DataFrame:
     return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def configure(spark, budget: MemoryBudget, largest_file: int, signed_row_bytes: int, largest_cached_row: int) -> None:
+    """Byte-bounded batches for this job: Arrow batches to Python workers, Parquet reader batches of content, and
+    in-memory cache batches (Spark reads the cache's batch size when a cache is built, so one value, sized for
+    the largest persisted rows, serves every cache of the job)."""
+    conf = spark.conf
+    conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(budget.batch_bytes))
+    # Few-byte files would otherwise make output batches (a signature per file) many times their input.
+    conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(budget.rows(signed_row_bytes, most=10_000)))
+    conf.set("spark.sql.parquet.columnarReaderBatchSize", str(budget.rows(largest_file, most=4096)))
+    conf.set("spark.sql.inMemoryColumnarStorage.batchSize", str(budget.rows(largest_cached_row, most=10_000)))
 
 
 def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index: DataFrame | None = None
@@ -268,20 +376,27 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     """Plan and run near dedup of one snapshot's FILES DataFrame; outputs are persisted DataFrames."""
     hasher = cfg.hasher()
     spark = files.sparkSession
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
+    budget = MemoryBudget(cfg.task_memory_bytes) if cfg.task_memory_bytes else MemoryBudget.from_conf(spark.conf.get)
+    parallelism = spark.sparkContext.defaultParallelism
     metrics: dict = {"s_curve": hasher.s_curve(), "engine": "spark"}
     drops = {"near_duplicate_repo": 0, "near_duplicate_file": 0}
 
-    # Cached: the only pass over the content. Everything below reads these columns.
+    sizes = files.agg(F.count("*"), F.sum("size_bytes"), F.max("size_bytes")).first()
+    total_files, total_bytes, largest = int(sizes[0]), int(sizes[1] or 0), int(sizes[2] or 0)
+    signed_row_bytes = KEEP_ROW_BYTES + 4 * hasher.num_perm + 8 * hasher.bands
+    largest_set = largest * WORST_SET_BYTES_PER_CONTENT_BYTE if cfg.verify else 0
+    configure(spark, budget, largest, signed_row_bytes, max(signed_row_bytes, largest_set))
+    partitions = budget.partitions(total_files * signed_row_bytes, at_least=parallelism)  # of the signatures
+    log.info("near dedup: %d files, %.1f MB, largest %d bytes; task memory %d MB: Arrow batches of %d MB, "
+             "%d signature partitions", total_files, total_bytes / 1e6, largest, budget.task_bytes >> 20,
+             budget.batch_bytes >> 20, partitions)
+
+    # Persisted, partitioned by id: the only pass over the content until verification; every step below reads it.
     keep_schema = files.select(*KEEP_COLUMNS).schema
-    source = files.select(*KEEP_COLUMNS, "content")
-    parallelism = spark.sparkContext.defaultParallelism
-    if source.rdd.getNumPartitions() < parallelism:  # e.g. one unsplittable Parquet row group: spread the work
-        log.info("near dedup: input has fewer partitions than %d cores; repartitioning it", parallelism)
-        source = source.repartition(parallelism)
-    signed = _persist(source.mapInArrow(
-        _sign_batches(cfg), T.StructType([*keep_schema.fields, *SIGNED_FIELDS])))
-    with _phase("signatures"):
+    signed = _persist(files.select(*KEEP_COLUMNS, "content")
+                      .mapInArrow(_sign_batches(cfg), T.StructType([*keep_schema.fields, *SIGNED_FIELDS]))
+                      .repartition(partitions, "id"))
+    with phase(log, "signatures"):
         counts = signed.agg(F.count("*"), F.count(F.when(F.col("band_keys").isNull(), 1))).first()
     metrics["too_short_to_shingle"] = int(counts[1])
     log.info("near dedup: %d files signed, %d too short to shingle", counts[0], counts[1])
@@ -290,12 +405,12 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     duplicates = []
     removed_repos = None
     if cfg.repo_level:
-        with _phase("repository level"):
-            removed_repos, repo_dups = _repo_level(signed, live, cfg, metrics)
+        with phase(log, "repository level"):
+            removed_repos, repo_dups = _repo_level(signed, live, cfg, metrics, budget, partitions)
             duplicates.append(repo_dups)
             drops["near_duplicate_repo"] = signed.join(removed_repos, "repo", "left_semi").count()
         live = live.join(removed_repos, "repo", "left_anti")
-    live = live.select(*KEEP_COLUMNS, "is_index", "signature", "band_keys", "shingles")
+    live = live.select(*KEEP_COLUMNS, "is_index", "signature", "band_keys")
 
     metrics["index_files"] = 0
     if index is not None:
@@ -305,38 +420,66 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                        [*index.select(*KEEP_COLUMNS, "signature").schema.fields,
                         T.StructField("band_keys", T.ArrayType(T.LongType()))])))
         live = live.unionByName(indexed.select(*KEEP_COLUMNS, F.lit(True).alias("is_index"), "signature",
-                                               "band_keys", F.lit(None).cast("binary").alias("shingles")))
+                                               "band_keys"))
         metrics["index_files"] = index.count()
 
-    # Persisted: scored, graphed, and the source of the files whose shingle sets are needed.
-    pairs = _persist(bucket_pairs(_explode_bands(live), cfg.max_bucket_full_pairs))
-    ids = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
-    # Persisted: scored twice (candidates, then removed file vs keeper).
-    involved = _persist(live.join(ids, "id", "left_semi").select(
-        "id", "signature", F.col("shingles") if cfg.verify else F.lit(None).cast("binary").alias("shingles")))
-    scored = _persist(_score(pairs, involved))
-    # accept_pair() as a column expression: exact Jaccard when known, else the estimate; everything unverified.
-    accepted = (F.coalesce("jaccard", "estimated_jaccard") >= cfg.threshold) if cfg.verify else F.lit(True)
-    with _phase("candidate pairs and verification"):
-        counts = scored.agg(F.count("*"), F.count(F.when(accepted, 1))).first()
-    metrics["candidate_pairs"], metrics["verified_pairs"] = int(counts[0]), int(counts[1])
-    log.info("near dedup: %d candidate pairs, %d verified", counts[0], counts[1])
-    edges = scored.where(accepted).select("src", "dst")
+    with phase(log, "candidate pairs and estimates"):
+        pairs = bucket_pairs(_explode_bands(live), cfg.max_bucket_full_pairs, budget.rows(BUCKET_ROW_BYTES))
+        # Persisted: split three ways below, counted once.
+        estimated = _persist(_estimates(pairs, live, cfg, partitions, flags=("is_index",)))
+        floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0
+        by_index = F.col("src_is_index") | F.col("dst_is_index")
+        plausible = ~by_index & (F.col("estimated_jaccard") > floor)
+        counts = estimated.agg(F.count("*"), F.count(F.when(plausible, 1)), F.count(F.when(by_index, 1)),
+                               F.count(F.when(by_index & (F.col("estimated_jaccard") >= cfg.threshold), 1))).first()
+    metrics["candidate_pairs"] = int(counts[0])
+    metrics["rejected_by_estimate"] = int(counts[0] - counts[1] - counts[2]) if cfg.verify else 0
+    log.info("near dedup: %d candidate pairs, %d rejected by their estimate (<= %.3f), %d to verify exactly",
+             counts[0], metrics["rejected_by_estimate"], floor, counts[1])
 
-    with _phase("connected components"):
+    index_edges = estimated.where(by_index & (F.col("estimated_jaccard") >= cfg.threshold)).select("src", "dst")
+    involved_bytes = min(total_bytes, 2 * counts[1] * total_bytes // max(total_files, 1))
+    set_partitions = budget.partitions(involved_bytes * SET_BYTES_PER_CONTENT_BYTE, at_least=parallelism)
+    if cfg.verify:
+        with phase(log, "exact verification"):
+            to_verify = estimated.where(plausible).select("src", "dst")
+            involved = to_verify.select(F.col("src").alias("id")).unionByName(
+                to_verify.select(F.col("dst").alias("id"))).distinct()
+            if 2 * counts[1] * KEEP_ROW_BYTES <= budget.partition_bytes:  # the ids fit every task: broadcast them
+                involved = F.broadcast(involved)
+            sets = _persist(files.select("id", "content").join(involved, "id", "left_semi")
+                            .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
+                            .repartition(set_partitions, "id"))
+            exact = _persist(_exact(to_verify, sets, set_partitions))
+            verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
+            metrics["verified_pairs"] = verified.count() + int(counts[3])
+        edges = verified.unionByName(index_edges)
+    else:
+        sets = None
+        edges = estimated.select("src", "dst")
+        metrics["verified_pairs"] = int(counts[0])
+    edges = _persist(edges)
+    log.info("near dedup: %d edges", metrics["verified_pairs"])
+
+    with phase(log, "connected components"):
         comps, rounds = connected_components(edges, max_iterations=cfg.max_cc_iterations,
                                              num_edges=metrics["verified_pairs"],
-                                             max_local_edges=cfg.cc_local_max_edges)
+                                             max_local_edges=budget.union_find_edges)
         sizes = comps.groupBy("component").count().agg(F.count("*"), F.max("count")).first()
     metrics["cc_rounds"] = rounds
     metrics["components"], metrics["largest_component"] = int(sizes[0]), int(sizes[1] or 0)
     keepers = _keepers(comps, live.select(*KEEP_COLUMNS, "is_index"))
-    removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper")))
+    removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
+        F.col("id").alias("src"), F.col("keeper").alias("dst"))
+    scored = _estimates(removed, live, cfg, partitions)
+    if sets is not None:
+        scored = scored.join(_exact(removed, sets, set_partitions), ["src", "dst"], "left")
+    else:
+        scored = scored.withColumn("jaccard", F.lit(None).cast("double"))
     file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.
-        _score(removed.select(F.col("id").alias("src"), F.col("keeper").alias("dst")), involved)
-        .select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
-                "jaccard", "estimated_jaccard"))
-    with _phase("keep rule"):
+        scored.select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
+                      "jaccard", "estimated_jaccard"))
+    with phase(log, "keep rule"):
         counts = file_dups.agg(F.count("*"), F.count(F.when(F.col("jaccard") < cfg.threshold, 1))).first()
     drops["near_duplicate_file"], metrics["removed_below_threshold_to_keeper"] = int(counts[0]), int(counts[1])
     duplicates.append(file_dups)
@@ -353,20 +496,23 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     signature_rows = kept_signatures.select(*KEEP_COLUMNS, F.lit(snapshot).alias("snapshot"),
                                             F.lit(scheme_tag(cfg)).alias("scheme"), "num_shingles",
                                             "signature").select(*SIGNATURES.names)
-    return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges)
+    return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges, (total_files, total_bytes),
+                      min(DEFAULT_ROW_GROUP_BYTES, budget.partition_bytes))
 
 
-def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metrics: dict):
-    repo_sigs = _persist(live.select("repo", "signature").groupBy("repo")  # Persisted: read 3 times.
-                         .applyInArrow(_repo_signature(cfg), REPO_SIGNED).withColumnRenamed("repo", "id"))
-    pairs = _persist(bucket_pairs(_explode_bands(repo_sigs), cfg.max_bucket_full_pairs))
-    sides = repo_sigs.select("id", "signature", F.lit(None).cast("binary").alias("shingles"))
-    scored = _persist(_score(pairs, sides))
+def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metrics: dict, budget: MemoryBudget,
+                partitions: int):
+    repo_sigs = _persist(  # Persisted: read 3 times.
+        live.select("repo", "signature").repartition(partitions, "repo").sortWithinPartitions("repo")
+        .mapInArrow(_repo_signature_batches(cfg), "repo string, signature binary, band_keys array<long>")
+        .withColumnRenamed("repo", "id"))
+    pairs = bucket_pairs(_explode_bands(repo_sigs), cfg.max_bucket_full_pairs, budget.rows(BUCKET_ROW_BYTES))
+    scored = _persist(_estimates(pairs, repo_sigs, cfg, partitions))
     counts = scored.agg(F.count("*"), F.count(F.when(F.col("estimated_jaccard") >= cfg.repo_threshold, 1))).first()
     metrics["repo_candidate_pairs"], metrics["repo_verified_pairs"] = int(counts[0]), int(counts[1])
     edges = scored.where(F.col("estimated_jaccard") >= cfg.repo_threshold).select("src", "dst")
     comps, _ = connected_components(edges, max_iterations=cfg.max_cc_iterations,
-                                    num_edges=metrics["repo_verified_pairs"], max_local_edges=cfg.cc_local_max_edges)
+                                    num_edges=metrics["repo_verified_pairs"], max_local_edges=budget.union_find_edges)
     repo_attrs = signed.groupBy("repo").agg(F.min("stars").alias("stars"), F.min("forks").alias("forks"),
                                             F.min("license").alias("license"),
                                             F.min("repo_created_at").alias("repo_created_at"))
@@ -374,9 +520,10 @@ def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metric
                                    "forks", "repo_created_at", F.lit(False).alias("is_index"))
     removed = _keepers(comps, repo_attrs).where(F.col("id") != F.col("keeper"))
     dups = _persist(  # Persisted: counted, written, and the anti-join key of the removed repositories.
-        _score(removed.select(F.col("id").alias("src"), F.col("keeper").alias("dst")), sides)
+        _estimates(removed.select(F.col("id").alias("src"), F.col("keeper").alias("dst")), repo_sigs, cfg,
+                   partitions)
         .select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("repo").alias("level"),
-                "jaccard", "estimated_jaccard"))
+                F.lit(None).cast("double").alias("jaccard"), "estimated_jaccard"))
     metrics["repos_removed"] = dups.count()
     return dups.select(F.col("removed_id").alias("repo")), dups
 

@@ -27,7 +27,7 @@ def run_near_dedup(cfg: PlatformConfig, snapshot: str, *, engine: str | None = N
         nd = nd.model_copy(update={"engine": engine})
     lake = cfg.open_lake()
     lake.require(snapshot, nd.input)
-    earlier = index_snapshots(lake, snapshot, nd.index_snapshots)
+    earlier = index_snapshots(lake, snapshot, nd.index_snapshots, nd.input)
     hasher = nd.hasher()
     log.info("near dedup of %s (input %s, engine %s): %d-gram shingles, %d permutations, %d bands x %d rows, "
              "threshold %.2f, verify %s; S-curve P(candidate | J) = %s", snapshot, nd.input, nd.engine, nd.ngram,
@@ -89,8 +89,10 @@ def _run_spark(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str
     result = dedup_frames(files, nd, snapshot=run.snapshot, index=index)
     for name, df, key in (("files", result.kept, "id"), ("duplicates", result.duplicates, "removed_id"),
                           ("signatures", result.signatures, "id")):
+        # Row groups sized from the task's memory budget, their size checked from the first row on (Parquet checks
+        # after 100 rows by default: 100 files of 1 MB before it notices).
         (df.repartition(nd.output_partitions, key).sortWithinPartitions(key)
-         .write.mode("overwrite").parquet(run.dataset_uri(name, for_spark=True)))
-    totals = files.agg(F.count("*"), F.sum("size_bytes")).first()
+         .write.mode("overwrite").option("parquet.block.size", str(result.row_group_bytes))
+         .option("parquet.page.size.row.check.min", "1").parquet(run.dataset_uri(name, for_spark=True)))
     kept = spark.read.parquet(run.dataset_uri("files", for_spark=True)).agg(F.count("*"), F.sum("size_bytes")).first()
-    _record_stats(run, (totals[0], int(totals[1] or 0)), (kept[0], int(kept[1] or 0)), result.drops, result.metrics)
+    _record_stats(run, result.files_in, (kept[0], int(kept[1] or 0)), result.drops, result.metrics)

@@ -21,7 +21,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"crawl", "dedup"} <= set(dagbag.dag_ids)
+    assert {"crawl", "dedup", "release", "scorer"} <= set(dagbag.dag_ids)
     assert len(dagbag.dag_ids) == len(DAG_FILES)
 
 
@@ -33,9 +33,10 @@ def test_house_rules(dagbag, path):
     assert dag.default_args.get("retries", 0) >= 1
     assert dag.doc_md and len(dag.doc_md) > 80
     assert dag.start_date is not None and dag.start_date.utcoffset().total_seconds() == 0
-    assert "snapshot" in dag.params, "every DAG takes the snapshot param for manual runs"
     task_ids = set(dag.task_ids)
-    assert "snapshot" in task_ids
+    kinds = [k for k in ("snapshot", "release", "scorer") if k in dag.params and k in task_ids]
+    assert len(kinds) == 1, "every DAG takes its partition (snapshot, release or scorer version) as a param " \
+                            "and resolves it in a task of that name"
     assert any(t.startswith("publish_") for t in task_ids), "every DAG publishes the Asset of its last stage"
 
 
@@ -65,9 +66,25 @@ def test_ruff_air3_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_snapshot_param_pattern_is_the_lakes():
-    from stage_launcher import SNAPSHOT_PATTERN
+def test_snapshot_param_pattern_and_partition_flags_are_the_lakes():
+    from stage_launcher import PARTITION_FLAGS, SNAPSHOT_PATTERN
 
-    from lake.stage import SNAPSHOT_RE
+    from lake.cli import FLAGS
+    from lake.stage import PARTITION_LAYOUT, SNAPSHOT_RE
 
     assert SNAPSHOT_PATTERN == SNAPSHOT_RE.pattern
+    assert PARTITION_FLAGS == {kind: flag for kind, (flag, _help) in FLAGS.items()}
+    assert set(PARTITION_FLAGS) == set(PARTITION_LAYOUT)
+
+
+def test_model_dags_run_on_releases_never_on_a_monthly_crawl(dagbag):
+    def triggers(dag_id: str) -> list[str]:
+        condition = getattr(dagbag.dags[dag_id].timetable, "asset_condition", None)
+        return [a.uri for a in condition.objects] if condition is not None else []
+
+    assert triggers("dataset") == ["seedcoder://lake/release"]
+    assert triggers("pretrain") == ["seedcoder://lake/dataset"]
+    assert triggers("release") == [] and triggers("scorer") == [], "cut and trained when a user asks"
+    assert triggers("quality") == ["seedcoder://lake/filters"]
+    assert set(dagbag.dags["quality"].task_ids) == {"snapshot", "score", "quality_filter", "publish_quality_filter"}
+    assert dagbag.dags["dedup"].get_task("wait_for_earlier_near_dedup").downstream_task_ids == {"exact_dedup"}

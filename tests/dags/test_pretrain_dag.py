@@ -1,5 +1,5 @@
-"""The dataset and pretrain DAGs chained with dag.test() on the local profile: curated standard-library files ->
-tokenizer + dataset_build (Spark) -> pretrain (the DeepSpeed launcher on CPU in .venv-gpu, tiny preset, the
+"""The dataset and pretrain DAGs chained with dag.test() on the local profile: a release of curated standard-library
+files -> tokenizer + dataset_build (Spark) -> pretrain (the DeepSpeed launcher on CPU in .venv-gpu, tiny preset, the
 local profile's three-phase schedule shortened) -> the MODEL Asset; the export loads in transformers."""
 
 import json
@@ -9,20 +9,21 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from lake.languages import language_of
-from lake.schemas import FILES, file_id, sha256_hex
-from lake.stage import Lake, StageRun
+from lake.schemas import file_id, sha256_hex
+from lake.stage import Lake, Partition
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 GPU_PYTHON = REPO / ".venv-gpu" / "bin" / "python"
 
 
-def curated_stdlib(lake: Lake, snapshot: str) -> int:
-    """Commit a quality_filter stage holding real code: the json and email packages as two repositories."""
+def curated_stdlib(lake: Lake, release: str) -> int:
+    """Commit a release holding real code: the json and email packages as two repositories."""
+    from tests.release_fixtures import commit_release
+
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     rows = []
     for repo, package in (("cpython/json", "json"), ("cpython/email", "email")):
@@ -34,9 +35,7 @@ def curated_stdlib(lake: Lake, snapshot: str) -> int:
                          "language": language_of(rel) or "Text", "license": "PSF-2.0", "stars": 100, "forks": 10,
                          "repo_created_at": None, "content": text, "sha256": sha256_hex(data),
                          "size_bytes": len(data), "num_lines": text.count("\n") + 1})
-    with StageRun(lake, snapshot, "quality_filter") as run:
-        run.write_table("files", pa.Table.from_pylist(rows, schema=FILES), 0)
-        run.stats.records_out = len(rows)
+    commit_release(lake, release, rows)
     return len(rows)
 
 
@@ -57,24 +56,25 @@ def test_dataset_then_pretrain_dags_train_on_the_built_shards(tmp_path):
         "spark": {"driver_memory": "1g", "shuffle_partitions": 4},
         "stages": {"tokenizer": {"vocab_size": 2000},
                    "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 1024},
-                                     "parts": 2, "repo_keep_fraction": 1.0, "scores_stage": None,
-                                     "commits_stage": None},
+                                     "parts": 2, "repo_keep_fraction": 1.0},
                    "pretrain": {"preset": "tiny", "micro_batch_size": 2, "warmup_steps": 4, "phases": phases,
                                 "checkpoint_every": 20, "log_every": 4, "threads": 1, "peak_flops": 1e11,
                                 "export_dtype": "float32", "scratch_dir": str(tmp_path / "scratch")}}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "RANK"}
     env.update(SEEDCODER_CONFIG=str(cfg), SEEDCODER_PROFILE="local", AIRFLOW_HOME=str(home),
                PYSPARK_PYTHON=sys.executable, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db")
-    out = subprocess.run([sys.executable, "scripts/pipeline.py", "--snapshot", "2026-10", "--dags",
+    out = subprocess.run([sys.executable, "scripts/pipeline.py", "--release", "2026-10", "--dags",
                           "dataset,pretrain", "--airflow-home", str(home)], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "DAG pretrain" in out.stdout and "success" in out.stdout
-    stats = lake.stats("2026-10", "pretrain")
+    release = Partition.release("2026-10")
+    stats = lake.stats(release, "pretrain")
     metrics = stats["metrics"]
     assert stats["records_out"] == 40 and metrics["loss_last"] < metrics["loss_first"]
     assert [p["seq_len"] for p in metrics["schedule"]] == [256, 1024, 1024]
-    hf = lake.storage.local_path(f"{lake.require('2026-10', 'pretrain').prefix}/hf")
+    hf = lake.storage.local_path(f"{lake.require(release, 'pretrain').prefix}/hf")
+    assert f"model:  {lake.storage.uri(str(lake.require(release, 'pretrain').prefix))}/hf" in out.stdout
     check = subprocess.run([str(GPU_PYTHON), "-c", (
         "import sys; from transformers import AutoModelForCausalLM, AutoTokenizer; "
         "t = AutoTokenizer.from_pretrained(sys.argv[1]); m = AutoModelForCausalLM.from_pretrained(sys.argv[1]); "

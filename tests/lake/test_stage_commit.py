@@ -98,3 +98,42 @@ def test_commit_removes_abandoned_attempts_even_if_only_empty_directories(lake_r
     with StageRun(lake, "s1", "s") as run:
         run.write_table("rows", table([1]), 0)
     assert sorted(p.name for p in (lake_root / "snapshot=s1" / "s").iterdir()) == ["_SUCCESS", f"attempt={run.attempt}"]
+
+
+def test_row_groups_are_bounded_in_bytes_not_only_rows(lake_root):
+    """A reader holds a whole column chunk: large values get fewer rows per group (8192 files of 1 MB would not fit)."""
+    import pyarrow.parquet as pq
+
+    from lake.stage import ROW_GROUP_BYTES
+
+    lake = Lake.at(str(lake_root))
+    big = pa.table({"content": ["x" * (ROW_GROUP_BYTES // 10)] * 40})
+    with StageRun(lake, "2026-10", "s") as run:
+        key = run.write_table("files", big, 0)
+        run.write_table("small", table(list(range(100))), 0)
+    groups = pq.ParquetFile(lake_root / key).metadata
+    assert groups.num_row_groups >= 4 and max(groups.row_group(i).num_rows for i in range(groups.num_row_groups)) <= 10
+    assert lake.read_table("2026-10", "s", "files").num_rows == 40
+    assert pq.ParquetFile(lake_root / key.replace("files", "small")).metadata.num_row_groups == 1
+
+
+def test_releases_and_scorer_versions_are_partitions_with_the_same_contract(lake_root):
+    from lake.stage import Partition
+
+    lake = Lake.at(str(lake_root))
+    release, scorer = Partition.release("r1"), Partition.scorer("v1")
+    for part in (release, scorer, "2026-10"):
+        with StageRun(lake, part, "rows") as run:
+            run.write_table("rows", table([1, 2]), 0)
+    assert (lake_root / "release=r1" / "rows" / "_SUCCESS").exists()
+    assert (lake_root / "models" / "scorer" / "v1" / "rows" / "_SUCCESS").exists()
+    assert lake.read_table(release, "rows", "rows").num_rows == 2
+    assert lake.releases() == ["r1"] and lake.scorer_versions() == ["v1"] and lake.snapshots() == ["2026-10"]
+    info = lake.require(release, "rows")
+    assert info.prefix.startswith("release=r1/rows/attempt=") and info.partition == release
+    assert info.stats["release"] == "r1" and info.stats["partition"] == "release=r1"
+    assert lake.require("2026-10", "rows").stats["snapshot"] == "2026-10"
+    with pytest.raises(StageNotCommitted, match="no committed output for release 'r2'.*--release r2"):
+        lake.require(Partition.release("r2"), "rows")
+    with pytest.raises(ValueError, match="invalid release name"):
+        Partition.release("../x")

@@ -1,7 +1,7 @@
 """Multi-node launch rendering: the headless Service and the Indexed Job, validated against the Kubernetes 1.37
 schema; the DAG's KubernetesJobOperator builds the same pod, shaped by the platform configuration when the task
 runs; the worker script derives pod 0's address from its own hostname and starts torchrun with this node's rank
-and the rendered snapshot (run here with a recording stand-in for torchrun)."""
+and the rendered release (run here with a recording stand-in for torchrun)."""
 
 from __future__ import annotations
 
@@ -34,23 +34,24 @@ def launch(**kw) -> DistributedLaunch:
     from lake.config import load_config
 
     return DistributedLaunch.from_platform_config("pretrain", "training.pretrain",
-                                                  load_config(REPO / "config" / "k8s.yaml"), **kw)
+                                                  load_config(REPO / "config" / "k8s.yaml"),
+                                                  partition="release", **kw)
 
 
 class FakeTaskInstance:
-    """What template rendering reads from a task instance: the snapshot task's XCom."""
+    """What template rendering reads from a task instance: the release task's XCom."""
 
     def __init__(self, task_id: str):
         self.dag_id, self.task_id, self.map_index, self.try_number = "pretrain_k8s_test", task_id, -1, 1
 
     def xcom_pull(self, task_ids=None, **_kw):
-        assert task_ids == "snapshot", f"the template asked for task {task_ids!r}"
-        return "2026-10"
+        assert task_ids == "release", f"the template asked for task {task_ids!r}"
+        return "2026-q3"
 
 
 def rendered_job(op) -> dict:
-    """The Job the DAG's operator would create for snapshot 2026-10: templates rendered, shape from the config."""
-    context = {"ti": FakeTaskInstance(op.task_id), "run_id": "manual__2026-10", "dag": op.dag, "task": op}
+    """The Job the DAG's operator would create for release 2026-q3: templates rendered, shape from the config."""
+    context = {"ti": FakeTaskInstance(op.task_id), "run_id": "manual__2026-q3", "dag": op.dag, "task": op}
     op.render_template_fields(context)
     op.shape(op.launch())
     return ApiClient().sanitize_for_serialization(op.build_job_request_obj(context))
@@ -88,7 +89,7 @@ def test_a_long_snapshot_still_gives_valid_pod_hostnames():
 
 def pretrain_tasks():
     with DAG("pretrain_k8s_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
-        return distributed_stage_tasks("pretrain", module="training.pretrain")
+        return distributed_stage_tasks("pretrain", module="training.pretrain", partition="release")
 
 
 def test_the_dag_operator_builds_the_same_indexed_job(monkeypatch):
@@ -98,13 +99,13 @@ def test_the_dag_operator_builds_the_same_indexed_job(monkeypatch):
     assert last.pool == "gpu" and last.deferrable and last.wait_until_job_complete
     job = rendered_job(last)
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
-    rendered = launch().job_manifest("2026-10")["spec"]["template"]["spec"]
+    rendered = launch().job_manifest("2026-q3")["spec"]["template"]["spec"]
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 4
     assert pod["subdomain"] == rendered["subdomain"]
     container = pod["containers"][0]
     assert container["command"] + container["args"] == rendered["containers"][0]["command"]
-    assert {"name": "SEEDCODER_SNAPSHOT", "value": "2026-10"} in container["env"]
+    assert {"name": "SEEDCODER_PARTITION_IDS", "value": "2026-q3"} in container["env"]
     assert container["resources"] == rendered["containers"][0]["resources"]
     assert container["volumeMounts"] == rendered["containers"][0]["volumeMounts"]
     assert pod["tolerations"] == rendered["tolerations"] and pod["nodeSelector"] == rendered["nodeSelector"]
@@ -173,27 +174,27 @@ def run_worker_script(script: str, tmp_path: Path, env: dict[str, str]) -> list[
 
 def test_the_worker_script_finds_pod_zero_and_passes_the_node_rank(tmp_path: Path):
     script = launch(stage_args=("--fresh",)).worker_script()
-    lines = run_worker_script(script, tmp_path, {"SEEDCODER_SNAPSHOT": "2026-10"})
+    lines = run_worker_script(script, tmp_path, {"SEEDCODER_PARTITION_IDS": "2026-q3"})
     assert lines[0] == "MASTER_ADDR=job-seedcoder-pretrain-x7k2p-0.seedcoder-pretrain-workers.seedcoder.svc"
     assert lines[1:] == ["--nnodes=4", "--nproc_per_node=8", "--node_rank=3",
                          "--master_addr=job-seedcoder-pretrain-x7k2p-0.seedcoder-pretrain-workers.seedcoder.svc",
-                         "--master_port=29500", "-m", "training.pretrain", "--snapshot", "2026-10", "--fresh"]
+                         "--master_port=29500", "-m", "training.pretrain", "--release", "2026-q3", "--fresh"]
 
 
-def test_the_rendered_job_passes_the_runs_snapshot_to_torchrun(tmp_path: Path, monkeypatch):
-    """Regression: the worker script once shell-quoted the snapshot's Jinja template, which rendered to 'None'."""
+def test_the_rendered_job_passes_the_runs_release_to_torchrun(tmp_path: Path, monkeypatch):
+    """Regression: the worker script once shell-quoted the partition's Jinja template, which rendered to 'None'."""
     monkeypatch.setenv("SEEDCODER_CONFIG", str(REPO / "config" / "k8s.yaml"))
     _, job_task = pretrain_tasks()
     (container,) = rendered_job(job_task)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     lines = run_worker_script(container["args"][0], tmp_path, env)
-    assert lines[lines.index("--snapshot") + 1] == "2026-10"
+    assert lines[lines.index("--release") + 1] == "2026-q3"
 
 
-def test_the_worker_script_refuses_a_missing_snapshot(tmp_path: Path):
+def test_the_worker_script_refuses_a_missing_release(tmp_path: Path):
     proc = subprocess.run(["/bin/bash", "-c", launch().worker_script()], capture_output=True, text=True,
                           env={"PATH": os.environ["PATH"], "HOSTNAME": "job-x-0", "JOB_COMPLETION_INDEX": "0"})
-    assert proc.returncode != 0 and "no snapshot id" in proc.stderr
+    assert proc.returncode != 0 and "no release id" in proc.stderr
 
 
 def test_bad_sizes_are_refused():

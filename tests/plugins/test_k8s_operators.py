@@ -45,8 +45,7 @@ class FakeTaskInstance:
         self.dag_id, self.task_id, self.map_index, self.try_number = "k8s_test", task_id, -1, 1
 
     def xcom_pull(self, task_ids=None, **_kw):
-        assert task_ids == "snapshot"
-        return "2026-10"
+        return {"snapshot": "2026-10", "release": "2026-q3", "scorer": "v2"}[task_ids]
 
 
 def build(stage: str, **kw):
@@ -208,7 +207,15 @@ def test_local_profile_builds_a_subprocess_operator(monkeypatch):
     monkeypatch.setenv("SEEDCODER_PROFILE", "local")
     op, _ = build("crawl", module="spark_jobs.crawl")
     assert isinstance(op, LocalStageOperator)
-    assert op.snapshot == "2026-10"
+    assert (op.partition, op.ids) == ("snapshot", "2026-10")
+    release_op, _ = build("dataset_build", module="spark_jobs.dataset.build", partition="release")
+    assert (release_op.partition, release_op.ids) == ("release", "2026-q3")
+
+
+def test_release_stages_take_the_release_on_k8s():
+    op, _ = build("dataset_build", module="spark_jobs.dataset.build", partition="release")
+    assert isinstance(op, SparkSubmitOperator)
+    assert op.application_args == ["spark_jobs.dataset.build", "--release", "2026-q3"]
 
 
 # -- the DAG files on the k8s profile -----------------------------------------------------------------------
@@ -238,8 +245,10 @@ def dag_tasks() -> dict[str, object]:
 
 
 def dag_pod(task) -> dict:
-    """The pod a DAG's KubernetesPodOperator would create for snapshot 2026-10 (templates rendered)."""
-    context = {"ti": FakeTaskInstance(task.task_id), "run_id": "manual__2026-10", "dag": task.dag, "task": task}
+    """The pod a DAG's KubernetesPodOperator would create for snapshot 2026-10 (templates rendered; the DAG's
+    params empty, as in a run triggered by an Asset event)."""
+    context = {"ti": FakeTaskInstance(task.task_id), "run_id": "manual__2026-10", "dag": task.dag, "task": task,
+               "params": dict.fromkeys(task.dag.params)}
     task.render_template_fields(context)
     return pod_of(task, context)
 

@@ -30,6 +30,8 @@ def source(tmp_path):
     os.mkfifo(repo / "pipe.py")
     (repo / ".repo.json").write_text(json.dumps({"repo": "acme/alpha", "stars": 7, "forks": 2, "license": "MIT",
                                                  "created_at": "2020-01-02T03:04:05Z"}))
+    # A file name that is not UTF-8: os.walk hands it over with lone surrogates, which no record can store.
+    (repo / os.fsdecode(b"caf\xe9.py")).write_text("x = 1\n")
     beta = root / "beta"
     beta.mkdir()
     (beta / "main.go").write_text("package main\n\nfunc main() {}\n")
@@ -62,6 +64,7 @@ def test_crawl_local_records_and_reasons(source, make_config, tmp_path, spark):
         ("acme/alpha", "etc_dir"): "symlink",
         ("acme/alpha", "pipe.py"): "special_file",
         ("beta", ".repo.json"): "bad_metadata",
+        ("acme/alpha", "caf\ufffd.py"): "invalid_path",
     }
     stats = lake.stats("t1", "crawl")
     assert stats["records_out"] == 4 and stats["records_in"] == 4 + len(rejects)
@@ -76,3 +79,28 @@ def test_crawl_missing_source_is_a_clear_error(make_config, tmp_path, capsys):
     path.write_text(json.dumps(cfg.model_dump(exclude={"source_path"})))
     assert crawl_main(["--snapshot", "t1", "--config", str(path)]) == 2
     assert Lake.at(cfg.lake_root()).commit_info("t1", "crawl") is None
+
+
+def test_a_poisoned_file_and_a_poisoned_repository_are_rejects(source, monkeypatch):
+    """crawl_repository (the flatMap body): one file whose decision raises, then a repository that raises."""
+    from spark_jobs.crawl import local_source
+    from spark_jobs.crawl.file_rules import FileRules
+
+    real = local_source.classify
+
+    def poison(path, data, rules):
+        if path == "pkg/mod.py":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, data, rules)
+
+    monkeypatch.setattr(local_source, "classify", poison)
+    records = local_source.crawl_repository(str(source / "alpha"), FileRules().model_dump_json())
+    files = {r[1][3] for r in records if r[0] == "file"}
+    assert files == {"pkg/util.js", "README.md", "big.py"}, "the other files are all there"
+    rejects = {r[1][1]: (r[1][2], r[1][3]) for r in records if r[0] == "reject"}
+    assert rejects["pkg/mod.py"] == ("crawl_error", "RecursionError: maximum recursion depth exceeded")
+    assert [r[0] for r in records].count("repo") == 1
+
+    monkeypatch.setattr(local_source, "read_meta", lambda d: 1 / 0)
+    assert local_source.crawl_repository(str(source / "beta"), FileRules().model_dump_json()) == [
+        ("reject", ("beta", "", "crawl_error", "ZeroDivisionError: division by zero", None))]

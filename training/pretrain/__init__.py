@@ -1,4 +1,4 @@
-"""Pretraining: Llama-structured code models trained with DeepSpeed on the packed token shards.
+"""Pretraining: Llama-structured code models trained with DeepSpeed on a release's packed token shards.
 
-Stage ``pretrain``: ``python -m training.pretrain --snapshot S`` (see :mod:`training.pretrain.stage`).
+Stage ``pretrain``: ``python -m training.pretrain --release R`` (see :mod:`training.pretrain.stage`).
 """

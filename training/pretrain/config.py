@@ -86,10 +86,15 @@ class LocalLaunchConfig(StrictModel):
 
 
 class PretrainConfig(StrictModel):
-    """``stages.pretrain``."""
+    """``stages.pretrain`` (a run trains on one release's packed shards)."""
 
-    # Stage whose committed packed token shards are the training data.
+    # Stage of the release whose committed packed token shards are the training data.
     input: str = "dataset_build"
+    # Where the weights start. "scratch": random init from ``seed``, trained on ``phases``. "base_release":
+    # continued pretraining from the final model of the base release the release's manifest names (same
+    # tokenizer required: cut the release with its tokenizer pinned), trained on ``continue_phases``.
+    # "auto": base_release when the manifest names a base release that has a trained model, else scratch.
+    init: Literal["auto", "scratch", "base_release"] = "auto"
     # Model preset: tiny (CPU), 1b (one GPU), seed-coder-8b (the released config).
     preset: Literal["tiny", "1b", "seed-coder-8b"] = "tiny"
     # transformers attention kernel: sdpa everywhere, flash_attention_2 on GPUs that have it.
@@ -116,6 +121,10 @@ class PretrainConfig(StrictModel):
     # Linear warmup from 0 to the first phase's learning rate.
     warmup_steps: int = Field(2000, ge=0)
     phases: list[PhaseConfig] = list(SEED_CODER_PHASES)
+    # The schedule of a continued run (init from a base release): by default the report's continued phase
+    # (long context, 3e-4/sqrt(10) then 3e-5), with its own warmup.
+    continue_phases: list[PhaseConfig] = list(SEED_CODER_PHASES[1:])
+    continue_warmup_steps: int = Field(0, ge=0)
     # If set, every phase's token length is scaled so that the schedule totals this many tokens
     # (keeps the report's proportions on a small budget).
     token_budget: int | None = Field(None, gt=0)
@@ -141,17 +150,24 @@ class PretrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _phases(self) -> PretrainConfig:
-        if not self.phases:
-            raise ValueError("phases: at least one phase is needed")
-        names = [p.name for p in self.phases]
-        if len(set(names)) != len(names):
-            raise ValueError(f"phases: names must be unique, got {names}")
+        for key in ("phases", "continue_phases"):
+            phases = getattr(self, key)
+            if not phases:
+                raise ValueError(f"{key}: at least one phase is needed")
+            names = [p.name for p in phases]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{key}: names must be unique, got {names}")
         if self.fused_loss_chunk is not None and self.zero_stage == 3:
             raise ValueError("fused_loss_chunk reads the output projection directly, which ZeRO-3 partitions: "
                              "use zero_stage <= 2 or drop fused_loss_chunk")
-        if self.token_budget is not None and any(p.tokens is None for p in self.phases):
+        if self.token_budget is not None and any(p.tokens is None for p in self.phases + self.continue_phases):
             raise ValueError("token_budget scales token lengths: give every phase in tokens, not steps")
         return self
+
+    def continued(self) -> PretrainConfig:
+        """This config with the continued schedule in place of the from-scratch one."""
+        return self.model_copy(update={"phases": list(self.continue_phases),
+                                       "warmup_steps": self.continue_warmup_steps})
 
     def global_batch(self, world_size: int) -> int:
         """Rows per optimizer step: micro batch x accumulation x data-parallel ranks."""

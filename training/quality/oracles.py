@@ -149,8 +149,22 @@ class OpenAIOracle:
         raise OracleRequestError(f"{last}; gave up after {self.max_retries + 1} attempts")
 
 
-def make_oracle(cfg: OracleLabelConfig) -> Oracle:
-    """The oracle the config names; the rule teacher announces loudly that it is not an LLM."""
+def make_oracle(cfg: OracleLabelConfig, lake=None) -> Oracle:
+    """The oracle the config names; the rule teacher announces loudly that it is not an LLM.
+
+    ``release:<name>`` serves that release's pretrained model with vLLM (``lake`` locates it).
+    """
+    if cfg.oracle.startswith("release:"):
+        from lake.release import resolve_model
+
+        if lake is None:
+            raise ValueError(f"oracle {cfg.oracle!r} needs the lake to find the release's model")
+        path, ref = resolve_model(lake, cfg.oracle)
+        log.info("oracle: %s", ref)
+        oracle = VllmOracle(str(path), temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                            engine_args=dict(cfg.engine_args))
+        oracle.name = f"vllm:{cfg.oracle}"
+        return oracle
     if cfg.oracle == "rules":
         log.warning("NO LLM ORACLE CONFIGURED (stages.oracle_label.oracle = rules): labels come from the "
                     "rule-based teacher %s, NOT from an LLM. Set oracle: vllm or openai for LLM labels.",

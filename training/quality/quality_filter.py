@@ -1,11 +1,18 @@
-"""Stage ``quality_filter``: drop the lowest-scored share of files (the report drops the bottom ~10%).
+"""Stage ``quality_filter``: drop the files scoring below a threshold (the report drops the bottom ~10%).
 
 Reads the committed ``files`` of ``stages.quality_filter.input`` and ``scores`` of ``scores_stage``; writes
 ``files`` (kept, FILES schema) and ``quarantine`` (QUARANTINE, reason ``low_quality_score`` with the score and
-threshold, or ``unscored`` for a file the scorer never rated). The threshold is computed per snapshot (the
-``drop_fraction`` quantile, ties broken by file id so the dropped count is exact and deterministic) or fixed
-in config. ``score_histogram.json`` beside ``_stats.json`` holds per-language score histograms (all, kept,
-dropped); the stats carry the threshold and the dropped share. Needs no GPU: pyarrow and numpy only.
+threshold, or ``unscored`` for a file the scorer never rated). The threshold (``mode``):
+
+- ``scorer`` (default): the one the scoring scorer version fixed at training time on its calibration sample
+  (``scorer.json``), so a file's keep/drop decision means the same thing every month;
+- ``quantile``: this snapshot's ``drop_fraction`` quantile (ties broken by file id, so the dropped count is
+  exact and deterministic);
+- ``fixed``: ``threshold`` from config.
+
+``score_histogram.json`` beside ``_stats.json`` holds per-language score histograms (all, kept, dropped); the
+stats carry the scorer version, the threshold, the dropped share, and, when the snapshot was curated before by
+another scorer version, the share of files whose keep/drop decision changed. Needs no GPU: pyarrow and numpy only.
 
     python -m training.quality.quality_filter --snapshot 2026-10
 """
@@ -27,6 +34,7 @@ import pyarrow.parquet as pq
 from lake.cli import run_stage, stage_parser
 from lake.schemas import FILES, QUARANTINE
 from lake.stage import Lake, StageRun
+from training.quality import versions
 from training.quality.config import QualityFilterConfig
 
 STAGE = "quality_filter"
@@ -61,30 +69,50 @@ def histogram(scores: np.ndarray, bins: int) -> list[int]:
     return np.bincount(edges, minlength=bins).tolist()
 
 
-def load_scores(lake: Lake, snapshot: str, cfg: QualityFilterConfig, input_attempt: str) -> pa.Table:
+def load_scores(lake: Lake, snapshot: str, cfg: QualityFilterConfig, input_attempt: str) -> tuple[pa.Table, str | None]:
+    """The scores, and the scorer version that made them (None: a scorer given by path)."""
     commit = lake.require(snapshot, cfg.scores_stage)
-    scored_input = (json.loads(lake.storage.read_bytes(f"{commit.prefix.rsplit('/', 1)[0]}/_SUCCESS"))
-                    .get("params") or {}).get("input_attempt")
+    scored_input = commit.params.get("input_attempt")
     if scored_input and scored_input != input_attempt:
         raise ValueError(f"{cfg.scores_stage} ({snapshot}) scored input attempt {scored_input}, but {cfg.input} is "
                          f"now committed as {input_attempt}: rerun {cfg.scores_stage} first")
-    return lake.read_table(snapshot, cfg.scores_stage, "scores", columns=["id", "language", "score"])
+    table = lake.read_table(snapshot, cfg.scores_stage, "scores", columns=["id", "language", "score"])
+    return table, commit.params.get("scorer_version")
+
+
+def scorer_threshold(lake: Lake, version: str | None, snapshot: str) -> float:
+    """The threshold scorer ``version`` fixed at training time."""
+    if not version:
+        raise ValueError(f"the scores of {snapshot} come from a scorer given by path, which has no calibrated "
+                         f"threshold: use stages.quality_filter.mode quantile or fixed")
+    return float(versions.card(lake, version)["threshold"])
+
+
+def previous_decisions(lake: Lake, snapshot: str) -> tuple[str | None, set[str]] | None:
+    """(scorer version, ids dropped as low quality) of the currently committed quality filter, if any."""
+    info = lake.commit_info(snapshot, STAGE)
+    if info is None or "quarantine" not in info.datasets:
+        return None
+    quarantine = lake.read_table(snapshot, STAGE, "quarantine", columns=["id", "reason"])
+    low = pc.equal(quarantine.column("reason"), "low_quality_score")
+    return info.stats["metrics"].get("scorer_version"), set(quarantine.filter(low).column("id").to_pylist())
 
 
 def run(lake: Lake, snapshot: str, cfg: QualityFilterConfig) -> dict:
     input_commit = lake.require(snapshot, cfg.input)
+    before = previous_decisions(lake, snapshot)
     with StageRun(lake, snapshot, STAGE, params={**cfg.model_dump(), "input_attempt": input_commit.attempt}) as stage:
-        scored = load_scores(lake, snapshot, cfg, input_commit.attempt)
+        scored, version = load_scores(lake, snapshot, cfg, input_commit.attempt)
         ids = scored.column("id").to_pylist()
         if len(set(ids)) != len(ids):
             raise ValueError(f"{cfg.scores_stage} ({snapshot}) has duplicate file ids: refusing to filter")
         values = scored.column("score").to_numpy().astype(np.float64)
-        if cfg.threshold is not None:
-            threshold, mode = cfg.threshold, "fixed"
-            drop = values < threshold
-        else:
+        mode = cfg.mode
+        if mode == "quantile":
             threshold, drop = bottom_share(values, ids, cfg.drop_fraction)
-            mode = "quantile"
+        else:
+            threshold = cfg.threshold if mode == "fixed" else scorer_threshold(lake, version, snapshot)
+            drop = values < threshold
         dropped_ids = pa.array([i for i, d in zip(ids, drop, strict=True) if d], pa.string())
         score_ids = scored.column("id")
         kept_n, dropped_n, unscored_n, n_in = 0, 0, 0, 0
@@ -126,14 +154,31 @@ def run(lake: Lake, snapshot: str, cfg: QualityFilterConfig) -> dict:
         if unscored_n:
             stage.stats.drop("unscored", unscored_n)
         stage.stats.metrics.update({
-            "threshold": threshold, "threshold_mode": mode,
+            "scorer_version": version, "threshold": threshold, "threshold_mode": mode,
             "drop_fraction_target": cfg.drop_fraction if mode == "quantile" else None,
+            **decision_changes(before, set(dropped_ids.to_pylist()), ids),
             "dropped_share": round(dropped_n / n_in, 6) if n_in else 0.0,
             "dropped_share_by_language": {lang: h["dropped_share"] for lang, h in hist["languages"].items()},
             "score_quantiles": _quantiles(values), "histogram_file": HISTOGRAM})
         log.info("threshold %s (%s): kept %d, dropped %d (%.2f%%), unscored %d", threshold, mode, kept_n, dropped_n,
                  100 * dropped_n / max(n_in, 1), unscored_n)
     return lake.stats(snapshot, STAGE)
+
+
+def decision_changes(before: tuple[str | None, set[str]] | None, dropped: set[str], ids: list[str]) -> dict:
+    """How the keep/drop decisions on the scored files differ from the snapshot's previous quality filter.
+
+    >>> decision_changes(("v1", {"a", "b"}), {"b", "c"}, ["a", "b", "c", "d"])
+    {'previous_scorer_version': 'v1', 'decisions_changed': 2, 'decisions_changed_share': 0.5}
+    >>> decision_changes(None, {"a"}, ["a"])
+    {}
+    """
+    if before is None:
+        return {}
+    version, old = before
+    changed = len((old ^ dropped) & set(ids))
+    return {"previous_scorer_version": version, "decisions_changed": changed,
+            "decisions_changed_share": round(changed / len(ids), 6) if ids else 0.0}
 
 
 def _quarantine(rows: pa.Table, reason: str, details: list[str]) -> pa.Table:

@@ -1,7 +1,7 @@
-"""Stage ``score``: rate every file of a snapshot with the trained scorer, shard by shard.
+"""Stage ``score``: rate every file of a snapshot with the pinned scorer version, shard by shard.
 
-Reads the committed ``files`` of ``stages.score.input`` and the scorer (the committed ``model`` of
-``train_scorer`` for this snapshot, or a fixed path); writes ``scores`` (SCORES: id, language, score on the
+Reads the committed ``files`` of ``stages.score.input`` and the scorer (version ``stages.score.scorer_version``
+from ``models/scorer/{version}/``, or a fixed path); writes ``scores`` (SCORES: id, language, score on the
 0-10 scale, tokens scored, whether the file was cut). Backends: vLLM's pooling runner (``LLM.classify``) or
 transformers, chosen by ``backend`` ("auto": vLLM on a GPU, the measured CPU default otherwise).
 
@@ -11,7 +11,7 @@ unfinished attempt and skipping every marked shard, and a shard cut off before i
 into the same part name, so every file ends up scored exactly once. Throughput is logged as files/s and
 tokens/s. Truncation: files are scored on BOS + their first ``max_tokens - 1`` tokens.
 
-    python -m training.quality.score --snapshot 2026-10 [--backend vllm] [--fresh]
+    python -m training.quality.score --snapshot 2026-10 [--scorer-version v2] [--backend vllm] [--fresh]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from lake.cli import run_stage, stage_parser
 from lake.stage import Lake, StageRun
+from training.quality import versions
 from training.quality.config import ScoreConfig
 from training.quality.records import SCORES
 from training.quality.scorer import Scorer, encode, make_scorer, pick_backend
@@ -62,12 +63,18 @@ def key_shards(k: int, key: str, rows: int, shard_rows: int) -> list[Shard]:
             for c, start in enumerate(range(0, rows, shard_rows))]
 
 
-def scorer_dir(lake: Lake, snapshot: str, cfg: ScoreConfig) -> tuple[Path, str]:
+def scorer_dir(lake: Lake, cfg: ScoreConfig) -> tuple[Path, str]:
     """The scorer checkpoint directory, and a provenance string recorded with the run."""
     if cfg.model:
         return Path(cfg.model), cfg.model
-    info = lake.require(snapshot, cfg.scorer_stage)
-    return materialize(lake, snapshot, cfg.scorer_stage, "model"), f"{cfg.scorer_stage}@{info.attempt}"
+    if not cfg.scorer_version:
+        raise ValueError("stages.score needs a scorer_version (or a model path)")
+    info = lake.commit_info(versions.partition(cfg.scorer_version), versions.TRAIN_STAGE)
+    if info is None:
+        raise FileNotFoundError(f"scorer version {cfg.scorer_version!r} does not exist in {lake.root} (published: "
+                                f"{versions.published(lake) or 'none'}): train it with the scorer DAG first")
+    return (materialize(lake, versions.partition(cfg.scorer_version), versions.TRAIN_STAGE, "model"),
+            f"scorer:{cfg.scorer_version}@{info.attempt}")
 
 
 def score_table(scorer: Scorer, tokenizer, rows: pa.Table, max_tokens: int) -> pa.Table:
@@ -97,11 +104,12 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
     from transformers import AutoTokenizer
 
     input_commit = lake.require(snapshot, cfg.input)
-    model_dir, model_ref = scorer_dir(lake, snapshot, cfg)
+    model_dir, model_ref = scorer_dir(lake, cfg)
     chosen = scorer.name if scorer else pick_backend(backend or cfg.backend, cfg.cpu_backend)
     keys = [k for k in lake.dataset_keys(snapshot, cfg.input, "files") if k.endswith(".parquet")]
+    version = None if cfg.model else cfg.scorer_version
     params = {**cfg.model_dump(exclude={"engine_args"}), "backend_used": chosen, "model_ref": model_ref,
-              "input_attempt": input_commit.attempt}
+              "scorer_version": version, "input_attempt": input_commit.attempt}
     with StageRun(lake, snapshot, STAGE, resume=resume, params=params) as stage:
         guard_resume(stage, {cfg.input: input_commit.attempt, "model": model_ref, "max_tokens": str(cfg.max_tokens),
                              "shard_rows": str(cfg.shard_rows)})
@@ -143,7 +151,8 @@ def run(lake: Lake, snapshot: str, cfg: ScoreConfig, *, resume: bool = True, bac
         stage.stats.records_in = sum(s.rows for s in shards)
         stage.stats.records_out = totals["files"]
         stage.stats.metrics.update({
-            "backend": chosen, "model": model_ref, "max_tokens": cfg.max_tokens, "shards": len(shards),
+            "backend": chosen, "model": model_ref, "scorer_version": version, "max_tokens": cfg.max_tokens,
+            "shards": len(shards),
             "shards_scored_this_run": fresh["shards"], "shards_adopted_from_killed_run": len(shards) - fresh["shards"],
             "tokens_scored": totals["tokens"], "files_truncated": totals["truncated"],
             "files_per_s": round(fresh["files"] / fresh["seconds"], 2) if fresh["seconds"] else None,
@@ -157,11 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(STAGE, "Score every file of a snapshot with the trained quality scorer (resumable).")
     parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default=None,
                         help="override stages.score.backend")
+    parser.add_argument("--scorer-version", type=lambda v: v.strip() or None, default=None,
+                        help="score with this scorer version instead of the pinned stages.score.scorer_version")
     parser.add_argument("--fresh", action="store_true", help="start a new attempt instead of resuming a killed one")
 
     def body(args, cfg) -> int:
-        run(cfg.open_lake(), args.snapshot, cfg.stage(STAGE, ScoreConfig), resume=not args.fresh,
-            backend=args.backend)
+        stage_cfg = cfg.stage(STAGE, ScoreConfig)
+        if args.scorer_version:
+            stage_cfg = stage_cfg.model_copy(update={"scorer_version": args.scorer_version, "model": None})
+        run(cfg.open_lake(), args.snapshot, stage_cfg, resume=not args.fresh, backend=args.backend)
         return 0
 
     return run_stage(parser, argv, body)

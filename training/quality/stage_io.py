@@ -6,7 +6,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 
 log = logging.getLogger(__name__)
 INPUT_MARKER = "_input"
@@ -29,7 +29,7 @@ def guard_resume(run: StageRun, inputs: dict[str, str]) -> None:
     run.mark_shard_done(INPUT_MARKER, inputs)
 
 
-def materialize(lake: Lake, snapshot: str, stage: str, dataset: str) -> Path:
+def materialize(lake: Lake, snapshot: str | Partition, stage: str, dataset: str) -> Path:
     """A local directory holding a committed dataset's files (the lake's own files on a local lake)."""
     info = lake.require(snapshot, stage)
     prefix = f"{info.prefix}/{dataset}"
@@ -42,7 +42,7 @@ def materialize(lake: Lake, snapshot: str, stage: str, dataset: str) -> Path:
         dest = target / key[len(prefix) + 1:]
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(lake.storage.read_bytes(key))
-    log.info("downloaded %d files of %s/%s/%s to %s", len(keys), snapshot, stage, dataset, target)
+    log.info("downloaded %d files of %s/%s/%s to %s", len(keys), info.partition.prefix, stage, dataset, target)
     return target
 
 

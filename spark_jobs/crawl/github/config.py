@@ -70,6 +70,9 @@ class CommitLimits(StrictModel):
     max_tree_entries: int = Field(2_000, ge=0)
     # Commits kept per repository per snapshot, newest first (0: all in the period).
     max_commits_per_repo: int = Field(5_000, ge=0)
+    # Largest blob the clone downloads (git's blob:limit filter): a change to a bigger file is recorded with its
+    # status and no diff (truncated), and its content is never fetched.
+    max_blob_bytes: int = Field(1_000_000, ge=0)
     # Seconds one git command may run (clone of a big repository included).
     git_timeout_s: float = Field(1800.0, gt=0)
 

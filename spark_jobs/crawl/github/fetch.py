@@ -2,7 +2,9 @@
 
 Every job first asks the :class:`FetchCache`; only a miss touches the network. A result is cached only when
 complete, and a failure comes back as an outcome with a named reason instead of an exception, so one broken
-repository never fails the Spark task that carries a hundred good ones.
+repository never fails the Spark task that carries a hundred good ones. That holds for the unforeseen too: a job
+that raises anything (a name the cache cannot encode, a bug) is isolated by :func:`lake.faults.isolated` into a
+``fetch_error`` outcome with the exception's type, which the driver counts against ``item_failures``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from lake.faults import isolated
 from lake.schemas import sha256_hex
 from lake.storage import open_storage
 from spark_jobs.crawl.file_rules import FileRules
@@ -57,6 +60,8 @@ class FetchOutcome:
     compressed_bytes: int = 0
     records: int = 0
     seconds: float = 0.0
+    error_type: str | None = None  # set when the job raised (an isolated failure, counted against the cap)
+    item_failures: list[dict] = field(default_factory=list)  # REJECTS rows of items of the job that failed alone
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,11 @@ class Fetcher:
 
     def run(self, job: FetchJob) -> FetchOutcome:
         t0 = time.monotonic()
-        outcome = self._tarball(job) if job.kind == "tarball" else self._commits(job)
+        outcome, error = isolated("fetch_error", f"{job.kind} {job.repo}@{job.sha[:12]}",
+                                  self._tarball if job.kind == "tarball" else self._commits, job)
+        if error is not None:
+            outcome = FetchOutcome(job.kind, job.repo, job.sha, "failed", None, error.reason, error.detail,
+                                   error_type=error.error_type)
         outcome.seconds = round(time.monotonic() - t0, 3)
         return outcome
 
@@ -150,15 +159,17 @@ class Fetcher:
     def _commits(self, job: FetchJob) -> FetchOutcome:
         key = self.cache.commits_key(job.repo, job.sha, self.period)
         if self.cache.has(key):
-            return FetchOutcome("commits", job.repo, job.sha, "cached", key)
+            return FetchOutcome("commits", job.repo, job.sha, "cached", key, records=self.cache.num_rows(key),
+                                item_failures=self.cache.commit_rejects(key))
         with tempfile.TemporaryDirectory(prefix="seedcoder-clone-") as workdir:
             try:
-                rows = crawl_commits(job.clone_url, job.repo, job.sha, self.period_start, self.period_end,
-                                     self.gh.commits, Path(workdir))
+                crawled = crawl_commits(job.clone_url, job.repo, job.sha, self.period_start, self.period_end,
+                                        self.gh.commits, Path(workdir))
             except CommitError as err:
                 return FetchOutcome("commits", job.repo, job.sha, "failed", None, err.reason, err.detail[:500])
-        self.cache.put_commits(job.repo, job.sha, self.period, rows)
-        return FetchOutcome("commits", job.repo, job.sha, "downloaded", key, records=len(rows))
+        self.cache.put_commits(job.repo, job.sha, self.period, crawled.rows, crawled.rejects)
+        return FetchOutcome("commits", job.repo, job.sha, "downloaded", key, records=len(crawled.rows),
+                            item_failures=crawled.rejects)
 
 
 def fetch_partition(jobs: Iterator[tuple], settings_json: str) -> Iterator[dict]:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from lake.schemas import COMMITS
 from lake.storage import Storage
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: COMMITS gained parents and changes_truncated
 
 # One row per member that became a file ("file") or was refused ("reject").
 TARBALL_ENTRIES = pa.schema([
@@ -48,6 +48,10 @@ def fingerprint(*settings: object) -> str:
     """
     text = json.dumps([FORMAT_VERSION, *settings], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _rejects_key(key: str) -> str:
+    return key.removesuffix(".parquet") + ".rejects.json"
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -81,10 +85,22 @@ class FetchCache:
         self.storage.write_bytes(key, _parquet_bytes(pa.Table.from_pylist(rows, schema=TARBALL_ENTRIES)))
         return key
 
-    def put_commits(self, repo: str, head: str, period: str, rows: list[dict]) -> str:
+    def put_commits(self, repo: str, head: str, period: str, rows: list[dict], rejects: list[dict] = ()) -> str:
+        """Commit records, and beside them the REJECTS rows of what was left out (written first: the parquet
+        file is the entry's completion mark)."""
         key = self.commits_key(repo, head, period)
+        if rejects:
+            self.storage.write_bytes(_rejects_key(key), json.dumps(list(rejects), sort_keys=True).encode())
         self.storage.write_bytes(key, _parquet_bytes(pa.Table.from_pylist(rows, schema=COMMITS)))
         return key
+
+    def commit_rejects(self, key: str) -> list[dict]:
+        """The REJECTS rows stored with a commits entry (none for most repositories)."""
+        side = _rejects_key(key)
+        return json.loads(self.storage.read_bytes(side)) if self.storage.exists(side) else []
+
+    def num_rows(self, key: str) -> int:
+        return pq.ParquetFile(io.BytesIO(self.storage.read_bytes(key))).metadata.num_rows
 
     def read(self, key: str) -> pa.Table:
         return pq.read_table(io.BytesIO(self.storage.read_bytes(key)))

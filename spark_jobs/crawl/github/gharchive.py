@@ -4,6 +4,10 @@ GH Archive publishes every public GitHub event as one gzipped JSON-lines file pe
 ``YYYY-MM-DD-H.json.gz`` (hour without padding, UTC). A repository is a candidate when it has ``PushEvent``s in
 the period; its push count orders candidates and feeds the ``min_push_events`` threshold.
 
+Each line is handled in isolation (:mod:`lake.faults`): a line that breaks the decoder in an unforeseen way (a
+deeply nested document raises RecursionError) is recorded as a failed line with its exception type and position
+and the scan goes on; the stage fails only when more lines fail than ``item_failures`` allows.
+
 One hour is the unit of work (Spark maps over hours). An hour is all or nothing: a missing file (404) or a cut
 or corrupt gzip contributes no counts and is reported, so the result never depends on how far a broken download
 got. Malformed lines (bad JSON, invalid UTF-8, no repository name) are skipped and counted.
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import IO
 
 import requests
+
+from lake.faults import isolated
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,10 @@ class HourScan:
     hour: str
     status: str
     pushes: Counter = field(default_factory=Counter)
+    lines: int = 0
     events: int = 0
     malformed: int = 0
+    failed: list[dict] = field(default_factory=list)  # lake.faults.ItemError dicts of lines that raised
     detail: str | None = None
 
 
@@ -62,26 +70,35 @@ def parse_events(lines: Iterator[bytes], scan: HourScan) -> None:
 
     >>> scan = HourScan("h", "ok")
     >>> parse_events(iter([b'{"type": "PushEvent", "repo": {"name": "a/b"}}', b'{oops', b'\\xff\\n',
-    ...                    b'{"type": "WatchEvent", "repo": {"name": "a/b"}}', b'{"type": "PushEvent"}', b'']), scan)
-    >>> dict(scan.pushes), scan.events, scan.malformed
-    ({'a/b': 1}, 2, 3)
+    ...                    b'{"type": "WatchEvent", "repo": {"name": "a/b"}}', b'{"type": "PushEvent"}', b'',
+    ...                    b'[' * 100_000]), scan)
+    >>> dict(scan.pushes), scan.events, scan.malformed, [(f["item"], f["error_type"]) for f in scan.failed]
+    ({'a/b': 1}, 2, 3, [('h:line 7', 'RecursionError')])
     """
-    for raw in lines:
+    for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        try:
-            event = json.loads(raw)
-            name = event["repo"]["name"]
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            scan.malformed += 1
-            continue
-        if not isinstance(name, str) or not REPO_NAME.match(name):
-            scan.malformed += 1
-            continue
-        scan.events += 1
-        if kind == "PushEvent":
-            scan.pushes[name] += 1
+        scan.lines += 1
+        _, error = isolated("gharchive_line_error", f"{scan.hour}:line {number}", _count_event, raw, scan)
+        if error is not None:
+            scan.failed.append(error.to_dict())
+
+
+def _count_event(raw: bytes, scan: HourScan) -> None:
+    """One line into ``scan``: an event, or a malformed line (bad JSON, no repository name)."""
+    try:
+        event = json.loads(raw)
+        name = event["repo"]["name"]
+        kind = event["type"]
+    except (ValueError, KeyError, TypeError):
+        scan.malformed += 1
+        return
+    if not isinstance(name, str) or not REPO_NAME.match(name):
+        scan.malformed += 1
+        return
+    scan.events += 1
+    if kind == "PushEvent":
+        scan.pushes[name] += 1
 
 
 def _open_hour(root: str, hour: str, timeout_s: float) -> IO[bytes] | None:

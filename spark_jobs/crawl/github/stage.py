@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import add
 
-from lake.config import ConfigError, PlatformConfig
+from lake.config import ConfigError, ItemFailurePolicy, PlatformConfig
+from lake.faults import FailureTally, check_failures
 from lake.schemas import COMMITS, FILES, REJECTS, to_spark_schema
 from lake.stage import StageRun
 from spark_jobs.crawl.github.api import (
@@ -83,8 +84,10 @@ def github_config(crawl_cfg) -> GithubConfig:
 
 
 # -- discovery -----------------------------------------------------------------------------------------
-def discover(spark, gh: GithubConfig, period: Period) -> dict:
-    """Push counts per active repository (most active first) and the status of every hourly file."""
+def discover(spark, gh: GithubConfig, period: Period, policy: ItemFailurePolicy) -> dict:
+    """Push counts per active repository (most active first) and the status of every hourly file.
+
+    A line that raised while being read is recorded (``failed_lines``); more than ``policy`` allows fails the step."""
     hours = hour_names(period.start, period.end)
     root, timeout = gh.gharchive_url, gh.api.timeout_s
     partitions = gh.discovery_partitions or 4 * spark.sparkContext.defaultParallelism
@@ -93,13 +96,17 @@ def discover(spark, gh: GithubConfig, period: Period) -> dict:
     # Persisted: the scans feed both the per-hour report and the push counts; scanning twice means downloading twice.
     scans.persist()
     try:
-        report = scans.map(lambda s: (s.hour, s.status, s.events, s.malformed, s.detail)).collect()
+        report = scans.map(lambda s: (s.hour, s.status, s.events, s.malformed, s.detail, s.lines, s.failed)).collect()
         pushes = (scans.flatMap(lambda s: list(s.pushes.items())).reduceByKey(add)
                   .filter(lambda kv: kv[1] >= gh.selection.min_push_events).collect())
     finally:
         scans.unpersist()
     bad = sorted(h for h, status, *_ in report if status != "ok")
-    corrupt = sorted((h, detail) for h, status, _, _, detail in report if status == "corrupt")
+    corrupt = sorted((h, detail) for h, status, _, _, detail, *_ in report if status == "corrupt")
+    lines = FailureTally("discovery", items=sum(r[5] for r in report))
+    for failure in sorted((f for r in report for f in r[6]), key=lambda f: f["item"]):
+        lines.add(failure)
+    check_failures("crawl", lines, policy)
     if len(bad) > gh.max_missing_hours:
         raise FileNotFoundError(f"GH Archive at {root}: {len(bad)} of {len(hours)} hourly files of {period.label} are "
                                 f"missing or corrupt (max_missing_hours={gh.max_missing_hours}); first: {bad[:5]}")
@@ -110,7 +117,8 @@ def discover(spark, gh: GithubConfig, period: Period) -> dict:
     log.info("discovery %s: %d hours (%s), %d active repositories", period.label, len(hours), dict(statuses),
              len(candidates))
     return {"candidates": candidates, "hours": dict(statuses), "corrupt_hours": corrupt[:100],
-            "events": sum(r[2] for r in report), "malformed_lines": sum(r[3] for r in report)}
+            "events": sum(r[2] for r in report), "malformed_lines": sum(r[3] for r in report),
+            "failed_lines": lines.to_dict()}
 
 
 # -- metadata and selection ------------------------------------------------------------------------------
@@ -187,6 +195,24 @@ def fetch_all(spark, cfg: PlatformConfig, gh: GithubConfig, rules_json: str, per
     return rdd.mapPartitions(lambda it: fetch_partition(it, settings)).collect()
 
 
+def check_fetch_failures(outcomes: list[dict], policy: ItemFailurePolicy) -> dict:
+    """Repositories whose job raised, and commits that failed alone, against the cap; their tallies for the stats."""
+    repos = FailureTally("fetch", items=len(outcomes))
+    commits = FailureTally("commits")
+    for o in outcomes:
+        if o.get("error_type"):
+            repos.add({"item": f"{o['kind']} {o['repo']}", "reason": o["reason"], "error_type": o["error_type"],
+                       "detail": o["detail"]})
+        if o["kind"] == "commits":
+            commits.items += o["records"] + len(o.get("item_failures") or [])
+            for f in o.get("item_failures") or []:
+                commits.add({"item": f"{f['repo']} {f['path']}", "reason": f["reason"],
+                             "error_type": f["detail"].split(":", 1)[0], "detail": f["detail"]})
+    check_failures("crawl", repos, policy)
+    check_failures("crawl", commits, policy)
+    return {"repositories": repos.to_dict(), "commits": commits.to_dict()}
+
+
 def _frame(spark, schema, uris: list[str]):
     """Cached per-repository parquet files as one DataFrame (an empty one with the schema when there are none)."""
     if uris:
@@ -227,6 +253,8 @@ def assemble(spark, run: StageRun, storage, selected: list[dict], outcomes: list
              .select(*FILES.names))
     failures = [(o["repo"], "", o["reason"], o["detail"], o["compressed_bytes"])
                 for o in outcomes if o["status"] == "failed"]
+    failures += [(f["repo"], f["path"], f["reason"], f["detail"], f["size_bytes"])
+                 for o in outcomes for f in o.get("item_failures") or []]
     rejects = (entries.where(F.col("kind") == "reject")
                .select("repo", "path", "reason", "detail", "size_bytes")
                .unionByName(spark.createDataFrame(failures, to_spark_schema(REJECTS))))
@@ -262,7 +290,7 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
     period = snapshot_period(run.snapshot)
     lake = run.lake
     spark = spark_session(cfg, f"crawl-github-{run.snapshot}")
-    discovery = _cached_step(run, "discovery", lambda: discover(spark, gh, period))
+    discovery = _cached_step(run, "discovery", lambda: discover(spark, gh, period, cfg.item_failures))
     token = token_from_environment(gh.api)
     client = GitHubClient(gh.api, token=token, etags=EtagCache(lake.storage, f"{gh.cache_prefix}/etags"))
     try:
@@ -274,6 +302,7 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
     rules_json = crawl_cfg.rules.model_dump_json()
     log.info("fetching %d repositories (%d with commits)", len(selected), sum(r["commits"] for r in selected))
     outcomes = fetch_all(spark, cfg, gh, rules_json, period, selected, token)
+    faults = check_fetch_failures(outcomes, cfg.item_failures)
     cache = make_cache(lake.storage, gh, crawl_cfg.rules)
     log.info("fetch cache %s: %s", lake.storage.uri(cache.prefix),
              dict(Counter((o["kind"], o["status"]) for o in outcomes)))
@@ -294,7 +323,8 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
     mbytes = sum(o["compressed_bytes"] for o in fetched) / 1e6
     run.stats.metrics.update({
         "source": "github", "period": [period.start.isoformat(), period.end.isoformat()],
-        "gharchive": {k: discovery[k] for k in ("hours", "corrupt_hours", "events", "malformed_lines")},
+        "gharchive": {k: discovery.get(k) for k in ("hours", "corrupt_hours", "events", "malformed_lines",
+                                                    "failed_lines")},
         "repositories": {"active": len(discovery["candidates"]), "selected": len(selected),
                          "fetched": len(downloaded), "from_cache": sum(o["status"] == "cached" for o in fetched),
                          "failed": len(failed), "selection": selection["reasons"]},
@@ -303,5 +333,6 @@ def crawl_github(run: StageRun, cfg: PlatformConfig, crawl_cfg) -> None:
         "fetch": {"downloaded_mb": round(mbytes, 3), "task_seconds": round(seconds, 3),
                   "files_per_task_s": round(sum(o["records"] for o in downloaded) / seconds, 1) if seconds else None},
         "api": selection["api"],
+        "item_failures": faults,
         "files_by_language": dict(sorted(counts["by_language"].items())),
     })

@@ -3,9 +3,13 @@
 The archive is read once, front to back, with ``tarfile`` in stream mode (``r|`` over a ``GzipFile``): nothing is extracted to
 disk and no member is read before its declared size and name have passed the rules, so a 1 GB sparse member
 costs a header, not a gigabyte. Hostile members are refused with a named reason: unsafe names
-(``absolute_path``, ``path_traversal``, ``invalid_path``), ``symlink`` (symbolic links, whatever the target),
-``special_file`` (hard links, devices, FIFOs), ``duplicate_path``, plus every content rule of
-:mod:`spark_jobs.crawl.file_rules`.
+(``absolute_path``, ``path_traversal``, ``invalid_path``: a name that is not valid UTF-8 too), ``symlink``
+(symbolic links, whatever the target), ``hardlink``, ``special_file`` (devices, FIFOs), ``duplicate_path``, plus
+every content rule of :mod:`spark_jobs.crawl.file_rules` (Git LFS pointers: ``lfs_pointer``).
+
+Each member is decided in isolation (:mod:`lake.faults`): a member whose decision raises anything becomes a
+``extract_error`` rejection with the exception's type, and extraction goes on with the next one. Only the stream
+itself (a cut or corrupt archive) fails the repository.
 
 A truncated or corrupt archive raises :class:`ArchiveError` mid-stream. The caller drops the whole repository
 (see :func:`extract_all`): repository-level training data needs the complete tree, a partial one would silently
@@ -25,7 +29,8 @@ from typing import BinaryIO
 
 import urllib3
 
-from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, unsafe_path_reason
+from lake.faults import isolated
+from spark_jobs.crawl.file_rules import FileRules, classify, classify_name, is_utf8, printable, unsafe_path_reason
 from spark_jobs.crawl.github.config import ArchiveLimits
 
 
@@ -89,6 +94,40 @@ def _repo_path(name: str) -> tuple[str | None, str | None]:
     return "/".join(parts), None
 
 
+def _header_verdict(member: tarfile.TarInfo, seen: set[str], rules: FileRules) -> Rejected | str | None:
+    """What a member's header alone decides: a rejection, ``"skip"`` (directories, the top folder), or the
+    repository path of a member whose content must be read."""
+    if member.isdir():
+        return "skip"
+    if not is_utf8(member.name):
+        return Rejected(printable(member.name)[:500], "invalid_path", "member name is not valid UTF-8", member.size)
+    path, reason = _repo_path(member.name)
+    if path is None:
+        return "skip"
+    if reason:
+        return Rejected(path[:500], reason, member.name[:200], member.size)
+    if member.issym():
+        return Rejected(path, "symlink", f"-> {printable(member.linkname)[:200]}", None)
+    if member.islnk():
+        return Rejected(path, "hardlink", f"-> {printable(member.linkname)[:200]}", None)
+    if not member.isfile():
+        return Rejected(path, "special_file", "fifo" if member.isfifo() else "device", None)
+    if path in seen:
+        return Rejected(path, "duplicate_path", "a second member with the same path", member.size)
+    seen.add(path)
+    early = classify_name(path, member.size, rules)
+    if early is not None:
+        return Rejected(path, early.reason, early.detail, member.size)
+    return path
+
+
+def _content_verdict(path: str, data: bytes, rules: FileRules) -> ExtractedFile | Rejected:
+    verdict = classify(path, data, rules)
+    if verdict.kept:
+        return ExtractedFile(path, verdict.text, verdict.language, len(data))
+    return Rejected(path, verdict.reason, verdict.detail, len(data))
+
+
 def iter_tarball(counted: CountingReader, rules: FileRules,
                  limits: ArchiveLimits) -> Iterator[ExtractedFile | Rejected]:
     """Each member of a gzipped repository tarball as a kept file or a rejection; raises ArchiveError."""
@@ -104,29 +143,17 @@ def iter_tarball(counted: CountingReader, rules: FileRules,
                 members += 1
                 if members > limits.max_members:
                     raise ArchiveError("too_many_members", f"more than {limits.max_members} members")
-                if member.isdir():
+                name = printable(member.name)[:500] or "?"
+                verdict, error = isolated("extract_error", name, _header_verdict, member, seen, rules)
+                if error is not None:
+                    yield Rejected(name, error.reason, error.detail, None)
                     continue
-                path, reason = _repo_path(member.name)
-                if path is None:
+                if verdict == "skip":
                     continue
-                if reason:
-                    yield Rejected(path[:500], reason, member.name[:200], member.size)
+                if isinstance(verdict, Rejected):
+                    yield verdict
                     continue
-                if member.issym():
-                    yield Rejected(path, "symlink", f"-> {member.linkname[:200]}", None)
-                    continue
-                if not member.isfile():
-                    kind = "hardlink" if member.islnk() else "fifo" if member.isfifo() else "device"
-                    yield Rejected(path, "special_file", f"{kind} {member.linkname[:200]}".strip(), None)
-                    continue
-                if path in seen:
-                    yield Rejected(path, "duplicate_path", "a second member with the same path", member.size)
-                    continue
-                seen.add(path)
-                early = classify_name(path, member.size, rules)
-                if early is not None:
-                    yield Rejected(path, early.reason, early.detail, member.size)
-                    continue
+                path = verdict
                 total += member.size
                 if total > limits.max_total_bytes:
                     raise ArchiveError("archive_too_large", f"more than {limits.max_total_bytes} uncompressed bytes")
@@ -134,11 +161,8 @@ def iter_tarball(counted: CountingReader, rules: FileRules,
                 data = handle.read() if handle is not None else b""
                 if len(data) != member.size:
                     raise ArchiveError("truncated_archive", f"member {path} ended after {len(data)} bytes")
-                verdict = classify(path, data, rules)
-                if verdict.kept:
-                    yield ExtractedFile(path, verdict.text, verdict.language, len(data))
-                else:
-                    yield Rejected(path, verdict.reason, verdict.detail, len(data))
+                item, error = isolated("extract_error", path, _content_verdict, path, data, rules)
+                yield item if error is None else Rejected(path, error.reason, error.detail, len(data))
         while gz.read(1 << 16):  # to the end of the gzip stream: its CRC and length are checked there
             pass
     except ArchiveError:

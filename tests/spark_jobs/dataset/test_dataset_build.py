@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_fixtures import commit_files, commit_table, curated_rows, score_table
+from dataset_fixtures import commit_table, curated_rows, score_table
 
 from lake import tokens
 from lake.config import load_config
-from lake.stage import StageRun
+from lake.stage import Partition, StageRun
 from lake.token_shards import SOURCES, TokenShards, read_index
 from spark_jobs.dataset import build, fim
 from spark_jobs.dataset import tokenizer as tok
@@ -20,8 +20,9 @@ from spark_jobs.dataset.repo_concat import split_document
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[3]
+R = Partition.release("s1")
 STAGES = {
-    "tokenizer": {"input": "quality_filter", "vocab_size": 900},
+    "tokenizer": {"vocab_size": 900},
     "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 512},
                       "fim_rate": {"file_level": 0.5, "repo_level": 0.5, "commits": 0.0},
                       "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "repo_keep_fraction": 0.75},
@@ -30,16 +31,14 @@ STAGES = {
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory, spark):
-    """A curated snapshot (files, scores, commits, tokenizer) built once and then one committed build."""
+    """A release (files, scores, commits, tokenizer) built once and then one committed build."""
+    from tests.release_fixtures import commit_release
+
     root = tmp_path_factory.mktemp("lake")
     cfg = load_config(REPO / "config" / "local.yaml", overrides={"lake": {"root": str(root)}, "stages": STAGES})
     lake = cfg.open_lake()
     rows = curated_rows()
-    commit_files(lake, "s1", "quality_filter", rows)
-    with StageRun(lake, "s1", "score") as run:
-        run.write_table("scores", score_table(rows, {"acme/rs"}), 0)
-    with StageRun(lake, "s1", "crawl") as run:
-        run.write_table("commits", commit_table(rows), 0)
+    commit_release(lake, "s1", rows, commits=commit_table(rows), scores=score_table(rows, {"acme/rs"}))
     tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
     stats = run_build(cfg, lake)
     return cfg, lake, rows, stats
@@ -47,18 +46,18 @@ def curated(tmp_path_factory, spark):
 
 def run_build(cfg, lake, **overrides):
     stage_cfg = cfg.stage("dataset_build", build.DatasetBuildConfig).model_copy(update=overrides)
-    with StageRun(lake, "s1", "dataset_build", resume=stage_cfg.resume) as run:
+    with StageRun(lake, R, "dataset_build", resume=stage_cfg.resume) as run:
         return build.build(run, cfg, stage_cfg)
 
 
 def decoded(lake, source):
-    tokenizer = tokens.load(lake, "s1")
-    return [decode_document(tokenizer, ids) for ids in TokenShards(lake, "s1", source).documents()]
+    tokenizer = tokens.load(lake, R)
+    return [decode_document(tokenizer, ids) for ids in TokenShards(lake, R, source).documents()]
 
 
 def test_shards_decode_back_to_the_source_documents(curated):
     _cfg, lake, rows, stats = curated
-    index = read_index(lake, "s1")
+    index = read_index(lake, R)
     assert set(index["sources"]) == set(SOURCES)
     assert [index["sources"][s]["fim_rate"] for s in SOURCES] == [0.5, 0.5, 0.0]
     assert [index["sources"][s]["aligned"] for s in SOURCES] == [False, True, True]
@@ -100,7 +99,7 @@ def test_shards_decode_back_to_the_source_documents(curated):
 
 def test_rows_keep_document_boundaries(curated):
     _cfg, lake, _rows, _stats = curated
-    shards = TokenShards(lake, "s1", "file_level")
+    shards = TokenShards(lake, R, "file_level")
     eos = tokens.SPECIAL_IDS[tokens.EOS]
     for i in range(len(shards)):
         row, starts = shards[i]
@@ -112,7 +111,7 @@ def test_rows_keep_document_boundaries(curated):
 
 
 def shard_arrays(lake) -> dict[str, list[np.ndarray]]:
-    return {s: [np.array(t) for t, _ in TokenShards(lake, "s1", s)] for s in SOURCES}
+    return {s: [np.array(t) for t, _ in TokenShards(lake, R, s)] for s in SOURCES}
 
 
 def same_arrays(a: dict, b: dict) -> bool:
@@ -138,7 +137,7 @@ def test_a_rebuild_gives_identical_shards_and_a_killed_build_resumes(curated, sp
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", partitions)
     monkeypatch.undo()
-    open_attempt = StageRun(lake, "s1", "dataset_build", resume=True)
+    open_attempt = StageRun(lake, R, "dataset_build", resume=True)
     markers = [k for k in lake.storage.list(f"{open_attempt.attempt_prefix}/_shards") if "-0000" in k]
     assert markers
     # Lose one group's marker, as if the kill hit while that group was being packed.
@@ -152,10 +151,58 @@ def test_a_rebuild_gives_identical_shards_and_a_killed_build_resumes(curated, sp
 def test_long_context_documents_that_fit_a_row_are_never_cut(curated):
     _cfg, lake, _rows, _stats = curated
     for source in ("repo_level", "commits"):
-        shards = TokenShards(lake, "s1", source)
+        shards = TokenShards(lake, R, source)
         starts = [i * shards.seq_len + int(s) for i in range(len(shards)) for s in shards[i][1]]
         lengths = [d.size for d in shards.documents()]
         assert len(starts) == len(lengths) > 0
         fitting = [(s, n) for s, n in zip(starts, lengths, strict=True) if n <= shards.seq_len]
         assert fitting
         assert all(s // shards.seq_len == (s + n - 1) // shards.seq_len for s, n in fitting)
+
+
+def test_a_poisoned_commit_is_a_reject_and_the_build_commits(curated, tmp_path):
+    """A commit row with a null change path (nullable in the lake schema) breaks its sample: one reject, the rest
+    of the build as before."""
+    import pyarrow as pa
+
+    from lake.schemas import COMMITS
+    from tests.release_fixtures import commit_release
+
+    _cfg0, _lake0, rows, stats0 = curated
+    cfg = load_config(REPO / "config" / "local.yaml", overrides={"lake": {"root": str(tmp_path)}, "stages": STAGES})
+    lake = cfg.open_lake()
+    poison = {"repo": "acme/app", "sha": "c9" * 20, "parent_sha": "c4" * 20, "author_date": None,
+              "message": "Poisoned", "readme": None, "tree": None,
+              "changes": [{"path": None, "status": "M", "diff": "+x\n", "truncated": False}]}
+    commits = pa.concat_tables([commit_table(rows), pa.Table.from_pylist([poison], schema=COMMITS)])
+    commit_release(lake, "s1", rows, commits=commits, scores=score_table(rows, {"acme/rs"}))
+    tok.run(lake, "s1", cfg.stage("tokenizer", tok.TokenizerConfig))
+    stats = run_build(cfg, lake)
+    assert lake.commit_info(R, "dataset_build") is not None, "the job committed"
+    assert stats["metrics"]["sources"]["commits"]["documents"] == stats0["metrics"]["sources"]["commits"]["documents"]
+    assert stats["metrics"]["sources"]["repo_level"]["documents"] == stats0["metrics"]["sources"]["repo_level"]["documents"]
+    assert stats["drop_reasons"]["commit_document_error"] == 1
+    [reject] = lake.read_table(R, "dataset_build", "rejects").to_pylist()
+    assert (reject["source"], reject["doc_id"], reject["reason"]) == (
+        "commits", f"acme/app@{'c9' * 20}", "commit_document_error")
+    assert reject["detail"].startswith("AttributeError: ")
+    assert stats["metrics"]["item_failures"]["failures"] == 1
+
+
+def test_a_repository_whose_documents_fail_is_one_error_row():
+    """The applyInPandas body: a repository whose concatenation raises gives one error row, not a failed task."""
+    import pandas as pd
+
+    from spark_jobs.dataset.sources import repo_documents_pandas
+
+    pdf = pd.DataFrame({"repo": ["o/r", "o/r"], "path": ["a.py", None], "language": ["Python", "Python"],
+                        "content": ["import b\n", "x = 1\n"]})
+    out = repo_documents_pandas(pdf, tokenizer_json=tok_json_for_test(), seed=0, budget_tokens=1000,
+                                max_parse_bytes=1000)
+    assert list(out["doc_id"]) == ["o/r"] and list(out["source"]) == ["repo_level"]
+    reason, _, detail = out["error"][0].partition("|")
+    assert reason == "repo_document_error" and detail.split(":")[0] in ("TypeError", "AttributeError")
+
+
+def tok_json_for_test() -> str:
+    return tok.train(iter(["import b\n", "x = 1\n"] * 20), vocab_size=300).to_str()

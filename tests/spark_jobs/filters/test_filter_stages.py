@@ -165,3 +165,49 @@ def test_empty_input_commits_empty_outputs(lake, config_path):
     assert lake.stats(SNAPSHOT, "syntax_filter")["records_in"] == 0
     assert lake.read_table(SNAPSHOT, "syntax_filter", "files").num_rows == 0
     assert isinstance(lake.read_table(SNAPSHOT, "syntax_filter", "quarantine"), pa.Table)
+
+
+def _poisoned_local_engine(monkeypatch, poisoned: set[str]):
+    """Make the stage's real step raise on the documents named in ``poisoned`` (local engine)."""
+    real = runner_module._run_local
+
+    def run_local(run, conf, step, fingerprint):
+        process = step.process
+
+        def maybe_raise(doc):
+            if doc["path"] in poisoned or "*" in poisoned:
+                raise RecursionError("maximum recursion depth exceeded")
+            return process(doc)
+
+        step.process = maybe_raise
+        return real(run, conf, step, fingerprint)
+
+    monkeypatch.setattr(runner_module, "_run_local", run_local)
+
+
+@pytest.mark.parametrize("module", CHAIN, ids=[m.STAGE for m in CHAIN])
+def test_one_poisoned_document_is_quarantined_and_the_stage_commits(module, lake, config_path, monkeypatch):
+    commit_input(lake, [[record(f"pkg/m{i}.py", f"def f{i}(x):\n    return x + {i}\n") for i in range(120)]])
+    path = config_path("local")
+    upstream = CHAIN[:CHAIN.index(module)]
+    for earlier in upstream:
+        assert earlier.main(["--snapshot", SNAPSHOT, "--config", path, "--log-level", "WARNING"]) == 0
+    _poisoned_local_engine(monkeypatch, {"pkg/m7.py"})
+    assert module.main(["--snapshot", SNAPSHOT, "--config", path, "--log-level", "WARNING"]) == 0
+    kept = set(lake.read_table(SNAPSHOT, module.STAGE, "files").column("path").to_pylist())
+    assert kept == {f"pkg/m{i}.py" for i in range(120)} - {"pkg/m7.py"}, "every good document is there"
+    [bad] = lake.read_table(SNAPSHOT, module.STAGE, "quarantine").to_pylist()
+    assert bad["path"] == "pkg/m7.py" and bad["reason"].endswith("_error")
+    assert bad["detail"] == "RecursionError: maximum recursion depth exceeded"
+    step = lake.stats(SNAPSHOT, module.STAGE)["metrics"]["step"]
+    assert step["item_error"] == 1 and step["item_error:RecursionError"] == 1
+
+
+def test_a_systematic_step_failure_fails_the_stage_loudly(lake, config_path, monkeypatch):
+    from lake.faults import TooManyItemFailures
+
+    commit_input(lake, corpus())
+    _poisoned_local_engine(monkeypatch, {"*"})
+    with pytest.raises(TooManyItemFailures, match=r"syntax_filter: 12 of 12 items failed"):
+        syntax_filter.main(["--snapshot", SNAPSHOT, "--config", config_path("local")])
+    assert lake.commit_info(SNAPSHOT, "syntax_filter") is None, "nothing committed"

@@ -50,3 +50,19 @@ def test_language_survey_tiny(tmp_path, capsys):
     assert load("syntax_languages").main(["--roots", str(tmp_path), "--min-files", "2"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("Python"))
     assert line.split()[1:3] == ["6", "0.500"]  # 6 distinct files, half with an error node
+
+
+def test_cfamily_benchmark_tiny(tmp_path, capsys):
+    import shutil as sh
+
+    if sh.which("gcc") is None:
+        pytest.skip("gcc labels the C samples")
+    bench = load("syntax_cfamily")
+    text = "int add(int a, int b) {\n    int c = a + b;\n    return c * (a - b);\n}\nint twice(int x) { return add(x, x); }\n"
+    assert bench.corrupt(text, "delete_bracket", "s") != text
+    assert bench.corrupt(text, "truncate", "s") == bench.corrupt(text, "truncate", "s")
+    assert bench.label([]) == "valid" and bench.label(["expected ';' before '}' token"]) == "invalid"
+    assert bench.label(["'x' undeclared (first use in this function)"]) == "semantic"
+    assert bench.main(["--languages", "C", "--base", "3", "--pool", "5", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "C: " in out and "recall" in out and "valid real dropped" in out and "truncate" in out

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from spark_jobs.near_dedup import minhash as mh
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import bucket_pairs, candidate_pairs, connected_components
+from spark_jobs.near_dedup.graph import band_pairs, bucket_pairs, candidate_pairs, connected_components
 from spark_jobs.near_dedup.minhash import MinHasher, estimated_jaccard, signature_bytes, signature_from_bytes
 from spark_jobs.near_dedup.shingles import (
     batch_shingle_hashes,
@@ -23,6 +23,7 @@ from spark_jobs.near_dedup.shingles import (
     shingles,
     tokens,
 )
+from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
 from tests.spark_jobs.near_dedup.corpus_helpers import edit, stdlib_sources
 
 
@@ -82,16 +83,50 @@ def test_signatures_equal_datasketch_on_the_same_shingles(num_perm, seed):
         assert np.array_equal(ref.hashvalues, sig)
 
 
-def test_chunking_does_not_change_signatures(monkeypatch):
+def _numpy_signature(values: np.ndarray, hasher: MinHasher) -> np.ndarray:
+    """The affine32 MinHash written out in numpy, one document (the definition the kernel unrolls)."""
+    a, b = (p.astype(np.uint64) for p in hasher.permutations)
+    x = values.astype(np.uint64)
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(13)
+    x = (x * np.uint64(0xC2B2AE35)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    if x.size == 0:
+        return np.full(hasher.num_perm, mh.MAX32, dtype=np.uint32)
+    return (((a[:, None] * x[None, :]) + b[:, None]) & np.uint64(0xFFFFFFFF)).min(axis=1).astype(np.uint32)
+
+
+def test_unrolled_kernel_equals_the_plain_definition_at_every_length():
     rng = np.random.default_rng(0)
-    docs = [rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32) for n in (5, 700, 3, 1500, 0)]
+    docs = [rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32) for n in (*range(0, 19), 700, 1501)]
     hasher = MinHasher(num_perm=64, seed=3, bands=8, rows=8)
     whole = hasher.signatures(docs)
-    monkeypatch.setattr(mh, "CHUNK_COLUMNS", 256)  # documents now span several chunks, chunks span documents
-    assert np.array_equal(hasher.signatures(docs), whole)
+    assert np.array_equal(whole, np.vstack([_numpy_signature(d, hasher) for d in docs]))
     assert np.array_equal(np.vstack([hasher.signatures([d]) for d in docs]), whole)
-    assert (whole[4] == mh.MAX32).all()
-    assert (hasher.signatures([docs[4], docs[4]]) == mh.MAX32).all()
+    assert (whole[0] == mh.MAX32).all()
+
+
+def test_scheme_values_are_stable():
+    """The shingle hashes and signatures of the ``utf8w8lo32/affine32`` scheme tag, pinned: a change here must
+    change ``outputs.scheme_tag`` (stored indexes would silently stop matching)."""
+    h = shingle_hashes("if (a[i] >= 10): return naïve_f(x) # ünïcode")
+    assert [hex(int(v)) for v in h[:3]] == ["0x3a4beddc88335e7", "0x2238c59a0bc65cfc", "0x5079e50487e15d9c"]
+    assert len(h) == 14 and hex(int(h[-1])) == "0xfb133dc5b8a9952e"
+    sig = MinHasher().signatures([minhash_inputs(h)])[0]
+    assert sig[:6].tolist() == [198015727, 112055822, 146862940, 446917457, 236884477, 143087697]
+    assert sig[-3:].tolist() == [33196220, 16888378, 93051088]
+
+
+def test_fused_signing_equals_shingles_then_minhash():
+    texts = [t for _, t in stdlib_sources(6)] + ["", "a b", "x = f(y) + 1", "é" * 3000, "a;" * 5000]
+    hasher = MinHasher()
+    signed = sign_documents(pa.array(texts), hasher, 5)
+    sets = [shingle_hashes(t) for t in texts]
+    assert signed.num_shingles.tolist() == [len(s) for s in sets]
+    assert np.array_equal(signed.signatures, hasher.signatures([minhash_inputs(s) for s in sets]))
+    assert np.array_equal(signed.band_keys, hasher.band_keys(signed.signatures))
+    assert signed.shingled.tolist() == [len(s) > 0 for s in sets]
 
 
 def test_band_keys_identify_equal_bands_only():
@@ -99,9 +134,9 @@ def test_band_keys_identify_equal_bands_only():
     sig = np.arange(20, dtype=np.uint32)
     other = sig.copy()
     other[7] += 1  # band 1 differs
-    a, b = hasher.band_keys(sig), hasher.band_keys(other)
-    assert [x == y for x, y in zip(a, b, strict=True)] == [True, False, True, True]
-    assert all(-(2**63) <= k < 2**63 for k in a)
+    (a, b), = [hasher.band_keys(np.vstack([sig, other]))]
+    assert (a == b).tolist() == [True, False, True, True]
+    assert a.dtype == np.int64 and len(set(a.tolist())) == 4  # distinct bands, distinct keys
     assert np.array_equal(signature_from_bytes(signature_bytes(sig)), sig)
 
 
@@ -164,3 +199,21 @@ def test_union_find_matches_brute_force_reachability(edges):
                     seen.add(nb)
                     todo.append(nb)
         assert comp[node] == min(seen)
+
+
+@pytest.mark.parametrize("num_perm,threshold,error", [(250, 0.8, 1e-6), (128, 0.7, 1e-3), (250, 0.9, 1e-9)])
+def test_estimate_floor_is_the_binomial_tail_bound(num_perm, threshold, error):
+    from scipy.stats import binom
+
+    k = round(estimate_floor(num_perm, threshold, error) * num_perm)
+    assert binom.cdf(k, num_perm, threshold) <= error < binom.cdf(k + 1, num_perm, threshold)
+    assert estimate_floor(num_perm, threshold, 0.0) == -1.0  # nothing rejected unverified
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 6), min_size=3, max_size=3), max_size=80), st.sampled_from([2, 3, 32]))
+def test_vectorized_band_pairs_match_the_reference_rule(keys, max_full):
+    ids = [f"d{i:03d}" for i in range(len(keys))]
+    expected = candidate_pairs(dict(zip(ids, keys, strict=True)), max_full)
+    a, b = band_pairs(np.array(keys, dtype=np.int64).reshape(len(keys), 3), max_full)
+    assert {(ids[x], ids[y]) for x, y in zip(a.tolist(), b.tolist(), strict=True)} == expected

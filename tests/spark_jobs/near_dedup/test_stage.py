@@ -12,7 +12,7 @@ from spark_jobs.near_dedup.__main__ import main
 from spark_jobs.near_dedup.stage import run_near_dedup
 from tests.spark_jobs.near_dedup.corpus_helpers import commit_input, edit, record, stdlib_sources
 
-STAGES = {"near_dedup": {"output_partitions": 2, "batch_size": 8}}
+STAGES = {"near_dedup": {"output_partitions": 2}}
 
 
 def outputs(lake: Lake, snapshot: str) -> dict:
@@ -67,7 +67,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \
         [d[:3] for d in local["dups"]]
-    for key in ("candidate_pairs", "verified_pairs", "components", "too_short_to_shingle", "repos_removed"):
+    for key in ("candidate_pairs", "rejected_by_estimate", "verified_pairs", "components", "too_short_to_shingle",
+                "repos_removed"):
         assert lstats["metrics"][key] == sstats["metrics"][key], key
 
 
@@ -102,6 +103,25 @@ def test_incremental_snapshot_dedups_against_the_earlier_index(make_config, corp
     stats = lake.stats("2026-02", "near_dedup")
     assert stats["metrics"]["index_snapshots"] == ["2026-01"]
     assert stats["metrics"]["index_files"] == len(outputs(lake, "2026-01")["sigs"])
+
+
+def test_a_snapshot_waits_for_every_earlier_snapshots_near_dedup(make_config, corpus):
+    from lake.ordering import EarlierSnapshotsPending
+
+    cfg = make_config(stages=STAGES)
+    lake = cfg.open_lake()
+    for snapshot in ("2026-01", "2026-02", "2026-03"):
+        commit_input(lake, snapshot, corpus[:6])
+    with pytest.raises(EarlierSnapshotsPending, match="'2026-01', '2026-02' have no committed near_dedup"):
+        run_near_dedup(cfg, "2026-03", engine="local")
+    assert lake.commit_info("2026-03", "near_dedup") is None
+    run_near_dedup(cfg, "2026-01", engine="local")
+    with pytest.raises(EarlierSnapshotsPending, match="run the dedup DAG for '2026-02' first"):
+        run_near_dedup(cfg, "2026-03", engine="local")
+    # An explicit index is the user's decision: no wait.
+    explicit = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], index_snapshots=["2026-01"])})
+    run_near_dedup(explicit, "2026-03", engine="local")
+    assert lake.stats("2026-03", "near_dedup")["metrics"]["index_snapshots"] == ["2026-01"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""A small lake for pretraining tests: a tokenizer stage and packed shards written with the real writers.
+"""A small lake for pretraining tests: a release, its tokenizer and packed shards written with the real writers.
 
 The corpus is a handful of short functions, each packed as a plain document and as an SPM FIM sample with a
 fixed split, repeated so a tiny model can learn them within a test: then a FIM prompt from the corpus has a
@@ -24,19 +24,36 @@ SNIPPETS = [
 ]
 
 
-def build_shards(lake, snapshot: str, *, seq_len: int = 64, repeat: int = 40, vocab_size: int = 400,
-                 sources: tuple[str, ...] = ("file_level",)) -> dict:
-    """Commit a ``tokenizer`` and a ``dataset_build`` stage for ``snapshot``; returns the index."""
+def build_shards(lake, release: str, *, seq_len: int = 64, repeat: int = 40, vocab_size: int = 400,
+                 sources: tuple[str, ...] = ("file_level",), base: str | None = None) -> dict:
+    """Commit release ``release`` (the snippets as its files; ``base``: the release it continues, whose tokenizer it
+    then pins), its ``tokenizer`` and a ``dataset_build`` stage; returns the index."""
+    import hashlib
+
     from lake import tokens
+    from lake.release import partition
     from lake.stage import StageRun
     from lake.token_shards import SOURCES, ShardWriter, build_index, write_index
     from spark_jobs.dataset import tokenizer as tok
     from spark_jobs.dataset.documents import encode_documents
+    from tests.release_fixtures import commit_release
+    from tests.spark_jobs.dataset.dataset_fixtures import file_rows
 
-    texts = [p + m + s for p, m, s in SNIPPETS] * 4
-    tokenizer = tok.train(iter(texts), vocab_size=vocab_size, min_frequency=1)
-    with StageRun(lake, snapshot, "tokenizer") as run:
-        for name, data in tok.hf_files(tokenizer).items():
+    part = partition(release)
+    rows = file_rows("test/snippets", {f"s{i}.py": p + m + s for i, (p, m, s) in enumerate(SNIPPETS)})
+    if base:
+        files = {n: lake.storage.read_bytes(f"{lake.require(partition(base), 'tokenizer').prefix}/tokenizer/{n}")
+                 for n in tokens.FILES}
+        commit_release(lake, release, rows, tokenizer="pin", tokenizer_from=base, base=base,
+                       tokenizer_sha256=hashlib.sha256(files["tokenizer.json"]).hexdigest())
+        tokenizer = tokens.from_json(files["tokenizer.json"].decode())
+    else:
+        commit_release(lake, release, rows)
+        texts = [p + m + s for p, m, s in SNIPPETS] * 4
+        tokenizer = tok.train(iter(texts), vocab_size=vocab_size, min_frequency=1)
+        files = tok.hf_files(tokenizer)
+    with StageRun(lake, part, "tokenizer") as run:
+        for name, data in files.items():
             run.write_bytes(f"tokenizer/{name}", data)
     docs = []
     for _ in range(repeat):
@@ -46,14 +63,14 @@ def build_shards(lake, snapshot: str, *, seq_len: int = 64, repeat: int = 40, vo
                          (True, tokens.FIM_MIDDLE), (False, middle)))
     encoded = encode_documents(tokenizer, docs)
     pad, eos = tokens.SPECIAL_IDS[tokens.PAD], tokens.SPECIAL_IDS[tokens.EOS]
-    with StageRun(lake, snapshot, "dataset_build") as run:
+    with StageRun(lake, part, "dataset_build") as run:
         shards = {}
         for source in sources:
             writer = ShardWriter.for_run(run, source, seq_len=seq_len, pad_id=pad, shard_tokens=seq_len * 50)
             shards[source] = writer.add_all(encoded).close()
         index = build_index(seq_lens={s: seq_len for s in SOURCES}, shards=shards,
                             vocab_size=tokenizer.get_vocab_size(), pad_id=pad, eos_id=eos, bos_id=None,
-                            tokenizer={"snapshot": snapshot, "stage": "tokenizer", "uri": ""})
+                            tokenizer={"release": release, "stage": "tokenizer", "uri": ""})
         write_index(run, index)
     return index
 
@@ -74,20 +91,21 @@ def write_config(path: Path, lake_root: Path, scratch: Path, **overrides) -> Pat
     return path
 
 
-def stage_command(snapshot: str, config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "training.pretrain", "--snapshot", snapshot, "--config", str(config), *extra]
+def stage_command(release: str, config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "training.pretrain", "--release", release, "--config", str(config), *extra]
 
 
-def stage_env() -> dict:
-    env = dict(os.environ)
+def stage_env(**extra: str) -> dict:
+    env = dict(os.environ) | extra
     env.pop("RANK", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
-def run_stage(snapshot: str, config: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(stage_command(snapshot, config, *extra), cwd=REPO, env=stage_env(), text=True,
+def run_stage(release: str, config: Path, *extra: str, timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(stage_command(release, config, *extra), cwd=REPO, env=stage_env(**(env or {})), text=True,
                           capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"pretrain exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lake.stage import Lake
+from lake.stage import Lake, Partition
 from tests.training.pretrain.pretrain_lake import SNIPPETS, build_shards, run_stage, write_config
 
 pytest.importorskip("deepspeed")
@@ -28,7 +28,7 @@ def exported(tmp_path_factory) -> Path:
                           checkpoint_every=100, log_every=25, local={"launcher": "inline"},
                           phases=[{"name": "regular", "steps": 160, "lr": 3e-3}])
     run_stage("fim", config)
-    info = lake.require("fim", "pretrain")
+    info = lake.require(Partition.release("fim"), "pretrain")
     return lake.storage.local_path(f"{info.prefix}/hf")
 
 

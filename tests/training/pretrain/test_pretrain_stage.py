@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lake.stage import Lake
+from lake.stage import Lake, Partition
 from tests.training.pretrain.pretrain_lake import REPO, build_shards, run_stage, stage_command, stage_env, write_config
 
 pytest.importorskip("deepspeed")
@@ -43,19 +43,27 @@ def reference(lake_dir: Path, tmp_path_factory):
     """The uninterrupted run (one rank, no launcher: the numbers must not depend on how ranks start)."""
     tmp = tmp_path_factory.mktemp("ref")
     config = write_config(tmp / "cfg.yaml", lake_dir, tmp / "scratch", local={"launcher": "inline"}, **section())
-    run_stage("ref", config)
+    extensions = tmp / "torch_extensions"
+    run_stage("ref", config, env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     lake = Lake.at(str(lake_dir))
-    return lake, lake.require("ref", "pretrain")
+    return lake, lake.require(Partition.release("ref"), "pretrain"), extensions
 
 
 def steps_of(lake: Lake, snapshot: str) -> list[dict]:
     from training.pretrain.train import read_step_log
 
-    return read_step_log(lake, snapshot)
+    return read_step_log(lake, Partition.release(snapshot))
+
+
+def test_a_cpu_run_builds_no_torch_extension(reference):
+    """A JIT build (DeepSpeed's shm all-reduce op) costs a minute on a fresh machine, and one killed mid-build leaves
+    a lock that hangs every later run: CI timed out that way. CPU training must not build anything."""
+    extensions = reference[2]
+    assert not extensions.exists() or not any(extensions.rglob("*")), sorted(extensions.rglob("*"))
 
 
 def test_loss_falls_and_everything_is_committed(reference):
-    lake, info = reference
+    lake, info, _ = reference
     records = steps_of(lake, "ref")
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
     first, last = records[0]["loss"], records[-1]["loss"]
@@ -85,20 +93,20 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir: Path, tmp_path: Path):
-    lake, _ = reference
+    lake, _, _ = reference
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section())
     proc = subprocess.Popen(stage_command("killed", config), cwd=REPO, env=stage_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for("snapshot=killed/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
+        wait_for("release=killed/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert lake.commit_info("killed", "pretrain") is None  # nothing committed by the killed run
+    assert lake.commit_info(Partition.release("killed"), "pretrain") is None  # nothing committed by the killed run
 
     out = run_stage("killed", config)
     assert "resumed from" in out.stderr
-    info = lake.require("killed", "pretrain")
+    info = lake.require(Partition.release("killed"), "pretrain")
     resumed = info.stats["metrics"]["resumed_from_step"]
     assert 10 <= resumed < STEPS
     killed = steps_of(lake, "killed")
@@ -106,17 +114,17 @@ def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir:
     assert [r["step"] for r in killed] == list(range(1, STEPS + 1))  # no step lost or duplicated
     assert [r["loss"] for r in killed] == pytest.approx([r["loss"] for r in ref], rel=1e-6, abs=1e-7)
     assert info.stats["metrics"]["data_cursors"] == json.loads(json.dumps(
-        lake.require("ref", "pretrain").stats["metrics"]["data_cursors"]))
+        lake.require(Partition.release("ref"), "pretrain").stats["metrics"]["data_cursors"]))
 
 
 def test_two_ranks_split_the_global_batch_and_follow_the_one_rank_curve(reference, lake_dir: Path, tmp_path: Path):
     """ZeRO-2 over gloo with 2 ranks x micro batch 2 sees the same rows per step as 1 rank x 4."""
-    lake, _ = reference
+    lake, _, _ = reference
     build_shards(lake, "two")
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", micro_batch_size=2,
                           local={"processes": 2}, **section(phases=[{"name": "regular", "steps": 10, "lr": 3e-3}]))
     run_stage("two", config)
-    info = lake.require("two", "pretrain")
+    info = lake.require(Partition.release("two"), "pretrain")
     assert info.stats["metrics"]["world_size"] == 2 and info.stats["metrics"]["global_batch"] == 4
     # each rank wrote its own optimizer shard into the checkpoint
     names = {k.rsplit("/", 1)[-1] for k in info.datasets["checkpoints"] if "/step-00000010/" in k}
@@ -127,3 +135,43 @@ def test_two_ranks_split_the_global_batch_and_follow_the_one_rank_curve(referenc
     assert two[0] == pytest.approx(one[0], rel=1e-2)
     assert two == pytest.approx(one, rel=0.1)
     assert info.stats["metrics"]["data_cursors"] == {"file_level": 40}
+
+
+CONTINUED = {"continue_phases": [{"name": "continued", "steps": 20, "lr": 1e-3}], "continue_warmup_steps": 2}
+
+
+def test_continued_pretraining_starts_from_the_base_release_and_resumes_exactly(reference, lake_dir: Path,
+                                                                               tmp_path: Path):
+    """Release "cont" continues "ref" (tokenizer pinned): its run starts from ref's final model and follows the
+    continued schedule; a copy killed after its first checkpoint and re-run draws the same curve step for step."""
+    lake, ref_info = reference
+    for name in ("cont", "cont-killed"):
+        build_shards(lake, name, base="ref")
+    config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section(**CONTINUED))
+    run_stage("cont", config)
+    info = lake.require(Partition.release("cont"), "pretrain")
+    metrics = info.stats["metrics"]
+    assert (metrics["init"], metrics["base_release"]) == ("base_release", "ref")
+    assert metrics["base_model"].endswith(f"{ref_info.prefix}/hf") and metrics["steps"] == 20
+    assert [p["phase"] for p in metrics["schedule"]] == ["continued"]
+    cont = steps_of(lake, "cont")
+    ref = steps_of(lake, "ref")
+    # It starts where the base ended, not from random weights.
+    assert cont[0]["loss"] < 0.5 * ref[0]["loss"] and cont[0]["loss"] < 2 * ref[-1]["loss"]
+
+    proc = subprocess.Popen(stage_command("cont-killed", config), cwd=REPO, env=stage_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("release=cont-killed/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir,
+                 proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert lake.commit_info(Partition.release("cont-killed"), "pretrain") is None
+    out = run_stage("cont-killed", config)
+    assert "resumed from" in out.stderr
+    resumed = lake.require(Partition.release("cont-killed"), "pretrain").stats["metrics"]
+    assert 10 <= resumed["resumed_from_step"] < 20 and resumed["init"] == "base_release"
+    killed = steps_of(lake, "cont-killed")
+    assert [r["step"] for r in killed] == list(range(1, 21))
+    assert [r["loss"] for r in killed] == pytest.approx([r["loss"] for r in cont], rel=1e-6, abs=1e-7)

@@ -256,21 +256,23 @@ def test_the_training_model_gives_the_same_loss_fused_or_not():
 def test_a_missing_input_or_tokenizer_is_one_clear_error(tmp_path, caplog):
     import yaml
 
-    from lake.stage import StageRun
+    from lake.stage import Partition, StageRun
     from training.pretrain.stage import main
 
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump({"profile": "local", "lake": {"root": str(tmp_path / "lake")},
                                       "stages": {"pretrain": {"local": {"launcher": "inline"}}}}))
-    assert main(["--snapshot", "nope", "--config", str(config)]) == 2
-    assert "stage 'dataset_build' has no committed output for snapshot 'nope'" in caplog.text
+    assert main(["--release", "nope", "--config", str(config)]) == 2
+    assert "stage 'dataset_build' has no committed output for release 'nope'" in caplog.text
     lake = Lake.at(str(tmp_path / "lake"))
-    with StageRun(lake, "notok", "dataset_build") as run:
-        run.write_bytes("token_index.json", b'{"format": "seedcoder-token-shards/1", "tokenizer": {}}')
+    notok = Partition.release("notok")
+    with StageRun(lake, notok, "dataset_build") as run:
+        run.write_bytes("token_index.json",
+                        b'{"format": "seedcoder-token-shards/1", "tokenizer": {"release": "notok"}}')
     caplog.clear()
-    assert main(["--snapshot", "notok", "--config", str(config)]) == 2
-    assert "stage 'tokenizer' has no committed output for snapshot 'notok'" in caplog.text
-    assert lake.commit_info("notok", "pretrain") is None
+    assert main(["--release", "notok", "--config", str(config)]) == 2
+    assert "stage 'tokenizer' has no committed output for release 'notok'" in caplog.text
+    assert lake.commit_info(notok, "pretrain") is None
 
 
 def test_the_k8s_profile_resolves_against_shards_of_the_k8s_dataset_build():
@@ -314,3 +316,51 @@ def test_a_phase_refuses_shards_built_with_another_fim_rate():
     check_fim_rate(phase.model_copy(update={"fim_rate": None}), {"file_level": Built(0.5)})
     with pytest.raises(ValueError, match="expects FIM rate 0.1 but source file_level was built with 0.5"):
         check_fim_rate(phase, {"file_level": Built(0.5)})
+
+
+def test_continued_pretraining_refuses_another_tokenizer_or_architecture(tmp_path):
+    """A base release's model is only a starting point for a release with its tokenizer and the same shapes."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lake.release import partition
+    from lake.stage import StageRun
+    from tests.training.pretrain.pretrain_lake import build_shards
+    from training.pretrain import base_model
+    from training.pretrain.checkpoint import ArchitectureMismatch
+    from training.pretrain.presets import build_model, preset
+
+    lake = Lake.at(str(tmp_path / "lake"))
+    build_shards(lake, "base")
+    spec = preset("tiny").with_vocab(400)
+    with StageRun(lake, partition("base"), "pretrain") as run:
+        model = build_model(spec, seed=1, bos_id=0, eos_id=2, pad_id=1)
+        buf = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(buf))
+        run.write_bytes("hf/model.safetensors", buf.read_bytes())
+        run.write_bytes("hf/config.json", b"{}")
+    build_shards(lake, "own-tokenizer")
+    from spark_jobs.dataset import tokenizer as tok
+    from tests.release_fixtures import commit_release
+
+    commit_release(lake, "own-tokenizer-2", [], base="base")  # a manifest naming the base, its own tokenizer
+    other = tok.train(iter(["select * from other_words where x = 1;\n"] * 20), vocab_size=300, min_frequency=1)
+    with StageRun(lake, partition("own-tokenizer-2"), "tokenizer") as run:
+        for name, data in tok.hf_files(other).items():
+            run.write_bytes(f"tokenizer/{name}", data)
+    with pytest.raises(ValueError, match="another tokenizer than its base 'base'"):
+        base_model.resolve(lake, partition("own-tokenizer-2"), "auto")
+    assert base_model.resolve(lake, partition("own-tokenizer"), "auto") is None, "no base: from scratch"
+    with pytest.raises(ValueError, match="names no base release"):
+        base_model.resolve(lake, partition("own-tokenizer"), "base_release")
+
+    build_shards(lake, "pinned", base="base")
+    found = base_model.resolve(lake, partition("pinned"), "auto")
+    assert found.release == "base" and (found.directory / "model.safetensors").exists()
+    same = build_model(spec, seed=2, bos_id=0, eos_id=2, pad_id=1)
+    assert base_model.load_weights(same, found.directory) == len(same.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
+    wider = build_model(preset("tiny").with_vocab(500), seed=2, bos_id=0, eos_id=2, pad_id=1)
+    with pytest.raises(ArchitectureMismatch, match="model.embed_tokens.weight: base \\(400, 256\\)"):
+        base_model.load_weights(wider, found.directory)

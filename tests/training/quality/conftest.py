@@ -7,6 +7,7 @@ import pytest
 from tests.training.quality.corpus import commit_input, disk_files, files_table
 
 SNAPSHOT = "2026-10"
+VERSION = "v1"
 
 
 @pytest.fixture(scope="session")

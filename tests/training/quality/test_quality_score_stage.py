@@ -46,9 +46,9 @@ def test_every_file_is_scored_once_and_reruns_are_identical(input_lake, corpus, 
     assert scores_by_id(input_lake) == first
 
 
-def test_missing_scorer_is_a_clear_error(input_lake):
-    with pytest.raises(FileNotFoundError, match="train_scorer"):
-        score.run(input_lake, SNAPSHOT, ScoreConfig(backend="transformers"))
+def test_missing_scorer_version_is_a_clear_error(input_lake):
+    with pytest.raises(FileNotFoundError, match="scorer version 'v9' does not exist.*scorer DAG"):
+        score.run(input_lake, SNAPSHOT, ScoreConfig(backend="transformers", scorer_version="v9"))
 
 
 def done_shards(lake_root: Path) -> list[Path]:

@@ -58,6 +58,11 @@ def hostile_tarball(workdir: Path, prefix: str = "evil-hostile-0000000") -> byte
         _add(archive, f"{prefix}/bin.py", b"x = 1\x00\x00\x00")
         _add(archive, f"{prefix}/latin1.py", "s = 'caf\u00e9'\n".encode("latin-1"))
         _add(archive, f"{prefix}/node_modules/lib/index.js", b"module.exports = 1;\n")
+        _add(archive, f"{prefix}/data/weights.json", b"version https://git-lfs.github.com/spec/v1\n"
+             b"oid sha256:" + b"4d7a" * 16 + b"\nsize 52428800\n")
+        # A member name that is not UTF-8 (latin-1 bytes): tarfile hands it over with lone surrogates.
+        _add(archive, f"{prefix}/caf".encode().decode() + b"\xe9.py".decode("utf-8", "surrogateescape"),
+             b"x = 1\n")
     return gzip.compress(plain.read_bytes(), mtime=0)
 
 

@@ -44,7 +44,7 @@ def shift_month(month: str, by: int) -> str:
 def months_before(now: datetime) -> tuple[str, str, str]:
     """The three whole months that ended before ``now``'s month began.
 
-    >>> months_before(datetime(2027, 1, 15, tzinfo=UTC))
+    >>> months_before(datetime(2027, 1, 15))
     ('2026-10', '2026-11', '2026-12')
     """
     this = f"{now.year:04d}-{now.month:02d}"

@@ -83,7 +83,9 @@ def test_every_hostile_case_is_dropped_with_a_named_reason(world):
     assert hostile["/etc/cron.d/evil.sh"] == "absolute_path"
     assert hostile["etc_dir"] == hostile["passwd.py"] == "symlink"
     assert hostile["src/huge_sparse.py"] == "oversize"
-    assert hostile["hard.py"] == hostile["dev_null"] == "special_file"
+    assert hostile["dev_null"] == "special_file" and hostile["hard.py"] == "hardlink"
+    assert hostile["data/weights.json"] == "lfs_pointer"
+    assert hostile["evil-hostile-0000000/caf\ufffd.py"] == "invalid_path", "a non-UTF-8 name no longer fails the task"
     truncated = [r for r in rejects if r["repo"] == "evil/truncated"]
     assert [(r["path"], r["reason"]) for r in truncated] == [("", "truncated_archive")]
     files = rows(lake, "2026-08", "files")

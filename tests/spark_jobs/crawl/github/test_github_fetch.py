@@ -84,7 +84,8 @@ def test_commits_are_cached_per_period(world):
     job = FetchJob("commits", "py/jsonkit", world["sha"], f"file://{world['src']}")
     first = fetcher(world).run(job)
     assert (first.status, first.records) == ("downloaded", 2)
-    assert fetcher(world).run(job).status == "cached"
+    cached = fetcher(world).run(job)
+    assert (cached.status, cached.records, cached.item_failures) == ("cached", 2, []), "counts survive the cache"
     bad = fetcher(world).run(FetchJob("commits", "py/x", world["sha"], "ext::sh -c id"))
     assert (bad.status, bad.reason) == ("failed", "bad_clone_url")
 
@@ -96,3 +97,45 @@ def test_fetch_partition_runs_jobs_from_json_settings(world):
     assert TOKEN not in repr(settings)
     out = list(fetch_partition(iter([("tarball", "py/jsonkit", world["sha"], "")]), settings.to_json()))
     assert [(o["repo"], o["status"]) for o in out] == [("py/jsonkit", "downloaded")]
+
+
+def test_a_repository_whose_job_raises_fails_alone_in_its_partition(world, monkeypatch):
+    """The old crash: a cache write that cannot encode a name failed every repository of the task."""
+    from spark_jobs.crawl.github.fetch_cache import FetchCache
+
+    world["fake"].add_repo(FakeRepo("evil/poison", world["src"]))
+    world["fake"].add_repo(FakeRepo("py/other", world["src"]))
+    real = FetchCache.put_tarball
+
+    def poison(self, repo, sha, rows):
+        if repo == "evil/poison":
+            "\udce9".encode("utf-8")
+        return real(self, repo, sha, rows)
+
+    monkeypatch.setattr(FetchCache, "put_tarball", poison)
+    settings = FetchSettings(github=world["gh"].model_dump_json(), rules=FileRules().model_dump_json(),
+                             lake_root=str(world["storage"].root), s3_endpoint_url=None, s3_region="us-east-1",
+                             period_start=SEP.isoformat(), period_end=OCT.isoformat(), period="2026-09", token=TOKEN)
+    jobs = [("tarball", repo, world["sha"], "") for repo in ("py/jsonkit", "evil/poison", "py/other")]
+    out = {o["repo"]: o for o in fetch_partition(iter(jobs), settings.to_json())}
+    assert out["py/jsonkit"]["status"] == out["py/other"]["status"] == "downloaded"
+    poisoned = out["evil/poison"]
+    assert (poisoned["status"], poisoned["reason"], poisoned["error_type"]) == (
+        "failed", "fetch_error", "UnicodeEncodeError")
+    assert poisoned["key"] is None and "surrogates not allowed" in poisoned["detail"]
+
+
+def test_isolated_failures_past_the_cap_fail_the_crawl_loudly():
+    from lake.config import ItemFailurePolicy
+    from lake.faults import TooManyItemFailures
+    from spark_jobs.crawl.github.stage import check_fetch_failures
+
+    def outcome(i, error=None):
+        return {"kind": "tarball", "repo": f"o/r{i}", "status": "failed" if error else "downloaded", "records": 3,
+                "reason": "fetch_error" if error else None, "detail": "TypeError: boom" if error else None,
+                "error_type": error, "item_failures": []}
+
+    one_bad = [outcome(i) for i in range(50)] + [outcome(50, "TypeError")]
+    assert check_fetch_failures(one_bad, ItemFailurePolicy())["repositories"]["failures"] == 1
+    with pytest.raises(TooManyItemFailures, match="2 of 52 items failed in fetch"):
+        check_fetch_failures(one_bad + [outcome(51, "TypeError")], ItemFailurePolicy())

@@ -50,7 +50,9 @@ def test_every_hostile_member_is_refused_with_a_named_reason(hostile):
         "/etc/cron.d/evil.sh": "absolute_path",
         "passwd.py": "symlink",
         "etc_dir": "symlink",
-        "hard.py": "special_file",
+        "hard.py": "hardlink",
+        "data/weights.json": "lfs_pointer",
+        "evil-hostile-0000000/caf\ufffd.py": "invalid_path",
         "dev_null": "special_file",
         "fifo.py": "special_file",
         "src/json/__init__.py": "duplicate_path",
@@ -67,6 +69,30 @@ def test_every_hostile_member_is_refused_with_a_named_reason(hostile):
     kept_init = next(f for f in result.files if f.path == "src/json/__init__.py")
     assert "second copy" not in kept_init.text, "the first member of a duplicated path wins"
     assert next(r for r in result.rejects if r.path == "passwd.py").detail == "-> /etc/passwd"
+    assert next(r for r in result.rejects if r.path == "hard.py").detail == "-> evil-hostile-0000000/src/json/__init__.py"
+    for r in result.rejects:  # everything recorded can be written: no lone surrogates left
+        (r.path + (r.detail or "")).encode("utf-8")
+
+
+def test_a_member_whose_decision_raises_is_a_reject_and_the_rest_is_kept(monkeypatch):
+    from spark_jobs.crawl.github import tarball
+
+    files = stdlib_files("email", 6)
+    poisoned = sorted(files)[2]
+    real = tarball.classify
+
+    def poison(path, data, rules):
+        if path == poisoned:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, data, rules)
+
+    monkeypatch.setattr(tarball, "classify", poison)
+    result = extract_all(io.BytesIO(_tarball(files)), FileRules(), ArchiveLimits())
+    assert result.failure is None
+    assert [f.path for f in result.files] == [p for p in sorted(files) if p != poisoned]
+    [reject] = result.rejects
+    assert (reject.path, reject.reason, reject.detail) == (
+        poisoned, "extract_error", "RecursionError: maximum recursion depth exceeded")
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9, 0.999])

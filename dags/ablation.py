@@ -27,8 +27,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag, task
 from assets import ABLATION
-from distributed_launch import DistributedLaunch, distributed_stage_tasks
-from stage_launcher import SNAPSHOT_PATTERN, PodResources, profile, publish, stage_task
+from distributed_launch import distributed_stage_tasks
+from stage_launcher import SNAPSHOT_PATTERN, PodResources, publish, stage_task
 
 # The stage whose committed files are each snapshot's corpus in the arm: switching a stage off = cutting from its input.
 ARM_INPUTS = {"curated": "quality_filter", "no_quality_filter": "pii_redact", "no_filters": "near_dedup",
@@ -101,17 +101,15 @@ def ablation():
     snapshots = base_snapshots()
     branch = cut_or_reuse(name)
     cut = stage_task("release", module="spark_jobs.release", partition="release", task_id="cut_release",
-                     resources=PodResources(cpu="4", memory="16Gi"), extra_args=CUT_ARGS)
+                     resources=PodResources(cpu="4", memory="16Gi"), volumes=("eval_sets",), extra_args=CUT_ARGS)
     tokenizer = stage_task("tokenizer", module="spark_jobs.dataset.tokenizer", runtime="python", partition="release",
                            resources=PodResources(cpu="4", memory="16Gi"), trigger_rule="none_failed_min_one_success")
     build = stage_task("dataset_build", module="spark_jobs.dataset.build", partition="release",
-                       resources=PodResources(cpu="4", memory="16Gi"), extra_args=DATASET_ARGS)
-    # local: the overrides go on the subprocess' command line; k8s: into the Indexed Job's container command
-    local_args = {"extra_args": list(PRETRAIN_ARGS)} if profile() == "local" else {}
-    first, last = distributed_stage_tasks(
-        "pretrain", module="training.pretrain", **local_args,
-        launch=DistributedLaunch(stage="pretrain", module="training.pretrain", nodes=1, partition="release",
-                                 stage_args=PRETRAIN_ARGS))
+                       resources=PodResources(cpu="4", memory="16Gi"), volumes=("eval_sets",), extra_args=DATASET_ARGS)
+    # local: the overrides go on the subprocess' command line; k8s: into the Indexed Job's worker command (the
+    # Job's shape is stages.pretrain.k8s, as for any pretraining run)
+    first, last = distributed_stage_tasks("pretrain", module="training.pretrain", partition="release",
+                                          stage_args=PRETRAIN_ARGS)
     judge = stage_task("evaluate", module="training.evaluate", runtime="gpu", partition="release",
                        resources=PodResources(cpu="8", memory="64Gi", gpus=1), extra_args=EVALUATE_ARGS)
     [name, snapshots] >> branch >> [cut, tokenizer]

@@ -35,7 +35,8 @@ from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_tas
 )
 def crawl():
     snapshot = resolve_snapshot()
-    crawled = stage_task("crawl")
+    # The GitHub token reaches the Spark driver from the Secret the deployment names (secrets=).
+    crawled = stage_task("crawl", module="spark_jobs.crawl", secrets=("github",))
     snapshot >> crawled >> publish(CRAWLED, "crawl")(snapshot)
 
 

@@ -39,8 +39,9 @@ def dataset():
     # BPE training is one multi-threaded process: a big CPU pod, not a Spark job.
     tokenizer = stage_task("tokenizer", module="spark_jobs.dataset.tokenizer", runtime="python", partition="release",
                            resources=PodResources(cpu="32", memory="128Gi"))
+    # The final decontamination check reads the same evaluation sets as the filters (the eval-sets volume).
     build = stage_task("dataset_build", module="spark_jobs.dataset.build", partition="release",
-                       resources=PodResources(cpu="4", memory="16Gi"))
+                       resources=PodResources(cpu="4", memory="16Gi"), volumes=("eval_sets",))
     release >> tokenizer >> build >> publish(DATASET, "dataset_build", partition="release")(release)
 
 

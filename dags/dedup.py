@@ -37,8 +37,8 @@ from stage_launcher import publish, resolve_snapshot, snapshot_params, stage_tas
 def dedup():
     snapshot = resolve_snapshot()
     ordered = wait_for_earlier_snapshots("near_dedup")(snapshot)
-    exact = stage_task("exact_dedup")
-    near = stage_task("near_dedup")
+    exact = stage_task("exact_dedup", module="spark_jobs.exact_dedup")
+    near = stage_task("near_dedup", module="spark_jobs.near_dedup")
     ordered >> exact >> near >> publish(DEDUPED, "near_dedup")(snapshot)
 
 

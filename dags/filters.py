@@ -21,6 +21,8 @@ from assets import DEDUPED, FILTERED
 from stage_launcher import PodResources, publish, resolve_snapshot, snapshot_params, stage_task
 
 FILTER_STAGES = ("syntax_filter", "rule_filter", "decontaminate", "pii_redact")
+# The evaluation sets (stages.decontaminate.eval_sets.files) come from the deployment's eval-sets volume.
+EVAL_SET_VOLUMES = {"decontaminate": ("eval_sets",)}
 
 
 @dag(
@@ -37,7 +39,8 @@ def filters():
     snapshot = resolve_snapshot()
     upstream = snapshot
     for stage in FILTER_STAGES:
-        task = stage_task(stage, module=f"spark_jobs.filters.{stage}", resources=PodResources(cpu="4", memory="16Gi"))
+        task = stage_task(stage, module=f"spark_jobs.filters.{stage}", resources=PodResources(cpu="4", memory="16Gi"),
+                          volumes=EVAL_SET_VOLUMES.get(stage, ()))
         upstream >> task
         upstream = task
     upstream >> publish(FILTERED, FILTER_STAGES[-1])(snapshot)

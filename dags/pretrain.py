@@ -10,28 +10,21 @@ load it; FIM prompts in SPM form). From scratch it follows the Seed-Coder phase 
 model (`stages.pretrain.init`), it continues from that model on the continued phase schedule.
 
 - **local** profile: one subprocess in `.venv-gpu` that runs the DeepSpeed launcher on CPU (gloo), the tiny preset.
-- **k8s** profile: a headless Service and an Indexed Job of `$SEEDCODER_PRETRAIN_NODES` pods x
-  `$SEEDCODER_PRETRAIN_GPUS_PER_NODE` GPUs joined by a torchrun rendezvous at pod 0, in the `gpu` pool.
+- **k8s** profile: a headless Service and an Indexed Job of `stages.pretrain.k8s.nodes` pods x `gpus_per_node`
+  GPUs (the platform configuration, read when the task runs) joined by a torchrun rendezvous at pod 0, in the
+  `gpu` pool.
 
 A retry resumes from the newest complete checkpoint of the interrupted attempt. Emits the `pretrain` Asset with the
 release name and the model's location: the release's model (evaluation, RL, and the next scorer's base).
 """
 
-import os
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import dag
 from assets import DATASET, MODEL
-from distributed_launch import DistributedLaunch, distributed_stage_tasks
+from distributed_launch import distributed_stage_tasks
 from stage_launcher import publish, release_params, resolve_release
-
-
-def pretrain_launch() -> DistributedLaunch:
-    """The Job's shape from the deployment's environment (the same variables config/k8s.yaml reads)."""
-    return DistributedLaunch(stage="pretrain", module="training.pretrain", partition="release",
-                             nodes=int(os.environ.get("SEEDCODER_PRETRAIN_NODES", "4")),
-                             gpus_per_node=int(os.environ.get("SEEDCODER_PRETRAIN_GPUS_PER_NODE", "8")))
 
 
 @dag(
@@ -47,7 +40,7 @@ def pretrain_launch() -> DistributedLaunch:
 )
 def pretrain():
     release = resolve_release()
-    first, last = distributed_stage_tasks("pretrain", module="training.pretrain", launch=pretrain_launch())
+    first, last = distributed_stage_tasks("pretrain", module="training.pretrain", partition="release")
     release >> first
     last >> publish(MODEL, "pretrain", partition="release",
                     extra_metrics={"model": "export", "init": "init", "base_release": "base_release"})(release)

@@ -54,8 +54,9 @@ OPTIONAL_NAME = {"type": ["null", "string"], "pattern": SNAPSHOT_PATTERN}
 )
 def release():
     name = resolve_release()
+    # The commit samples' decontamination reads the same evaluation sets as the filters (the eval-sets volume).
     cut = stage_task("release", module="spark_jobs.release", partition="release", task_id="cut_release",
-                     resources=PodResources(cpu="4", memory="16Gi"),
+                     resources=PodResources(cpu="4", memory="16Gi"), volumes=("eval_sets",),
                      extra_args=["--snapshots", "{{ params.snapshots | join(',') }}",
                                  "--up-to", "{{ params.up_to or '' }}",
                                  "--base", "{{ params.base_release or '' }}",

@@ -50,12 +50,14 @@ ONE_GPU = PodResources(cpu="8", memory="64Gi", gpus=1)
 )
 def scorer():
     version = resolve_scorer()
+    # The oracle's API key from the deployment's Secret; the scorer's base checkpoint from the models volume.
     label = stage_task("oracle_label", module="training.quality.oracle_label", runtime="gpu", resources=ONE_GPU,
-                       partition="scorer",
+                       partition="scorer", secrets=("oracle",),
                        extra_args=["--snapshot", "{{ params.snapshot or '' }}", "--oracle", "{{ params.oracle or '' }}",
                                    "--labels-from", "{{ params.labels_from or '' }}"])
     train = stage_task("train_scorer", module="training.quality.train_scorer", runtime="gpu", resources=ONE_GPU,
-                       partition="scorer", extra_args=["--base-model", "{{ params.base_model or '' }}"])
+                       partition="scorer", volumes=("models",),
+                       extra_args=["--base-model", "{{ params.base_model or '' }}"])
     version >> label >> train >> publish(SCORER, "train_scorer", partition="scorer",
                                          extra_metrics=("mae_heldout", "threshold", "base_model", "oracle"))(version)
 

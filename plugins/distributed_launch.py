@@ -1,17 +1,20 @@
 """Multi-node launch of a GPU stage on Kubernetes: an Indexed Job of N pods plus a headless Service.
 
 Each pod runs ``torchrun --nnodes N --nproc_per_node G --node_rank $JOB_COMPLETION_INDEX`` with the static
-rendezvous at pod 0. An Indexed Job gives every pod the stable hostname ``<job name>-<index>``, and with
-``subdomain`` set to the headless Service, pod 0 is resolvable as ``<job name>-0.<service>``; the pod derives
-that address from its own hostname, so the launch works whatever name the Job gets (Airflow's
-KubernetesJobOperator adds a unique suffix). The Service publishes not-ready addresses so peers resolve pod 0
+rendezvous at pod 0, for the partition ids in ``$SEEDCODER_PARTITION_IDS`` (an environment variable the task's
+template fills: the worker script itself holds no template). An Indexed Job gives every pod the stable hostname
+``<job name>-<index>``, and with ``subdomain`` set to the headless Service, pod 0 is resolvable as
+``<job name>-0.<service>``; the pod derives that address from its own hostname, so the launch works whatever name
+the Job gets (Airflow's KubernetesJobOperator adds a unique suffix). The Service publishes not-ready addresses so peers resolve pod 0
 while it is still starting.
 
 Pods ask for ``gpus_per_node`` GPUs (requests = limits), carry the GPU node selector and tolerations, mount a
 memory-backed ``/dev/shm`` (NCCL and dataloader workers need more than the container default of 64 MiB) and
-run in the Airflow ``gpu`` pool; an ``emptyDir`` at ``/scratch`` holds checkpoint files on their way to the lake. :func:`render` gives the plain manifests (validated against the Kubernetes
-schema in tests, usable with ``kubectl apply``); :func:`distributed_stage_tasks` gives the DAG's operators:
-the local profile falls back to the stage launcher's subprocess (DeepSpeed launcher on CPU).
+run in the Airflow ``gpu`` pool; an ``emptyDir`` at ``/scratch`` holds checkpoint files on their way to the lake.
+The shape (nodes, GPUs, resources, nodes' labels) is the stage's ``k8s`` section of the platform configuration
+(lake/launch.py), read when the task runs. :func:`render` gives the plain manifests (validated against the
+Kubernetes schema in tests, usable with ``kubectl apply``); :func:`distributed_stage_tasks` gives the DAG's
+operators: the local profile falls back to the stage launcher's subprocess (DeepSpeed launcher on CPU).
 """
 
 from __future__ import annotations
@@ -22,15 +25,13 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from stage_launcher import (
-    GPU_POOL,
     IMAGES,
     NAMESPACE,
     PARTITION_FLAGS,
     SERVICE_ACCOUNT,
     PartitionKind,
+    PodExtras,
     lake_credentials_secret,
-    lake_env,
-    partition_xcom,
     profile,
     stage_task,
 )
@@ -61,6 +62,7 @@ class DistributedLaunch:
     namespace: str = NAMESPACE
     service_account: str = SERVICE_ACCOUNT
     stage_args: tuple[str, ...] = ()
+    extras: PodExtras = PodExtras()
     # What the stage runs on: pretraining trains on a release (``--release NAME``).
     partition: PartitionKind = "snapshot"
 
@@ -70,8 +72,16 @@ class DistributedLaunch:
                              f"{self.gpus_per_node}")
 
     @classmethod
+    def from_platform_config(cls, stage: str, module: str, cfg=None, **kw: Any) -> DistributedLaunch:
+        """From ``stages.<stage>.k8s`` of the platform configuration (default: the active profile's file)."""
+        from lake.config import load_config
+        from lake.launch import k8s_launch
+
+        return cls.from_config(stage, module, k8s_launch(cfg or load_config(), stage), **kw)
+
+    @classmethod
     def from_config(cls, stage: str, module: str, k8s_cfg, **kw: Any) -> DistributedLaunch:
-        """From a stage's typed ``k8s`` section (e.g. ``PretrainConfig.k8s``)."""
+        """From a stage's typed ``k8s`` section (lake.launch.K8sLaunchConfig)."""
         return cls(stage=stage, module=module, nodes=k8s_cfg.nodes, gpus_per_node=k8s_cfg.gpus_per_node,
                    cpu=k8s_cfg.cpu, memory=k8s_cfg.memory, shm_size=k8s_cfg.shm_size,
                    ephemeral_storage=k8s_cfg.ephemeral_storage, node_selector=dict(k8s_cfg.node_selector),
@@ -94,13 +104,16 @@ class DistributedLaunch:
         return {"app.kubernetes.io/part-of": "seedcoder", "seedcoder/stage": self.stage,
                 RENDEZVOUS_LABEL: self.slug}
 
-    def worker_script(self, snapshot: str) -> str:
-        """The pod's shell command: pod 0's address from the hostname, then torchrun on partition ``snapshot``."""
+    def worker_script(self) -> str:
+        """The pod's shell command: pod 0's address from the hostname, then torchrun on the partition ids in
+        ``$SEEDCODER_PARTITION_IDS``."""
         torchrun = ["torchrun", f"--nnodes={self.nodes}", f"--nproc_per_node={self.gpus_per_node}",
                     '--node_rank="${JOB_COMPLETION_INDEX}"', '--master_addr="${MASTER_ADDR}"',
                     f"--master_port={self.rendezvous_port}", "-m", self.module,
-                    PARTITION_FLAGS[self.partition], shlex.quote(snapshot), *map(shlex.quote, self.stage_args)]
+                    PARTITION_FLAGS[self.partition], '"${SEEDCODER_PARTITION_IDS}"',
+                    *map(shlex.quote, self.stage_args)]
         return ("set -eu\n"
+                f': "${{SEEDCODER_PARTITION_IDS:?no {self.partition} id}}"\n'
                 f'MASTER_ADDR="${{HOSTNAME%-*}}-0.{self.service_name}.{self.namespace}.svc"\n'
                 "export MASTER_ADDR\n"
                 "exec " + " ".join(torchrun) + "\n")
@@ -111,9 +124,24 @@ class DistributedLaunch:
         return {"requests": dict(limits), "limits": limits}
 
     def env(self) -> dict[str, str]:
-        """The lake settings of the deployment (as every stage pod gets them) plus the NCCL/torch knobs."""
-        return {"SEEDCODER_PROFILE": "k8s", **lake_env(), "SEEDCODER_SCRATCH": f"{SCRATCH}/{self.stage}",
+        """The deployment's settings (as every stage pod gets them) plus the scratch dir and NCCL/torch knobs."""
+        return {**self.extras.env(), "SEEDCODER_SCRATCH": f"{SCRATCH}/{self.stage}",
                 "NCCL_SOCKET_IFNAME": "eth0", "OMP_NUM_THREADS": "8", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"}
+
+    def volumes(self) -> list[dict[str, Any]]:
+        extra, _ = self.extras.k8s_volumes()
+        from kubernetes.client import ApiClient
+
+        return [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shm_size}},
+                {"name": "scratch", "emptyDir": {"sizeLimit": self.ephemeral_storage}},
+                *ApiClient().sanitize_for_serialization(extra)]
+
+    def volume_mounts(self) -> list[dict[str, Any]]:
+        from kubernetes.client import ApiClient
+
+        _, extra = self.extras.k8s_volumes()
+        return [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "scratch", "mountPath": SCRATCH},
+                *ApiClient().sanitize_for_serialization(extra)]
 
     # -- plain manifests ------------------------------------------------------------------------------
     def service_manifest(self) -> dict[str, Any]:
@@ -137,19 +165,18 @@ class DistributedLaunch:
                 "serviceAccountName": self.service_account,
                 "nodeSelector": dict(self.node_selector),
                 "tolerations": [dict(t) for t in self.tolerations],
-                "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shm_size}},
-                            {"name": "scratch", "emptyDir": {"sizeLimit": self.ephemeral_storage}}],
+                "volumes": self.volumes(),
                 "containers": [{
                     "name": "base",
                     "image": self.image,
-                    "command": ["/bin/bash", "-c", self.worker_script(snapshot)],
-                    "env": [{"name": k, "value": v} for k, v in sorted(self.env().items())],
+                    "command": ["/bin/bash", "-c", self.worker_script()],
+                    "env": [{"name": k, "value": v}
+                            for k, v in sorted({**self.env(), "SEEDCODER_PARTITION_IDS": snapshot}.items())],
                     **({"envFrom": [{"secretRef": {"name": secret}}]} if (secret := lake_credentials_secret())
                        else {}),
                     "ports": [{"name": "rendezvous", "containerPort": self.rendezvous_port}],
                     "resources": self.resources(),
-                    "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
-                                     {"name": "scratch", "mountPath": SCRATCH}],
+                    "volumeMounts": self.volume_mounts(),
                 }],
             },
         }
@@ -167,23 +194,28 @@ def render(launch: DistributedLaunch, snapshot: str) -> list[dict[str, Any]]:
 
 
 class HeadlessServiceOperator(BaseOperator):
-    """Create the workers' headless Service if it is missing (idempotent: every run and retry may call it)."""
+    """Create the workers' headless Service if it is missing (idempotent: every run and retry may call it).
+
+    The Service is shaped like the Job, from the stage's ``k8s`` configuration when the task runs.
+    """
 
     ui_color = "#dfe8f6"
 
-    def __init__(self, *, manifest: dict[str, Any], kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any):
+    def __init__(self, *, stage: str, module: str, kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any):
         super().__init__(**kwargs)
-        self.manifest = manifest
+        self.stage = stage
+        self.module = module
         self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Any) -> str:
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
         from kubernetes.client.exceptions import ApiException
 
+        manifest = DistributedLaunch.from_platform_config(self.stage, self.module).service_manifest()
         api = KubernetesHook(conn_id=self.kubernetes_conn_id).core_v1_client
-        meta = self.manifest["metadata"]
+        meta = manifest["metadata"]
         try:
-            api.create_namespaced_service(namespace=meta["namespace"], body=self.manifest)
+            api.create_namespaced_service(namespace=meta["namespace"], body=manifest)
             self.log.info("created service %s/%s", meta["namespace"], meta["name"])
         except ApiException as err:
             if err.status != 409:
@@ -192,62 +224,18 @@ class HeadlessServiceOperator(BaseOperator):
         return meta["name"]
 
 
-def job_operator(launch: DistributedLaunch, snapshot: str | None = None, **kwargs: Any):
-    """A deferrable ``KubernetesJobOperator`` running the Indexed Job of :meth:`DistributedLaunch.job_manifest`
-    (on the run's partition ids, from the resolver task's XCom, unless ``snapshot`` names them); it returns the
-    committed stats when the Job ends (``stage_operators.StageJobOperator``)."""
-    from kubernetes.client import models as k8s
-    from stage_operators import StageJobOperator
-
-    manifest = launch.job_manifest(snapshot or partition_xcom(launch.partition))
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
-    kwargs.setdefault("pool", GPU_POOL)
-    return StageJobOperator(
-        stage=launch.stage,
-        partition=launch.partition,
-        ids=snapshot,
-        task_id=kwargs.pop("task_id", launch.stage),
-        name=launch.slug,
-        namespace=launch.namespace,
-        image=launch.image,
-        cmds=container["command"][:2],
-        arguments=container["command"][2:],
-        env_vars=launch.env(),
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))]
-        if (secret := lake_credentials_secret()) else None,
-        labels=launch.labels(),
-        container_resources=k8s.V1ResourceRequirements(**launch.resources()),
-        node_selector=dict(launch.node_selector),
-        tolerations=[k8s.V1Toleration(**t) for t in launch.tolerations],
-        volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                                size_limit=launch.shm_size)),
-                 k8s.V1Volume(name="scratch",
-                              empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=launch.ephemeral_storage))],
-        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
-                       k8s.V1VolumeMount(name="scratch", mount_path=SCRATCH)],
-        ports=[k8s.V1ContainerPort(name="rendezvous", container_port=launch.rendezvous_port)],
-        service_account_name=launch.service_account,
-        full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(subdomain=launch.service_name, containers=[])),
-        completion_mode="Indexed",
-        completions=launch.nodes,
-        parallelism=launch.nodes,
-        backoff_limit=launch.backoff_limit,
-        wait_until_job_complete=True,
-        deferrable=True,
-        get_logs=True,
-        on_finish_action="delete_pod",
-        **kwargs,
-    )
-
-
-def distributed_stage_tasks(stage: str, *, module: str, launch: DistributedLaunch | None = None,
-                            **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
-    """(first, last) task of the stage: local -> one subprocess task; k8s -> headless Service >> Indexed Job."""
-    if profile() == "local" or launch is None:
-        task = stage_task(stage, module=module, runtime="gpu", partition=launch.partition if launch else "snapshot",
-                          **kwargs)
+def distributed_stage_tasks(stage: str, *, module: str, partition: PartitionKind = "snapshot",
+                            stage_args: tuple[str, ...] = (), **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
+    """(first, last) task of the stage on the run's ``partition`` ids: local -> one subprocess task; k8s ->
+    headless Service >> Indexed Job. ``stage_args`` (templated) follow the partition flag on both profiles."""
+    if profile() == "local":
+        task = stage_task(stage, module=module, runtime="gpu", partition=partition,
+                          extra_args=list(stage_args) or None, **kwargs)
         return task, task
-    service = HeadlessServiceOperator(task_id=f"{stage}_service", manifest=launch.service_manifest())
-    job = job_operator(launch, task_id=stage, **kwargs)
+    from distributed_job import DistributedJobOperator
+
+    service = HeadlessServiceOperator(task_id=f"{stage}_service", stage=stage, module=module)
+    job = DistributedJobOperator(task_id=stage, stage=stage, module=module, partition=partition,
+                                 stage_args=stage_args, **kwargs)
     service >> job
     return service, job

@@ -3,7 +3,9 @@
 - ``local`` (default): :class:`LocalStageOperator` runs ``python -m <module> --snapshot S`` as a subprocess in
   the stage's own virtual environment (.venv for Spark stages, .venv-gpu for GPU stages) and streams its log.
 - ``k8s``: Spark stages become a ``SparkSubmitOperator`` (Spark on Kubernetes), GPU stages a deferrable
-  ``KubernetesPodOperator`` with GPU limits, node selector, tolerations and a GPU pool.
+  ``KubernetesPodOperator`` with GPU limits, node selector, tolerations and a GPU pool. Every stage gets the
+  deployment's settings (lake, services), the platform configuration the chart mounts, and only the Secrets
+  and volume claims it declares (``secrets=``, ``volumes=``), all named by environment variables the chart sets.
 
 The profile comes from ``$SEEDCODER_PROFILE`` (an environment read, no I/O), so the same DAG file serves both.
 Every stage task reads its partition from the DAG's resolver task (XCom): ``snapshot`` for the data DAGs, which
@@ -89,19 +91,161 @@ IMAGES = {
 NAMESPACE = os.environ.get("SEEDCODER_NAMESPACE", "seedcoder")
 GPU_POOL = os.environ.get("SEEDCODER_GPU_POOL", "gpu")
 SERVICE_ACCOUNT = os.environ.get("SEEDCODER_SERVICE_ACCOUNT", "seedcoder-stage")
-# Lake settings the launcher passes on from its own environment (the chart sets them on Airflow's pods), so a
-# stage pod or Spark job reads and writes the lake the deployment configured, not the image's default.
-LAKE_ENV = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "AWS_REGION", "AWS_DEFAULT_REGION")
+# The spark-submit application of every Spark stage: lake/entry.py where the Spark image puts the code.
+SPARK_APPLICATION = "local:///opt/seedcoder/lake/entry.py"
+# Settings of the deployment the launcher passes on from its own environment (the chart sets them on Airflow's
+# pods), so a stage pod or Spark job reads and writes the lake, and calls the services, the deployment configured.
+FORWARDED_ENV = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "AWS_REGION", "AWS_DEFAULT_REGION",
+                 "SEEDCODER_ORACLE_ENDPOINT", "SEEDCODER_ORACLE_MODEL")
 S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Where stage containers find the platform configuration: the chart's ConfigMap (named by SEEDCODER_CONFIG_MAP)
+# mounted here, and for Spark pods a pod template (SEEDCODER_SPARK_POD_TEMPLATE, a file of that ConfigMap on
+# Airflow's pods) that mounts it. Without them a stage reads the config/k8s.yaml baked into its image.
+CONFIG_DIR = "/etc/seedcoder"
+CONFIG_FILE = f"{CONFIG_DIR}/k8s.yaml"
 
 
-def lake_env() -> dict[str, str]:
-    return {key: os.environ[key] for key in LAKE_ENV if os.environ.get(key)}
+@dataclass(frozen=True)
+class StageSecret:
+    """A Secret some stages read: ``name_env`` is the variable naming it on Airflow's pods (the chart sets it),
+    and each of ``keys`` becomes the stage's environment variable of the same name."""
+
+    name_env: str
+    keys: tuple[str, ...]
+
+    def name(self) -> str | None:
+        return os.environ.get(self.name_env) or None
+
+
+@dataclass(frozen=True)
+class SharedVolume:
+    """A read-only volume claim some stages mount: ``claim_env`` names the claim on Airflow's pods (the chart sets
+    it); config/k8s.yaml names files under ``mount_path``."""
+
+    volume: str
+    claim_env: str
+    mount_path: str
+
+    def claim(self) -> str | None:
+        return os.environ.get(self.claim_env) or None
+
+
+SECRETS = {
+    # The crawl's GitHub token (spark_jobs.crawl.github reads GITHUB_TOKEN; only the driver calls the API).
+    "github": StageSecret("SEEDCODER_GITHUB_SECRET", ("GITHUB_TOKEN",)),
+    # The oracle endpoint's API key (stages.oracle_label.api_key_env of config/k8s.yaml).
+    "oracle": StageSecret("SEEDCODER_ORACLE_SECRET", ("SEEDCODER_ORACLE_API_KEY",)),
+}
+VOLUMES = {
+    # Base checkpoints (the scorer's 1.3B base, the oracle's weights): stages.train_scorer.base_model.
+    "models": SharedVolume("models", "SEEDCODER_MODELS_CLAIM", "/models"),
+    # Evaluation sets to decontaminate against: stages.decontaminate.eval_sets.files.
+    "eval_sets": SharedVolume("eval-sets", "SEEDCODER_EVAL_SETS_CLAIM", "/eval-sets"),
+}
+
+
+def deployment_env() -> dict[str, str]:
+    return {key: os.environ[key] for key in FORWARDED_ENV if os.environ.get(key)}
 
 
 def lake_credentials_secret() -> str | None:
     """The Secret with the lake's S3 keys (``SEEDCODER_S3_SECRET``); None: the pods' own identity (IRSA)."""
     return os.environ.get("SEEDCODER_S3_SECRET") or None
+
+
+def config_map() -> str | None:
+    """The ConfigMap holding the platform configuration (``SEEDCODER_CONFIG_MAP``), mounted at CONFIG_DIR."""
+    return os.environ.get("SEEDCODER_CONFIG_MAP") or None
+
+
+def _known(kind: str, names: tuple[str, ...], table: dict) -> tuple[str, ...]:
+    unknown = sorted(set(names) - table.keys())
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}: the launcher knows {sorted(table)}")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class PodExtras:
+    """What the k8s profile adds to a stage's container besides its command: environment, Secrets, volumes."""
+
+    secrets: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _known("secrets", self.secrets, SECRETS)
+        _known("volumes", self.volumes, VOLUMES)
+
+    def env(self) -> dict[str, str]:
+        env = {"SEEDCODER_PROFILE": "k8s", **deployment_env()}
+        if config_map():
+            env["SEEDCODER_CONFIG"] = CONFIG_FILE
+        return env
+
+    def secret_refs(self) -> dict[str, tuple[str, str]]:
+        """Environment variable -> (Secret, key) of the declared secrets that the deployment configured."""
+        refs = {}
+        for secret in (SECRETS[name] for name in self.secrets):
+            if secret.name():
+                refs.update({key: (secret.name(), key) for key in secret.keys})
+        return refs
+
+    def claims(self) -> list[tuple[SharedVolume, str]]:
+        return [(VOLUMES[name], VOLUMES[name].claim()) for name in self.volumes if VOLUMES[name].claim()]
+
+    # -- as Kubernetes client objects (KubernetesPodOperator, KubernetesJobOperator) ------------------------
+    def k8s_env(self, extra: dict[str, str] | None = None) -> list:
+        from kubernetes.client import models as k8s
+
+        env = [k8s.V1EnvVar(name=k, value=v) for k, v in {**self.env(), **(extra or {})}.items()]
+        env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key))) for var, (secret, key)
+            in self.secret_refs().items()]
+        return env
+
+    def k8s_env_from(self) -> list | None:
+        from kubernetes.client import models as k8s
+
+        secret = lake_credentials_secret()
+        return [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))] if secret else None
+
+    def k8s_volumes(self) -> tuple[list, list]:
+        from kubernetes.client import models as k8s
+
+        volumes, mounts = [], []
+        if name := config_map():
+            volumes.append(k8s.V1Volume(name="platform-config", config_map=k8s.V1ConfigMapVolumeSource(name=name)))
+            mounts.append(k8s.V1VolumeMount(name="platform-config", mount_path=CONFIG_DIR, read_only=True))
+        for volume, claim in self.claims():
+            volumes.append(k8s.V1Volume(name=volume.volume, persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                claim_name=claim, read_only=True)))
+            mounts.append(k8s.V1VolumeMount(name=volume.volume, mount_path=volume.mount_path, read_only=True))
+        return volumes, mounts
+
+    # -- as spark-submit configuration (Spark on Kubernetes) ------------------------------------------------
+    def spark_conf(self) -> dict[str, str]:
+        conf = {}
+        for key, value in self.env().items():
+            conf[f"spark.kubernetes.driverEnv.{key}"] = conf[f"spark.executorEnv.{key}"] = value
+        if os.environ.get("SEEDCODER_S3_ENDPOINT"):
+            conf["spark.hadoop.fs.s3a.endpoint"] = os.environ["SEEDCODER_S3_ENDPOINT"]
+        if secret := lake_credentials_secret():
+            for key in S3_CREDENTIAL_KEYS:
+                conf[f"spark.kubernetes.driver.secretKeyRef.{key}"] = f"{secret}:{key}"
+                conf[f"spark.kubernetes.executor.secretKeyRef.{key}"] = f"{secret}:{key}"
+        # Declared secrets reach the driver only: the stages call their services from the driver.
+        for var, (secret, key) in self.secret_refs().items():
+            conf[f"spark.kubernetes.driver.secretKeyRef.{var}"] = f"{secret}:{key}"
+        if template := os.environ.get("SEEDCODER_SPARK_POD_TEMPLATE"):
+            conf["spark.kubernetes.driver.podTemplateFile"] = template
+            conf["spark.kubernetes.executor.podTemplateFile"] = template
+        for volume, claim in self.claims():
+            for role in ("driver", "executor"):
+                prefix = f"spark.kubernetes.{role}.volumes.persistentVolumeClaim.{volume.volume}"
+                conf[f"{prefix}.mount.path"] = volume.mount_path
+                conf[f"{prefix}.mount.readOnly"] = "true"
+                conf[f"{prefix}.options.claimName"] = claim
+        return conf
 
 
 class LocalStageOperator(BaseOperator):
@@ -176,34 +320,36 @@ def committed_summary(ids: str, stage: str, kind: PartitionKind = "snapshot") ->
     return {**runs[-1], "runs": runs} if len(runs) > 1 else runs[0]
 
 
-def stage_task(stage: str, *, module: str | None = None, runtime: Runtime = "spark",
-               resources: PodResources | None = None, extra_args: list[str] | None = None,
+def stage_task(stage: str, *, module: str, runtime: Runtime = "spark", resources: PodResources | None = None,
+               extra_args: list[str] | None = None, secrets: tuple[str, ...] = (), volumes: tuple[str, ...] = (),
                task_id: str | None = None, partition: PartitionKind = "snapshot", **op_kwargs: Any) -> BaseOperator:
-    """The operator running ``stage`` under the active profile, on the run's ``partition`` ids.
+    """The operator running ``python -m module`` for ``stage`` under the active profile, on the run's
+    ``partition`` ids.
 
-    ``module`` defaults to ``spark_jobs.<stage>`` for Spark/python stages and ``training.<stage>`` for GPU ones.
+    ``secrets`` (keys of :data:`SECRETS`) and ``volumes`` (keys of :data:`VOLUMES`) are what the stage needs on
+    the k8s profile beyond the lake; the local profile reads the same settings from the environment and disk.
     """
-    module = module or (f"training.{stage}" if runtime == "gpu" else f"spark_jobs.{stage}")
     task_id = task_id or stage
+    extras = PodExtras(secrets=tuple(secrets), volumes=tuple(volumes))
     args = [PARTITION_FLAGS[partition], partition_xcom(partition), *(extra_args or [])]
     if profile() == "local":
         return LocalStageOperator(task_id=task_id, stage=stage, module=module, runtime=runtime, partition=partition,
                                   extra_args=extra_args, **op_kwargs)
     resources = (resources or PodResources()).gpu_defaults()
     if runtime == "spark":
-        return spark_submit_operator(task_id, stage, module, args, resources, partition=partition, **op_kwargs)
-    return pod_operator(task_id, stage, module, args, resources, runtime, partition=partition, **op_kwargs)
+        return spark_submit_operator(task_id, stage, module, args, resources, extras, partition=partition,
+                                     **op_kwargs)
+    return pod_operator(task_id, stage, module, args, resources, runtime, extras, partition=partition, **op_kwargs)
 
 
-def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, **kw: Any):
+def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources,
+                          extras: PodExtras, **kw: Any):
     from stage_operators import StageSparkSubmitOperator
 
     conf = {
         "spark.kubernetes.namespace": NAMESPACE,
         "spark.kubernetes.container.image": IMAGES["spark"],
         "spark.kubernetes.authenticate.driver.serviceAccountName": SERVICE_ACCOUNT,
-        "spark.kubernetes.driverEnv.SEEDCODER_PROFILE": "k8s",
-        "spark.executorEnv.SEEDCODER_PROFILE": "k8s",
         "spark.kubernetes.executor.request.cores": res.cpu,
         "spark.dynamicAllocation.enabled": "true",
         "spark.dynamicAllocation.shuffleTracking.enabled": "true",
@@ -211,19 +357,12 @@ def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str]
     }
     for key, value in res.node_selector.items():
         conf[f"spark.kubernetes.node.selector.{key}"] = value
-    for key, value in lake_env().items():
-        conf[f"spark.kubernetes.driverEnv.{key}"] = conf[f"spark.executorEnv.{key}"] = value
-    if os.environ.get("SEEDCODER_S3_ENDPOINT"):
-        conf["spark.hadoop.fs.s3a.endpoint"] = os.environ["SEEDCODER_S3_ENDPOINT"]
-    if secret := lake_credentials_secret():
-        for key in S3_CREDENTIAL_KEYS:
-            conf[f"spark.kubernetes.driver.secretKeyRef.{key}"] = f"{secret}:{key}"
-            conf[f"spark.kubernetes.executor.secretKeyRef.{key}"] = f"{secret}:{key}"
+    conf.update(extras.spark_conf())
     return StageSparkSubmitOperator(
         stage=stage,
         task_id=task_id,
         conn_id=os.environ.get("SEEDCODER_SPARK_CONN_ID", "spark_k8s"),
-        application="local:///opt/seedcoder/lake/entry.py",
+        application=SPARK_APPLICATION,
         application_args=[module, *args],
         name=f"seedcoder-{stage.replace('_', '-')}",
         deploy_mode="cluster",
@@ -235,21 +374,20 @@ def spark_submit_operator(task_id: str, stage: str, module: str, args: list[str]
 
 
 def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: PodResources, runtime: Runtime,
-                 **kw: Any):
+                 extras: PodExtras, **kw: Any):
     from kubernetes.client import models as k8s
     from stage_operators import StagePodOperator
 
     limits = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": res.ephemeral_storage}
     if res.gpus:
         limits["nvidia.com/gpu"] = str(res.gpus)
-    volumes, mounts = [], []
+    volumes, mounts = extras.k8s_volumes()
     if res.shm_size:
         volumes.append(k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
                                                                                      size_limit=res.shm_size)))
         mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
     if res.gpus:
         kw.setdefault("pool", GPU_POOL)
-    secret = lake_credentials_secret()
     return StagePodOperator(
         stage=stage,
         task_id=task_id,
@@ -258,8 +396,8 @@ def pod_operator(task_id: str, stage: str, module: str, args: list[str], res: Po
         image=IMAGES[runtime],
         cmds=["python", "-m", module],
         arguments=args,
-        env_vars={"SEEDCODER_PROFILE": "k8s", **lake_env()},
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))] if secret else None,
+        env_vars=extras.k8s_env(),
+        env_from=extras.k8s_env_from(),
         container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
         node_selector=dict(res.node_selector) or None,
         tolerations=[k8s.V1Toleration(**t) for t in res.tolerations] or None,

@@ -4,8 +4,9 @@ When the Spark job, the pod or the Indexed Job has ended successfully, each read
 ``_SUCCESS`` pointer from the lake and returns its stats (records in and out, drop reasons, seconds, the
 attempt's URI) as the task's XCom, exactly what :class:`stage_launcher.LocalStageOperator` returns on the local
 profile. The pipeline's ``publish`` tasks put the same numbers in the Asset events, so the UI, XCom and the Asset
-events carry numbers on both profiles. The providers are imported here, not in ``stage_launcher``, so a DAG file
-on the local profile never pays for them (``plugins/.airflowignore`` keeps Airflow from loading this file as a
+events carry numbers on both profiles (the Indexed Job of a multi-node stage is
+``distributed_job.DistributedJobOperator``, on the same mixin). The providers are imported here, not in
+``stage_launcher``, so a DAG file on the local profile never pays for them (``plugins/.airflowignore`` keeps Airflow from loading this file as a
 plugin).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from stage_launcher import PartitionKind, committed_summary, partition_xcom
 
@@ -73,22 +73,4 @@ class StagePodOperator(CommittedStatsMixin, KubernetesPodOperator):
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> dict:
         super().trigger_reentry(context, event)  # raises on a failed pod, or defers again while it runs
-        return self.committed_stats(context, push=not self.do_xcom_push)
-
-
-class StageJobOperator(CommittedStatsMixin, KubernetesJobOperator):
-    """A multi-node stage's Indexed Job (deferrable); when every pod has finished, the committed stats."""
-
-    template_fields = (*KubernetesJobOperator.template_fields, "ids")
-
-    def __init__(self, *, stage: str, partition: PartitionKind = "snapshot", ids: str | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._stage_init(stage, partition, ids)
-
-    def execute(self, context: Any) -> dict:
-        super().execute(context)
-        return self.committed_stats(context, push=not self.do_xcom_push)
-
-    def execute_complete(self, context: Any, event: dict, **kwargs: Any) -> dict:
-        super().execute_complete(context, event, **kwargs)
         return self.committed_stats(context, push=not self.do_xcom_push)

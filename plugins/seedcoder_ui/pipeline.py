@@ -45,6 +45,7 @@ PIPELINE: tuple[StageSpec, ...] = (
     StageSpec("tokenizer", "dataset", False, "release"),
     StageSpec("dataset_build", "dataset", False, "release"),
     StageSpec("pretrain", "pretrain", False, "release"),
+    StageSpec("evaluate", "evaluate", False, "release"),
 )
 KINDS = ("snapshot", "release", "scorer")
 
@@ -53,7 +54,7 @@ def stages_of(kind: str) -> tuple[StageSpec, ...]:
     """The stages whose runs process partitions of ``kind``, in pipeline order.
 
     >>> [s.stage for s in stages_of("release")]
-    ['release', 'tokenizer', 'dataset_build', 'pretrain']
+    ['release', 'tokenizer', 'dataset_build', 'pretrain', 'evaluate']
     """
     return tuple(s for s in PIPELINE if s.partition == kind)
 

@@ -29,9 +29,12 @@ for task in dag.tasks:
     context = {"ti": TI(task.task_id), "run_id": "manual__x", "dag": dag, "task": task, "params": params,
                "arm_inputs": dag.user_defined_macros["arm_inputs"]}
     task.render_template_fields(context, jinja_env=dag.get_template_env())
+    if hasattr(task, "shape"):  # the Indexed Job takes its command from the stage's k8s section when it runs
+        task.shape(task.launch())
     args = next(getattr(task, attr) for attr in ("extra_args", "application_args", "arguments") if hasattr(task, attr))
     out[task.task_id] = {"type": type(task).__name__, "args": args, "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
-                         "upstream": sorted(task.upstream_task_ids)}
+                         "upstream": sorted(task.upstream_task_ids),
+                       "env": {e.name: e.value for e in getattr(task, "env_vars", None) or [] if e.value}}
 print(json.dumps(out))
 """
 
@@ -64,12 +67,13 @@ def test_local_profile_passes_the_arm_to_every_stage():
 
 def test_k8s_profile_passes_the_arm_to_the_submit_the_job_and_the_pod():
     tasks = rendered("k8s")
-    assert tasks["cut_release"]["type"] == tasks["dataset_build"]["type"] == "SparkSubmitOperator"
-    assert tasks["pretrain"]["type"] == "KubernetesJobOperator"
-    assert tasks["evaluate"]["type"] == "KubernetesPodOperator"
+    assert tasks["cut_release"]["type"] == tasks["dataset_build"]["type"] == "StageSparkSubmitOperator"
+    assert tasks["pretrain"]["type"] == "DistributedJobOperator"
+    assert tasks["evaluate"]["type"] == "StagePodOperator"
     assert "--release demo.no_quality_filter.s2" in flat(tasks["cut_release"]["args"])
     assert "stages.release.input_stage=pii_redact" in flat(tasks["cut_release"]["args"])
     assert "--release demo.no_quality_filter.s2 --set stages.dataset_build.seed=2" in flat(tasks["dataset_build"]["args"])
-    assert ("-m training.pretrain --release 'demo.no_quality_filter.s2' --set 'stages.pretrain.seed=2' --init scratch"
+    assert ('-m training.pretrain --release "${SEEDCODER_PARTITION_IDS}" --set stages.pretrain.seed=2 --init scratch'
             in flat(tasks["pretrain"]["args"]))
+    assert tasks["pretrain"]["env"]["SEEDCODER_PARTITION_IDS"] == "demo.no_quality_filter.s2"
     assert "stages.evaluate.bpb.release=demo" in flat(tasks["evaluate"]["args"])

@@ -1,9 +1,10 @@
-"""The three images, checked without Docker: hadolint, shellcheck, and the structure the rest of the platform needs.
+"""The three images, checked without building them: hadolint, shellcheck, and the structure the platform needs.
 
-Images cannot be built on this machine, so these tests check what a build and a cluster rely on: every COPY
-source exists and is in the image's build context, the lock installed is complete once the dev tools are
-dropped, the paths and user ids match the chart and the stage launcher, and the Spark image's JVM side matches
-its Python side.
+These fast tests check what a build and a cluster rely on: every COPY source exists and is in the image's build
+context, the lock installed is complete once the dev tools are dropped, the paths and user ids match the chart
+and the stage launcher, the Spark image's JVM side matches its Python side, and a build without s3a fails
+clearly. Building the images and running every stage in them is ``scripts/images.sh build`` / ``smoke`` (minutes;
+not part of CI), and test_image_contents.py checks that each image holds what its code imports.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -94,7 +96,7 @@ def install_lock_print(lock: str, *options: str) -> list[str]:
 
 # -- linters ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("image", IMAGES)
+@pytest.mark.parametrize("image", [*IMAGES, "base"])
 def test_hadolint(image):
     proc = subprocess.run([str(tool("hadolint")), "--config", str(DOCKER / ".hadolint.yaml"),
                            str(DOCKER / image / "Dockerfile")], capture_output=True, text=True, timeout=60)
@@ -102,7 +104,9 @@ def test_hadolint(image):
 
 
 @pytest.mark.parametrize("script", ["docker/install-lock.sh", "docker/spark/fetch-hadoop-aws.sh",
-                                    "scripts/services.sh", "scripts/at_date.sh", "scripts/check_dates.sh"])
+                                    "docker/spark/check-s3a.sh", "docker/spark/entrypoint.sh",
+                                    "scripts/services.sh", "scripts/images.sh", "scripts/at_date.sh",
+                                    "scripts/check_dates.sh"])
 def test_shellcheck(script):
     proc = subprocess.run([str(tool("shellcheck")), str(REPO / script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -128,6 +132,14 @@ def test_every_copy_source_exists_and_is_in_the_context(image):
             assert in_build_context(image, str(probe.relative_to(REPO)))
     assert not in_build_context(image, ".venv/bin/python") and not in_build_context(image, ".lake/x")
     assert not in_build_context(image, "lake/__pycache__/stage.cpython-311.pyc")
+
+
+def test_the_image_variants_are_build_arguments():
+    """Production defaults (s3a fetched, CUDA torch), and the variants a machine without them builds."""
+    assert args_of("spark")["S3A"] == "fetch" and args_of("gpu")["TORCH_VARIANT"] == "cuda"
+    runs = {image: " ".join(arg for word, arg in instructions(image) if word == "RUN") for image in ("spark", "gpu")}
+    assert "check-s3a.sh" in runs["spark"] and "none)" in runs["spark"] and "must be fetch or none" in runs["spark"]
+    assert "install-lock.sh /tmp/build/gpu.lock" in runs["gpu"], "the cpu variant installs the lock exactly"
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -192,7 +204,7 @@ def test_spark_image_carries_the_spark_submit_application(monkeypatch):
     from stage_launcher import stage_task
 
     monkeypatch.setenv("SEEDCODER_PROFILE", "k8s")
-    application = stage_task("exact_dedup").application.removeprefix("local://")
+    application = stage_task("exact_dedup", module="spark_jobs.exact_dedup").application.removeprefix("local://")
     destinations = {src.rstrip("/"): dst for srcs, dst in copies("spark") for src in srcs}
     assert application == destinations["lake"].rstrip("/") + "/entry.py"
     assert (REPO / "lake" / "entry.py").exists()
@@ -200,12 +212,86 @@ def test_spark_image_carries_the_spark_submit_application(monkeypatch):
 
 
 def test_spark_jvm_matches_pyspark():
-    lock = dict(line.split("==", 1) for line in install_lock_print("platform.lock"))
-    tag = args_of("spark")["SPARK_IMAGE"].split(":", 1)[1]
-    assert tag.startswith(lock["pyspark"] + "-"), "the entrypoint scripts come from the Spark of pyspark's version"
     env = " ".join(arg for word, arg in final_stage("spark") if word == "ENV")
     python = re.search(r"python:(\d+\.\d+)", args_of("spark")["PYTHON_IMAGE"]).group(1)
-    assert f"SPARK_HOME=/usr/local/lib/python{python}/site-packages/pyspark" in env
+    assert f"SPARK_HOME=/usr/local/lib/python{python}/site-packages/pyspark" in env, "Spark is the pyspark wheel's"
+    assert ("ENTRYPOINT", '["/opt/entrypoint.sh"]') in final_stage("spark")
+    assert (["docker/spark/entrypoint.sh"], "/opt/entrypoint.sh") in copies("spark")
+
+
+def entrypoint(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """docker/spark/entrypoint.sh with a stand-in tini that prints the command it would run."""
+    (tmp_path / "tini").write_text('#!/bin/sh\nshift 2\nfor a in "$@"; do echo "$a"; done\n')
+    (tmp_path / "tini").chmod(0o755)
+    script = (DOCKER / "spark" / "entrypoint.sh").read_text().replace("/usr/bin/tini", str(tmp_path / "tini"))
+    return subprocess.run(["bash", "-c", script, "entrypoint", *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "SPARK_HOME": "/spark", **env})
+
+
+def test_spark_entrypoint_starts_the_driver_as_spark_on_kubernetes_expects(tmp_path):
+    out = entrypoint("driver", "--properties-file", "/opt/spark/conf/spark.properties", "--class",
+                     "org.apache.spark.deploy.PythonRunner", "local:///opt/seedcoder/lake/entry.py", "spark_jobs.crawl",
+                     env={"SPARK_DRIVER_BIND_ADDRESS": "10.0.0.7"}, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "/spark/bin/spark-submit", "--conf", "spark.driver.bindAddress=10.0.0.7", "--conf",
+        "spark.executorEnv.SPARK_DRIVER_POD_IP=10.0.0.7", "--deploy-mode", "client", "--properties-file",
+        "/opt/spark/conf/spark.properties", "--class", "org.apache.spark.deploy.PythonRunner",
+        "local:///opt/seedcoder/lake/entry.py", "spark_jobs.crawl"]
+    missing = entrypoint("driver", env={}, tmp_path=tmp_path)
+    assert missing.returncode != 0 and "SPARK_DRIVER_BIND_ADDRESS" in missing.stderr
+
+
+def test_spark_entrypoint_starts_an_executor_from_the_pod_environment(tmp_path):
+    env = {"SPARK_EXECUTOR_MEMORY": "4g", "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@driver-svc:7078",
+           "SPARK_EXECUTOR_ID": "3", "SPARK_EXECUTOR_CORES": "2", "SPARK_APPLICATION_ID": "spark-42",
+           "SPARK_EXECUTOR_POD_IP": "10.0.0.9", "SPARK_RESOURCE_PROFILE_ID": "0", "SPARK_EXECUTOR_POD_NAME": "exec-3",
+           "SPARK_JAVA_OPT_0": "-Dspark.driver.port=7078"}
+    out = entrypoint("executor", env=env, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:4] == ["java", "-Dspark.driver.port=7078", "-Xms4g", "-Xmx4g"]
+    assert lines[lines.index("-cp") + 1].endswith("/spark/jars/*:" + str(Path.cwd()))
+    main = lines.index("org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend")
+    assert lines[main + 1:] == ["--driver-url", "spark://CoarseGrainedScheduler@driver-svc:7078", "--executor-id", "3",
+                                "--cores", "2", "--app-id", "spark-42", "--hostname", "10.0.0.9",
+                                "--resourceProfileId", "0", "--podName", "exec-3"]
+    passthrough = entrypoint("sh", "-c", "echo stage pod", env={}, tmp_path=tmp_path)
+    assert passthrough.stdout == "stage pod\n"
+
+
+def test_the_s3a_check_fails_clearly_without_hadoop_aws():
+    """A Spark image built without s3a fails at build time (S3A=fetch runs this check), not at a stage's run."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    proc = subprocess.run(["bash", str(DOCKER / "spark" / "check-s3a.sh"), str(jars)], capture_output=True, text=True,
+                          timeout=120)
+    bundled = next(jars.glob("hadoop-client-api-*.jar")).name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    assert proc.returncode == 1
+    assert f"hadoop-aws-{bundled}.jar is missing from {jars}" in proc.stderr
+
+
+def test_the_s3a_check_loads_the_classes_from_the_jars(tmp_path):
+    """Jars that are present by name but do not hold S3AFileSystem still fail (the JVM loads the class)."""
+    import pyspark
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    real = Path(pyspark.__file__).parent / "jars"
+    for jar in real.glob("hadoop-client-*.jar"):
+        (jars / jar.name).symlink_to(jar)
+    for jar in real.glob("*.jar"):
+        if jar.name.startswith(("slf4j", "log4j", "commons-")):
+            (jars / jar.name).symlink_to(jar)
+    version = next(jars.glob("hadoop-client-api-*.jar")).name.removeprefix("hadoop-client-api-")
+    for name in (f"hadoop-aws-{version}", "aws-sdk-bundle-2.29.52.jar"):
+        with zipfile.ZipFile(jars / name, "w") as jar:
+            jar.writestr("README", "not a class")
+    proc = subprocess.run(["bash", str(DOCKER / "spark" / "check-s3a.sh"), str(jars)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stdout
+    assert "cannot load org.apache.hadoop.fs.s3a.S3AFileSystem" in proc.stderr
 
 
 def test_hadoop_aws_matches_the_bundled_hadoop(tmp_path):

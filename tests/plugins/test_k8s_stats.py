@@ -15,9 +15,9 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import DAG
-from distributed_launch import DistributedLaunch, job_operator
+from distributed_launch import distributed_stage_tasks
 from stage_launcher import PodResources, stage_task
-from stage_operators import StageJobOperator, StagePodOperator, StageSparkSubmitOperator
+from stage_operators import StagePodOperator, StageSparkSubmitOperator
 
 from lake.stage import Lake, Partition, StageNotCommitted, StageRun
 from tests.lake.test_storage_s3 import s3_server  # noqa: F401  (a real `weed mini` for this module)
@@ -103,7 +103,7 @@ def test_a_failed_pod_reads_nothing_and_a_pod_that_committed_nothing_fails(k8s_l
 
 
 def test_a_spark_stage_returns_the_committed_stats(k8s_lake, monkeypatch):
-    op, context, _ = rendered(lambda: stage_task("exact_dedup"))
+    op, context, _ = rendered(lambda: stage_task("exact_dedup", module="spark_jobs.exact_dedup"))
     assert isinstance(op, StageSparkSubmitOperator) and op.ids == SNAPSHOT
     assert op.application_args == ["spark_jobs.exact_dedup", "--snapshot", SNAPSHOT]
     commit(k8s_lake, "exact_dedup", 1000, 880, {"exact_duplicate_repo": 80, "exact_duplicate_file": 40})
@@ -115,10 +115,11 @@ def test_a_spark_stage_returns_the_committed_stats(k8s_lake, monkeypatch):
 
 
 def test_a_multi_node_job_returns_the_committed_stats(k8s_lake, monkeypatch):
-    launch = DistributedLaunch(stage="pretrain", module="training.pretrain", partition="release", nodes=2,
-                               gpus_per_node=8)
-    op, context, ti = rendered(lambda: job_operator(launch))
-    assert isinstance(op, StageJobOperator) and (op.partition, op.ids) == ("release", IDS["release"])
+    from distributed_job import DistributedJobOperator
+
+    op, context, ti = rendered(lambda: distributed_stage_tasks("pretrain", module="training.pretrain",
+                                                               partition="release")[1])
+    assert isinstance(op, DistributedJobOperator) and (op.partition, op.ids) == ("release", IDS["release"])
     commit(k8s_lake, "pretrain", 300, 300, {}, Partition.release(IDS["release"]))
     monkeypatch.setattr(KubernetesJobOperator, "execute_complete", lambda self, context, event, **kw: None)
     summary = op.execute_complete(context, {"status": "success"})

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lake.config import StrictModel
+from lake.launch import K8sLaunchConfig
 
 SOURCES = ("file_level", "repo_level", "commits")
 Source = Literal["file_level", "repo_level", "commits"]
@@ -84,23 +85,6 @@ class LocalLaunchConfig(StrictModel):
     master_port: int = Field(0, ge=0, le=65_535)
 
 
-class K8sLaunchConfig(StrictModel):
-    """The multi-node launch of the k8s profile (plugins/distributed_launch.py renders it)."""
-
-    nodes: int = Field(1, ge=1)
-    gpus_per_node: int = Field(8, ge=1)
-    cpu: str = "64"
-    memory: str = "1000Gi"
-    shm_size: str = "256Gi"
-    ephemeral_storage: str = "500Gi"
-    node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
-    tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    # torchrun's static rendezvous: rank-0 node's pod, reached through the headless Service.
-    rendezvous_port: int = Field(29_500, ge=1024, le=65_535)
-    # Pod failures the Job retries before it fails (each retry resumes from the newest checkpoint).
-    backoff_limit: int = Field(3, ge=0)
-
-
 class PretrainConfig(StrictModel):
     """``stages.pretrain`` (a run trains on one release's packed shards)."""
 
@@ -161,6 +145,7 @@ class PretrainConfig(StrictModel):
     # None: {tempdir}/seedcoder-pretrain.
     scratch_dir: str | None = None
     local: LocalLaunchConfig = LocalLaunchConfig()
+    # The Indexed Job of the k8s profile (lake/launch.py; plugins/distributed_launch.py reads it at run time).
     k8s: K8sLaunchConfig = K8sLaunchConfig()
 
     @model_validator(mode="after")

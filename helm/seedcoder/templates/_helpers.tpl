@@ -41,6 +41,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-config" (include "seedcoder.fullname" .) -}}
 {{- end -}}
 
+{{- define "seedcoder.oracleName" -}}
+{{- printf "%s-oracle" (include "seedcoder.fullname" .) -}}
+{{- end -}}
+
 {{- define "seedcoder.apiServerUrl" -}}
 {{- printf "http://%s-api-server.%s.svc:%d" (include "seedcoder.fullname" .) .Release.Namespace (int .Values.airflow.apiServer.port) -}}
 {{- end -}}
@@ -99,6 +103,30 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "seedcoder.image" (dict "root" . "image" .Values.images.spark) | quote }}
 - name: SEEDCODER_GPU_IMAGE
   value: {{ include "seedcoder.image" (dict "root" . "image" .Values.images.gpu) | quote }}
+- name: SEEDCODER_CONFIG_MAP
+  value: {{ include "seedcoder.configMap" . | quote }}
+- name: SEEDCODER_SPARK_POD_TEMPLATE
+  value: /etc/seedcoder/spark-pod-template.yaml
+- name: SEEDCODER_GITHUB_SECRET
+  value: {{ required "stages.github.existingSecret is required: the name of a Secret with the key GITHUB_TOKEN (the crawl's GitHub API token)" .Values.stages.github.existingSecret | quote }}
+{{- with .Values.stages.models.existingClaim }}
+- name: SEEDCODER_MODELS_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.stages.evalSets.existingClaim }}
+- name: SEEDCODER_EVAL_SETS_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.oracle.enabled }}
+- name: SEEDCODER_ORACLE_ENDPOINT
+  value: {{ printf "http://%s.%s.svc:%d/v1" (include "seedcoder.oracleName" .) (include "seedcoder.stagesNamespace" .) (int .Values.oracle.port) | quote }}
+- name: SEEDCODER_ORACLE_MODEL
+  value: {{ .Values.oracle.servedModelName | quote }}
+{{- end }}
+{{- with .Values.oracle.apiKeySecret }}
+- name: SEEDCODER_ORACLE_SECRET
+  value: {{ . | quote }}
+{{- end }}
 - name: SEEDCODER_LAKE_ROOT
   value: {{ .Values.lake.root | quote }}
 - name: SEEDCODER_S3_ENDPOINT

@@ -144,7 +144,7 @@ def test_continued_pretraining_starts_from_the_base_release_and_resumes_exactly(
                                                                                tmp_path: Path):
     """Release "cont" continues "ref" (tokenizer pinned): its run starts from ref's final model and follows the
     continued schedule; a copy killed after its first checkpoint and re-run draws the same curve step for step."""
-    lake, ref_info = reference
+    lake, ref_info, _ = reference
     for name in ("cont", "cont-killed"):
         build_shards(lake, name, base="ref")
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section(**CONTINUED))

@@ -39,10 +39,12 @@ class FakeEndpoint:
                     endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
                 try:
                     time.sleep(endpoint.delay_s)
-                    self.respond(prompt, attempt, body)
                 finally:
+                    # Counted out before the answer leaves: once the client has it, it may send its next request
+                    # before this thread runs again, and that is not a fourth request in flight.
                     with endpoint.lock:
                         endpoint.in_flight -= 1
+                self.respond(prompt, attempt, body)
 
             def respond(self, prompt, attempt, body):
                 if prompt.startswith("fail:"):

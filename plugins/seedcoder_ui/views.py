@@ -207,7 +207,8 @@ def releases_page(catalog: LakeCatalog, tis: dict[str, dict[str, dict]]) -> dict
 
 
 def release_page(catalog: LakeCatalog, name: str, tis: dict[str, dict]) -> dict:
-    """One release: its manifest, its stages, its tokenizer and token shards, its model and loss curve."""
+    """One release: its manifest, its stages, its tokenizer and token shards, its model and loss curve, its
+    evaluation and the ablation arms cut from it."""
     commits = catalog.stages(name, "release")
     cut, pre, data, tok = (commits.get(s) for s in ("release", "pretrain", "dataset_build", "tokenizer"))
     out: dict[str, Any] = {"release": name, "exists": bool(commits) or bool(tis), "committed": pre is not None,
@@ -228,4 +229,39 @@ def release_page(catalog: LakeCatalog, name: str, tis: dict[str, dict]) -> dict:
                           "sources": m.get("sources") or {}, "records_out": data.stats.get("records_out")}
     if tok is not None:
         out["tokenizer"] = {"attempt": tok.attempt, "vocab_size": (tok.stats.get("metrics") or {}).get("vocab_size")}
+    if (ev := commits.get("evaluate")) is not None:
+        out["evaluation"] = evaluation(ev)
+    out["ablation"] = ablation_arms(catalog, name, out.get("evaluation"))
     return out
+
+
+def evaluation(commit: CommittedStage) -> dict:
+    """The committed evaluation of a release's model: pass@k per benchmark, FIM, held-out bits per byte."""
+    m = commit.stats.get("metrics") or {}
+    results = m.get("results") or {}
+    return {"attempt": commit.attempt, "committed_at": commit.committed_at, "headline": m.get("xcom") or {},
+            "model": results.get("model"), "pass_k": results.get("pass_k") or [],
+            "benchmarks": results.get("benchmarks") or {}, "fim": results.get("fim") or {},
+            "bpb": results.get("bpb") or {}}
+
+
+def heldout_bpb(ev: dict | None) -> float | None:
+    return ((ev or {}).get("bpb") or {}).get("overall", {}).get("bits_per_byte")
+
+
+def ablation_arms(catalog: LakeCatalog, name: str, base: dict | None) -> list[dict]:
+    """The ablation DAG's arms cut from release ``name`` (releases ``{name}.{arm}.s{seed}``) with a committed
+    evaluation: held-out bits per byte and its delta against this release's own evaluation."""
+    prefix = f"{name}."
+    arms = [n for n in catalog.names("release") if n.startswith(prefix)]
+    rows = []
+    base_bpb = heldout_bpb(base)
+    for arm_name, cs in sorted(catalog.many(arms, "release").items()):
+        if (ev := cs.get("evaluate")) is None:
+            continue
+        arm, _, seed = arm_name[len(prefix):].rpartition(".s")
+        bpb = heldout_bpb(evaluation(ev))
+        rows.append({"release": arm_name, "arm": arm or arm_name[len(prefix):], "seed": seed if arm else None,
+                     "bits_per_byte": bpb,
+                     "delta": bpb - base_bpb if bpb is not None and base_bpb is not None else None})
+    return rows

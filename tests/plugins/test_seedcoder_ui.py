@@ -27,6 +27,7 @@ from ui_lake import (
     add_run,
     airflow_db,
     build_lake,
+    commit_stage,
 )
 
 from lake.catalog import LakeCatalog
@@ -325,3 +326,39 @@ def test_airflow_plugins_lists_it_and_the_plugins_folder_loads_cleanly(tmp_path)
     plugins_manager._get_plugins.cache_clear()
     _, errors = plugins_manager._get_plugins()
     assert errors == {}, errors
+
+
+def evaluate_metrics(release: str, bpb: float) -> dict:
+    """What training.evaluate commits (metrics.results and its headline in metrics.xcom), in that stage's shape."""
+    results = {"model": f"release:{release}", "release": release, "pass_k": [1, 10],
+               "benchmarks": {"humaneval": {"tasks": 164, "samples": 1640, "passed": 30, "pass@1": 0.0183,
+                                            "pass@10": 0.061},
+                              "mbpp": {"tasks": 500, "samples": 5000, "passed": 10, "pass@1": 0.002, "pass@10": 0.01}},
+               "fim": {"single_line": {"tasks": 164, "exact_match": 0.125, "pass@1": 0.1}},
+               "bpb": {"Python": {"bits": 10.0, "bytes": 4, "bits_per_byte": bpb},
+                       "overall": {"bits": 10.0, "bytes": 4, "bits_per_byte": bpb}}}
+    headline = {"humaneval_pass@1": 0.0183, "mbpp_pass@1": 0.002, "fim_single_line_exact_match": 0.125,
+                "heldout_bits_per_byte": bpb, "model": results["model"]}
+    return {"results": results, "xcom": headline}
+
+
+def test_release_page_shows_the_evaluation_and_the_ablation_arms_cut_from_it(local_lake, db):
+    commit_stage(local_lake, Partition.release(RELEASE), "evaluate", 828, 6804, {}, {},
+                 evaluate_metrics(RELEASE, 2.5))
+    for arm, seed, bpb in (("no_quality_filter", 1, 2.75), ("no_quality_filter", 2, 2.625)):
+        commit_stage(local_lake, Partition.release(f"{RELEASE}.{arm}.s{seed}"), "evaluate", 828, 6804, {}, {},
+                     evaluate_metrics(f"{RELEASE}.{arm}.s{seed}", bpb))
+    client, _ = client_for(local_lake, db)
+    model = client.get(f"/api/releases/{RELEASE}").json()
+    ev = model["evaluation"]
+    assert ev["benchmarks"]["humaneval"]["pass@10"] == 0.061 and ev["fim"]["single_line"]["exact_match"] == 0.125
+    assert ev["headline"]["heldout_bits_per_byte"] == 2.5
+    assert [(a["arm"], a["seed"], a["delta"]) for a in model["ablation"]] == [
+        ("no_quality_filter", "1", 0.25), ("no_quality_filter", "2", 0.125)]
+    assert {s["stage"]: s["state"] for s in model["stages"]}["evaluate"] == "committed"
+    html = client.get(f"/releases/{RELEASE}").text
+    assert 'data-testid="evaluation-benchmarks"' in html and ">0.0610<" in html
+    assert 'data-testid="ablation-arms"' in html and ">+0.2500<" in html and ">+0.1250<" in html
+    # an arm's own page has its evaluation and no arms of its own
+    arm = client.get(f"/api/releases/{RELEASE}.no_quality_filter.s1").json()
+    assert arm["evaluation"]["headline"]["heldout_bits_per_byte"] == 2.75 and arm["ablation"] == []

@@ -87,6 +87,15 @@ class ClusterStandIn:
             stack.enter_context(mock.patch.object(KubernetesHook, "is_in_cluster", property(lambda self: False)))
             stack.enter_context(mock.patch.object(KubernetesHook, "core_v1_client",
                                                   property(lambda self: ServiceRecorder())))
+            if self.run is None:
+                # Recorded only: nothing ran, so there is no commit for the operators to read back (the smoke's
+                # ``run`` executes each launch in its image, and the operators read the real commit).
+                from stage_operators import CommittedStatsMixin
+
+                def launched_only(op, context, *, push):
+                    return {"stage": op.stage, op.partition: op.ids, "launched_only": True}
+
+                stack.enter_context(mock.patch.object(CommittedStatsMixin, "committed_stats", launched_only))
             yield self
 
 

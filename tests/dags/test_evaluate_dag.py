@@ -48,7 +48,7 @@ print(json.dumps({"type": type(op).__name__, "pool": op.pool, "cmd": container["
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     pod = json.loads(out.stdout.strip().splitlines()[-1])
-    assert pod["type"] == "KubernetesPodOperator" and pod["pool"] == "gpu" and pod["gpu"] == "1"
+    assert pod["type"] == "StagePodOperator" and pod["pool"] == "gpu" and pod["gpu"] == "1"
     assert pod["cmd"] == ["python", "-m", "training.evaluate", "--release", "2026-10",
                           "--model=s3://lake/lake/release=2026-10/pretrain/attempt=a/hf"]
 

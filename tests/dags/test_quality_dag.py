@@ -58,7 +58,7 @@ print(json.dumps(out))
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     pods = json.loads(out.stdout.strip().splitlines()[-1])
     for stage in ["oracle_label", "train_scorer", "score"]:
-        assert pods[stage]["type"] == "KubernetesPodOperator" and pods[stage]["gpu"] == "1"
+        assert pods[stage]["type"] == "StagePodOperator" and pods[stage]["gpu"] == "1"
         assert pods[stage]["pool"] == "gpu" and pods[stage]["deferrable"]
         assert pods[stage]["cmd"][:3] == ["python", "-m", f"training.quality.{stage}"]
     assert pods["train_scorer"]["cmd"][3:5] == ["--version", "{{ ti.xcom_pull(task_ids='scorer') }}"]

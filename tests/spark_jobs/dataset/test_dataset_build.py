@@ -25,7 +25,10 @@ STAGES = {
     "tokenizer": {"vocab_size": 900},
     "dataset_build": {"seq_len": {"file_level": 256, "repo_level": 1024, "commits": 512},
                       "fim_rate": {"file_level": 0.5, "repo_level": 0.5, "commits": 0.0},
-                      "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "repo_keep_fraction": 0.75},
+                      "parts": 3, "shard_tokens": 2048, "repo_budget_tokens": 60_000, "repo_keep_fraction": 0.75,
+                      # every repository trains here (gone/repo would be held out at 0.1); test_dataset_heldout.py
+                      # covers the held-out split
+                      "heldout_fraction": 0.0},
 }
 
 
@@ -93,7 +96,7 @@ def test_shards_decode_back_to_the_source_documents(curated):
     assert "copied.py" not in " ".join(p for r in repos for p, _c in r)
     assert stats["drop_reasons"] == {"commit_without_changes": 1, "empty_file": 1, "contaminated_file": 1,
                                      "contaminated_commit": 1}
-    assert stats["metrics"]["decontamination"]["eval_sets"] == ["humaneval"]
+    assert stats["metrics"]["decontamination"]["eval_sets"] == ["humaneval", "mbpp"]
     assert stats["metrics"]["tokens_per_source"] == {s: index["sources"][s]["num_tokens"] for s in SOURCES}
 
 

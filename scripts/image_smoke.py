@@ -562,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3-port", type=int, default=int(os.environ.get("SEEDCODER_S3_PORT", "8473")))
     parser.add_argument("--skip-s3", action="store_true", help="pass 1 only")
     parser.add_argument("--mbpp", type=Path, default=Path("/work/shared/data/mbpp/mbpp.jsonl"),
-                        help="MBPP's mbpp.jsonl, put on the eval-sets claim (config/k8s.yaml decontaminates against it)")
+                        help="MBPP's mbpp.jsonl, put on the eval-sets claim (where a deployment's further sets live; "
+                             "config/k8s.yaml indexes MBPP from the image since #14)")
     args = parser.parse_args(argv)
     if not args.mbpp.is_file():
         raise SystemExit(f"--mbpp {args.mbpp} does not exist: the k8s profile decontaminates against MBPP")

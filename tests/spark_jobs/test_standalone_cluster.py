@@ -120,7 +120,8 @@ def k8s_config(path: Path, lake: Path, fake, eval_set: Path) -> Path:
         selection={"min_push_events": 1, "min_stars": 0, "commits_min_commits": 2})
     stages["crawl"]["output_partitions"] = 2
     stages["near_dedup"]["output_partitions"] = 4
-    stages["decontaminate"]["eval_sets"]["files"] = [{"name": "mbpp", "path": str(eval_set)}]
+    # a further set on the eval-sets volume (MBPP and HumanEval are built in)
+    stages["decontaminate"]["eval_sets"]["files"] = [{"name": "extra", "path": str(eval_set)}]
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -167,7 +168,7 @@ def test_the_spark_stages_run_on_a_standalone_cluster(standalone, world, tmp_pat
 
     fake, snapshot = world
     lake_root = tmp_path / "lake"
-    eval_set = tmp_path / "mbpp.jsonl"
+    eval_set = tmp_path / "extra.jsonl"
     eval_set.write_text(json.dumps({"text": "write a function to reverse the words of a sentence and return "
                                             "them joined by single spaces in the original order of the input"})
                         + "\n")

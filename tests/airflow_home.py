@@ -116,8 +116,11 @@ class AirflowHome:
         raise AssertionError(f"backfill not done in {timeout:.0f}s; runs: {self.runs()}\n" + self.task_logs())
 
     def runs(self, dag_id: str = "crawl") -> list[tuple]:
-        return self.query(f"SELECT logical_date, state, run_type FROM dag_run WHERE dag_id='{dag_id}' "
+        """(logical date as text, state, run type) of ``dag_id``'s runs; SQLite returns the date as text,
+        PostgreSQL as a datetime: both become ``YYYY-MM-DD ...``."""
+        rows = self.query(f"SELECT logical_date, state, run_type FROM dag_run WHERE dag_id='{dag_id}' "
                           "ORDER BY logical_date")
+        return [(None if d is None else str(d), state, kind) for d, state, kind in rows]
 
     def log_tail(self, name: str) -> str:
         path = self.home / f"{name}.log"

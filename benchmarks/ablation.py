@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from lake.config import load_config
+    from lake.release import arm_release
     from lake.stage import Partition
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = {}
     for seed in seeds:
         for arm in arms:
-            name = f"{args.base}.{arm}.s{seed}"
+            name = arm_release(args.base, arm, seed)
             if lake.commit_info(Partition.release(name), "evaluate") is not None and not args.redo:
                 print(f"=== {name}: evaluation already committed, not run again (--redo to repeat)")
                 continue
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix = lake.require(Partition.release(name), "evaluate").prefix
         return json.loads(lake.storage.read_bytes(f"{prefix}/report/results.json"))
 
-    runs = {arm: [results(f"{args.base}.{arm}.s{s}") for s in seeds] for arm in arms}
+    runs = {arm: [results(arm_release(args.base, arm, s)) for s in seeds] for arm in arms}
     rows = ablation.compare(runs)
     sentences = [ablation.sentence(rows, arm) for arm in arms if arm != ablation.REFERENCE]
     report = (f"Ablation on base release `{args.base}`, arms {arms}, seeds {seeds} "

@@ -53,6 +53,7 @@ def _base(params) -> str:
 def arm_release(**context) -> str:
     """The arm's own release name; the base must have its tokenizer and held-out set committed."""
     from lake.config import load_config
+    from lake.release import arm_release as release_name
     from lake.stage import Partition
 
     params = context["params"]
@@ -60,7 +61,7 @@ def arm_release(**context) -> str:
     lake = load_config().open_lake()
     for stage in ("release", "tokenizer", "dataset_build"):
         lake.require(Partition.release(base), stage)
-    return Partition.release(f"{base}.{arm}.s{seed}").name
+    return release_name(base, arm, seed)
 
 
 @task(task_id="base_snapshots")

@@ -135,6 +135,25 @@ def partition(name: str) -> Partition:
     return Partition.release(name)
 
 
+def arm_release(base: str, arm: str, seed: int) -> str:
+    """The release an ablation arm is cut into (validated as a release name).
+
+    >>> arm_release("demo", "no_quality_filter", 2)
+    'demo.no_quality_filter.s2'
+    """
+    return Partition.release(f"{base}.{arm}.s{seed}").name
+
+
+def parse_arm_release(base: str, name: str) -> tuple[str, str] | None:
+    """(arm, seed) of an arm release of ``base``, or None when ``name`` is not one.
+
+    >>> parse_arm_release("demo", "demo.no_quality_filter.s2"), parse_arm_release("demo", "demo2")
+    (('no_quality_filter', '2'), None)
+    """
+    arm, sep, seed = name.removeprefix(f"{base}.").rpartition(".s") if name.startswith(f"{base}.") else ("", "", "")
+    return (arm, seed) if sep and arm and seed.isdigit() else None
+
+
 def refuse_existing(lake: Lake, name: str) -> None:
     """Raise :class:`ReleaseExists` when ``name`` is committed (a killed, uncommitted cut may be redone)."""
     info = lake.commit_info(partition(name), STAGE)

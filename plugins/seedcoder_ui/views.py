@@ -252,16 +252,16 @@ def heldout_bpb(ev: dict | None) -> float | None:
 def ablation_arms(catalog: LakeCatalog, name: str, base: dict | None) -> list[dict]:
     """The ablation DAG's arms cut from release ``name`` (releases ``{name}.{arm}.s{seed}``) with a committed
     evaluation: held-out bits per byte and its delta against this release's own evaluation."""
-    prefix = f"{name}."
-    arms = [n for n in catalog.names("release") if n.startswith(prefix)]
+    from lake.release import parse_arm_release
+
+    arms = {n: parsed for n in catalog.names("release") if (parsed := parse_arm_release(name, n))}
     rows = []
     base_bpb = heldout_bpb(base)
-    for arm_name, cs in sorted(catalog.many(arms, "release").items()):
+    for arm_name, cs in sorted(catalog.many(list(arms), "release").items()):
         if (ev := cs.get("evaluate")) is None:
             continue
-        arm, _, seed = arm_name[len(prefix):].rpartition(".s")
+        arm, seed = arms[arm_name]
         bpb = heldout_bpb(evaluation(ev))
-        rows.append({"release": arm_name, "arm": arm or arm_name[len(prefix):], "seed": seed if arm else None,
-                     "bits_per_byte": bpb,
+        rows.append({"release": arm_name, "arm": arm, "seed": seed, "bits_per_byte": bpb,
                      "delta": bpb - base_bpb if bpb is not None and base_bpb is not None else None})
     return rows

@@ -36,6 +36,12 @@ def test_doctests(smoke):
 
 @pytest.fixture
 def cluster(smoke, tmp_path, monkeypatch):
+    from stage_launcher import FORWARDED_ENV
+
+    # The launcher forwards the deployment's settings from its own environment; CI exports an S3 endpoint and
+    # region for its S3 server, so clear them: the expected pod environments below are this fixture's alone.
+    for var in FORWARDED_ENV:
+        monkeypatch.delenv(var, raising=False)
     for var, value in {"SEEDCODER_PROFILE": "k8s", "SEEDCODER_GITHUB_SECRET": "github-token",
                        "SEEDCODER_EVAL_SETS_CLAIM": "eval-sets", "SEEDCODER_MODELS_CLAIM": "models",
                        "SEEDCODER_CONFIG_MAP": "seedcoder-config", "SEEDCODER_S3_SECRET": "lake-s3",

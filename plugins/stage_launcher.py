@@ -96,7 +96,7 @@ SPARK_APPLICATION = "local:///opt/seedcoder/lake/entry.py"
 # Settings of the deployment the launcher passes on from its own environment (the chart sets them on Airflow's
 # pods), so a stage pod or Spark job reads and writes the lake, and calls the services, the deployment configured.
 FORWARDED_ENV = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "AWS_REGION", "AWS_DEFAULT_REGION",
-                 "SEEDCODER_ORACLE_ENDPOINT", "SEEDCODER_ORACLE_MODEL")
+                 "SEEDCODER_ORACLE_ENDPOINT", "SEEDCODER_ORACLE_MODEL", "SEEDCODER_SANDBOX_URL")
 S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Where stage containers find the platform configuration: the chart's ConfigMap (named by SEEDCODER_CONFIG_MAP)
 # mounted here, and for Spark pods a pod template (SEEDCODER_SPARK_POD_TEMPLATE, a file of that ConfigMap on

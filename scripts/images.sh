@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the platform's three images on a machine without a Docker engine or a reachable registry, and run every
+# Build the platform's images on a machine without a Docker engine or a reachable registry, and run every
 # stage in its image (the production path, for real). Production builds use `docker build` (docker/README.md).
 #
-# Usage: scripts/images.sh build [airflow|spark|gpu|base ...]   build the named images (default: all three)
+# Usage: scripts/images.sh build [airflow|spark|gpu|sandbox|base ...]  build the named images (default: all four)
 #        scripts/images.sh smoke [image_smoke.py options]       every stage in its image (scripts/image_smoke.py)
 #        scripts/images.sh ls                                   images, sizes, and the last builds' times
 #        scripts/images.sh clean                                remove every image and the storage
@@ -10,10 +10,10 @@
 #
 # How: `debootstrap` makes a Debian bookworm root file system, `podman import` turns it into the base image,
 # docker/base/Dockerfile puts Python 3.11 on it (the stand-in for python:3.11-slim-bookworm), and
-# `buildah bud --isolation chroot` builds docker/{airflow,spark,gpu}/Dockerfile on that base with each image's
+# `buildah bud --isolation chroot` builds docker/{airflow,spark,gpu,sandbox}/Dockerfile on that base with each image's
 # Dockerfile.dockerignore. Images are tagged localhost/seedcoder/NAME:VERSION (VERSION: the chart's appVersion).
 # Builds are layered: a code change rebuilds only the COPY layers on top of the cached dependency layers, which
-# the three images' old versions share; `clean` removes everything.
+# the images' old versions share; `clean` removes everything.
 #
 # Settings (environment; defaults in brackets):
 #   SEEDCODER_IMAGES_DIR    container storage, the base root file system, build logs and timings  [.work/images]
@@ -92,7 +92,7 @@ build_python() {
   record base "$PYTHON_BASE" $((SECONDS - start))
 }
 
-# -- the three images ----------------------------------------------------------------------------------------
+# -- the images --------------------------------------------------------------------------------------------
 s3a_mode() {
   local mode=${SEEDCODER_S3A:-auto}
   if [[ $mode == auto ]]; then
@@ -150,12 +150,12 @@ case $cmd in
     need_tools
     setup_build_mounts
     names=("$@")
-    ((${#names[@]})) || names=(airflow spark gpu)
+    ((${#names[@]})) || names=(airflow spark gpu sandbox)
     for name in "${names[@]}"; do
       case $name in
         base) build_python ;;
-        airflow|spark|gpu) build_image "$name" ;;
-        *) die "unknown image '$name' (airflow, spark, gpu, base)" ;;
+        airflow|spark|gpu|sandbox) build_image "$name" ;;
+        *) die "unknown image '$name' (airflow, spark, gpu, sandbox, base)" ;;
       esac
     done
     list

@@ -1,4 +1,4 @@
-"""The three images, checked without building them: hadolint, shellcheck, and the structure the platform needs.
+"""The images, checked without building them: hadolint, shellcheck, and the structure the platform needs.
 
 These fast tests check what a build and a cluster rely on: every COPY source exists and is in the image's build
 context, the lock installed is complete once the dev tools are dropped, the paths and user ids match the chart
@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
-IMAGES = ("airflow", "spark", "gpu")
+IMAGES = ("airflow", "spark", "gpu", "sandbox")
 LOCKS = {"airflow": "platform.lock", "spark": "platform.lock", "gpu": "gpu.lock"}
 BIN = Path(sys.executable).parent
 
@@ -142,7 +142,7 @@ def test_the_image_variants_are_build_arguments():
     assert "install-lock.sh /tmp/build/gpu.lock" in runs["gpu"], "the cpu variant installs the lock exactly"
 
 
-@pytest.mark.parametrize("image", IMAGES)
+@pytest.mark.parametrize("image", list(LOCKS))
 def test_installs_its_lock_and_runs_as_non_root(image):
     runs = " ".join(arg for word, arg in instructions(image) if word == "RUN")
     assert f"install-lock.sh {'--cuda ' if image == 'gpu' else ''}/tmp/build/{LOCKS[image]}" in runs
@@ -337,3 +337,31 @@ def test_image_names_match_the_chart_and_the_launcher():
         assert stage_launcher.IMAGES[runtime] == f"{repository}:{chart_version}"
     for image in IMAGES:
         assert fnmatch.fnmatch(values["images"][image]["repository"], f"*/{image}")
+    assert set(values["images"]) == set(IMAGES)
+
+
+# -- the sandbox service image ------------------------------------------------------------------------------
+
+def test_the_sandbox_image_has_the_toolchains_and_the_isolation_tools():
+    """Every tool scripts/toolchains.sh requires of a sandbox machine is installed (by its Debian package)."""
+    script = (REPO / "scripts" / "toolchains.sh").read_text()
+    packages = set(re.findall(r"\[[^\]]+\]=([\w.+-]+)", re.search(r"PACKAGE_OF=\((.*?)\)", script, re.S).group(1)))
+    assert {"bubblewrap", "util-linux", "g++", "nodejs", "golang-go"} <= packages
+    runs = " ".join(arg for word, arg in instructions("sandbox") if word == "RUN")
+    installed = set(re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", runs).group(1).split())
+    assert packages - {"python3"} <= installed, "python3: the image's own Python runs the Python programs"
+    steps = final_stage("sandbox")
+    assert [arg for word, arg in steps if word == "USER"][-1] == "0", "the per-slot uid switch needs root"
+    assert [arg for word, arg in steps if word == "CMD"] == ['["python", "-m", "training.sandbox", "serve"]']
+
+
+def test_the_sandbox_image_installs_its_packages_at_the_tested_versions():
+    """sandbox.in names packages the GPU lock pins (the sandbox is tested in .venv-gpu), installed with the lock
+    as constraints, so their dependencies get the lock's versions too."""
+    wanted = [canonicalize_name(line.split("#")[0].strip()) for line in
+              (REPO / "requirements" / "sandbox.in").read_text().splitlines() if line.split("#")[0].strip()]
+    pinned = {canonicalize_name(line.split("==")[0]) for line in
+              (REPO / "requirements" / "gpu.lock").read_text().splitlines() if "==" in line}
+    assert wanted and set(wanted) <= pinned
+    runs = " ".join(arg for word, arg in instructions("sandbox") if word == "RUN")
+    assert "pip install --no-cache-dir -c /tmp/build/gpu.lock -r /tmp/build/sandbox.in" in runs and "pip check" in runs

@@ -202,3 +202,57 @@ def test_the_closure_sees_imports_inside_functions(tmp_path):
     assert _imports(path, "training.m") >= {"spark_jobs.dataset.tokenizer"}
     assert "spark_jobs.session" not in _imports(path, "training.m")
     assert DOCKER.is_dir()
+
+
+
+# -- the sandbox service image: `python -m training.sandbox serve`, no stage --------------------------------
+
+# What the sandbox's import closure reaches through `lake` (lake/__init__ imports lake.stage) but never runs: the
+# lake's readers and writers import pyarrow and boto3 inside the functions that need them.
+SANDBOX_NOT_RUN = {("lake.stage", "pyarrow"), ("lake.storage", "pyarrow"), ("lake.storage", "boto3"),
+                   ("lake.storage", "botocore")}
+
+
+def sandbox_importable_names() -> frozenset[str]:
+    """Import names of requirements/sandbox.in's packages and all their dependencies, as installed in .venv-gpu
+    (whose versions the image's constraints are)."""
+    venv = VENV_OF["gpu.lock"]
+    if not (venv / "bin" / "python").exists():
+        pytest.skip(f"{venv} is missing (scripts/bootstrap.sh)")
+    wanted = [line.split("#")[0].strip() for line in (REPO / "requirements" / "sandbox.in").read_text().splitlines()
+              if line.split("#")[0].strip()]
+    code = """
+import json, sys
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+todo, seen = list(json.loads(sys.argv[1])), set()
+while todo:
+    name = canonicalize_name(todo.pop())
+    if name in seen:
+        continue
+    seen.add(name)
+    for req in metadata.requires(name) or []:
+        r = Requirement(req)
+        if r.marker is None or r.marker.evaluate({"extra": ""}):
+            todo.append(r.name)
+names = {top for top, dists in metadata.packages_distributions().items()
+         if any(canonicalize_name(d) in seen for d in dists)}
+print(json.dumps(sorted(names)))
+"""
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, json.dumps(wanted)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return frozenset(json.loads(proc.stdout))
+
+
+def test_the_sandbox_image_copies_and_installs_what_the_service_imports():
+    ours, theirs = closure(("training.sandbox",))
+    needed = {m.split(".")[0] for m in ours} & set(FIRST_PARTY)
+    assert needed <= copied_packages("sandbox"), f"docker/sandbox lacks {sorted(needed - copied_packages('sandbox'))}"
+    for module, name in SANDBOX_NOT_RUN:
+        assert name not in top_level_imports(module), f"{module} now imports {name} at import time"
+    exempt = {name for _, name in SANDBOX_NOT_RUN}
+    missing = sorted(name for name in theirs - sandbox_importable_names()
+                     if name not in exempt or not importers(ours, name) <= {m for m, n in SANDBOX_NOT_RUN if n == name})
+    assert not missing, f"docker/sandbox: the service imports {missing}, which requirements/sandbox.in does not bring"

@@ -27,7 +27,8 @@ SPARK_CONNECTION = {"conn_type": "spark", "host": "k8s://https://kubernetes.defa
 DEPLOYMENT_VARS = ("SEEDCODER_LAKE_ROOT", "SEEDCODER_S3_ENDPOINT", "SEEDCODER_S3_SECRET", "AWS_REGION",
                    "AWS_DEFAULT_REGION", "SEEDCODER_ORACLE_ENDPOINT", "SEEDCODER_ORACLE_MODEL",
                    "SEEDCODER_GITHUB_SECRET", "SEEDCODER_ORACLE_SECRET", "SEEDCODER_MODELS_CLAIM",
-                   "SEEDCODER_EVAL_SETS_CLAIM", "SEEDCODER_CONFIG_MAP", "SEEDCODER_SPARK_POD_TEMPLATE")
+                   "SEEDCODER_EVAL_SETS_CLAIM", "SEEDCODER_CONFIG_MAP", "SEEDCODER_SPARK_POD_TEMPLATE",
+                   "SEEDCODER_SANDBOX_URL")
 SCORE = {"module": "training.quality.score", "runtime": "gpu"}
 
 
@@ -289,6 +290,46 @@ def test_the_crawl_driver_gets_the_github_token(spark_connection, monkeypatch):
     assert not any("GITHUB_TOKEN" in key for key in conf if "executor" in key), "only the driver calls the API"
     for other in ("exact_dedup", "near_dedup", "decontaminate", "dataset_build"):
         assert not any("GITHUB_TOKEN" in key for key in confs(submit_command(tasks[other])))
+
+
+def test_the_evaluate_stage_reaches_the_sandbox_service_the_chart_deploys(monkeypatch):
+    """With the chart's environment on Airflow's pods, the evaluate pod gets the sandbox Service's address (which
+    config/k8s.yaml's stages.evaluate.sandbox_url reads) and labels the Service's NetworkPolicy lets in."""
+    import yaml
+
+    from tests.helm.chart_tools import CHART, extract_helm, render_chart
+
+    try:
+        helm = extract_helm()
+    except FileNotFoundError as err:
+        pytest.skip(f"helm is unavailable: {err}")
+    values = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
+    objects = render_chart(helm, values, namespace="platform", release="prod")
+    named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    scheduler = named["Deployment", "prod-seedcoder-scheduler"]["spec"]["template"]["spec"]["containers"][0]
+    url = {e["name"]: e.get("value") for e in scheduler["env"]}["SEEDCODER_SANDBOX_URL"]
+    service, policy = named["Service", "prod-seedcoder-sandbox"], named["NetworkPolicy", "prod-seedcoder-sandbox"]
+    assert url == (f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:"
+                   f"{service['spec']['ports'][0]['port']}")
+    import stage_launcher
+
+    chart_env = {e["name"]: e.get("value") for e in scheduler["env"]}
+    monkeypatch.setattr(stage_launcher, "NAMESPACE", chart_env["SEEDCODER_NAMESPACE"])  # read at import
+    monkeypatch.setenv("SEEDCODER_SANDBOX_URL", url)
+    pod = dag_pod(dag_tasks()["evaluate"])
+    assert pod["metadata"]["namespace"] == policy["metadata"]["namespace"]
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["SEEDCODER_SANDBOX_URL"]["value"] == url
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert "namespaceSelector" not in source, "a podSelector alone selects pods of the policy's namespace"
+    assert source["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    from lake.config import load_config
+    from training.evaluate.config import EvaluateConfig
+
+    section = load_config(REPO / "config" / "k8s.yaml").stage("evaluate", EvaluateConfig)
+    assert section.sandbox_url == url
 
 
 def test_the_oracle_stage_gets_its_endpoint_and_key(monkeypatch):

@@ -45,6 +45,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-oracle" (include "seedcoder.fullname" .) -}}
 {{- end -}}
 
+{{- define "seedcoder.sandboxName" -}}
+{{- printf "%s-sandbox" (include "seedcoder.fullname" .) -}}
+{{- end -}}
+
 {{- define "seedcoder.apiServerUrl" -}}
 {{- printf "http://%s-api-server.%s.svc:%d" (include "seedcoder.fullname" .) .Release.Namespace (int .Values.airflow.apiServer.port) -}}
 {{- end -}}
@@ -122,6 +126,10 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ printf "http://%s.%s.svc:%d/v1" (include "seedcoder.oracleName" .) (include "seedcoder.stagesNamespace" .) (int .Values.oracle.port) | quote }}
 - name: SEEDCODER_ORACLE_MODEL
   value: {{ .Values.oracle.servedModelName | quote }}
+{{- end }}
+{{- if .Values.sandbox.enabled }}
+- name: SEEDCODER_SANDBOX_URL
+  value: {{ printf "http://%s.%s.svc:%d" (include "seedcoder.sandboxName" .) (include "seedcoder.stagesNamespace" .) (int .Values.sandbox.port) | quote }}
 {{- end }}
 {{- with .Values.oracle.apiKeySecret }}
 - name: SEEDCODER_ORACLE_SECRET

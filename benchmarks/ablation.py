@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="demo", help="base release (its dataset DAG done)")
     parser.add_argument("--arms", default="curated,no_quality_filter", help="comma-separated arms (dags/ablation.py)")
-    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, each run for every arm")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds, each run for every arm (default 1,2,3; with --tiny 1,2)")
     parser.add_argument("--out", type=Path, default=None, help="where the report goes (default .work/ablation)")
     parser.add_argument("--airflow-home", type=Path, default=REPO / ".airflow")
     parser.add_argument("--redo", action="store_true", help="run again the arms whose evaluation is committed")
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     guard = MachineGuard.check(max_load=args.max_load, wait_s=0 if args.tiny else args.wait_quiet,
                                allow_busy=args.allow_busy or args.tiny)
     arms = args.arms.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    # An explicit --seeds is always honoured (it used to be cut to two with --tiny when it equalled the default).
+    seeds = [int(s) for s in (args.seeds or ("1,2" if args.tiny else "1,2,3")).split(",")]
     if ablation.REFERENCE not in arms:
         parser.error(f"--arms must include {ablation.REFERENCE!r}, the arm the others are compared with")
     if args.tiny:
@@ -137,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         os.environ["SEEDCODER_CONFIG"] = str(tiny_config(root))
         args.base, args.airflow_home = "tiny", root / "airflow"
-        seeds = seeds[:2] if args.seeds == parser.get_default("seeds") else seeds
         build_tiny_base(root, args.base)
     out = args.out or (REPO / ".work" / ("ablation-tiny" if args.tiny else "ablation"))
     out.mkdir(parents=True, exist_ok=True)

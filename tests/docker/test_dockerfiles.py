@@ -106,7 +106,7 @@ def test_hadolint(image):
 @pytest.mark.parametrize("script", ["docker/install-lock.sh", "docker/spark/fetch-hadoop-aws.sh",
                                     "docker/spark/check-s3a.sh", "docker/spark/entrypoint.sh",
                                     "scripts/services.sh", "scripts/images.sh", "scripts/at_date.sh",
-                                    "scripts/check_dates.sh"])
+                                    "scripts/check_dates.sh", "scripts/sandbox_image_check.sh"])
 def test_shellcheck(script):
     proc = subprocess.run([str(tool("shellcheck")), str(REPO / script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

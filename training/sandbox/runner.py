@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +40,25 @@ from training.sandbox.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a run's scratch directory, and say so when part of it stays (it would fill the disk unnoticed, e.g. a
+    slot's build directory when the server lacks CAP_DAC_OVERRIDE)."""
+    failures = []
+
+    def failed(_function, failed_path, exc_info):
+        if not isinstance(exc_info[1], FileNotFoundError):
+            failures.append((failed_path, exc_info[1]))
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda function, where, error: failed(function, where, (type(error), error, None)))
+    else:
+        shutil.rmtree(path, onerror=failed)
+    if failures:
+        where, error = failures[0]
+        log.warning("sandbox: %d path(s) under %s could not be removed (first %s: %s)", len(failures), path, where,
+                    error)
 
 VERDICT_BYTES = 8192
 _CPU_SIGNALS = {signal.SIGXCPU, signal.SIGKILL}
@@ -171,7 +191,7 @@ class Executor:
             return await self._run_harness(job, slot, files, run_limits, compile_result, timings, t0)
         finally:
             if build is not None:
-                await asyncio.to_thread(shutil.rmtree, build, True)
+                await asyncio.to_thread(remove_tree, build)
 
     @property
     def mode(self) -> str:
@@ -287,7 +307,7 @@ class Executor:
                 except OSError:
                     pass
             if host_root is not None:
-                await asyncio.to_thread(shutil.rmtree, host_root, True)
+                await asyncio.to_thread(remove_tree, host_root)
 
     async def _spawn(self, argv, child_fds, slot, host_root, *, timeout, max_output, stdin, status_r, verdict_r):
         uid = self.isolation.uid(slot)

@@ -121,3 +121,33 @@ def test_check_command_reports_the_isolation():
 def test_empty_tests_are_refused_not_passed():
     result = run("x = 1", "python", Tests(code="  \n"))
     assert result.status == "SandboxError" and result.verdict == Verdict.sandbox_error and "empty" in result.message
+
+
+def test_a_scratch_directory_that_cannot_be_removed_is_reported(tmp_path, monkeypatch, caplog):
+    """Regression: cleanup used rmtree(ignore_errors=True), so a slot's build directory that root could not remove
+    (a server without CAP_DAC_OVERRIDE) stayed on disk without a word."""
+    import os
+
+    from training.sandbox.runner import remove_tree
+
+    scratch = tmp_path / "build-61000-x"
+    (scratch / "sub").mkdir(parents=True)
+    (scratch / "sub" / "main").write_text("binary")
+    real_unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith("main"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    with caplog.at_level("WARNING", logger="training.sandbox.runner"):
+        remove_tree(scratch)
+    assert (scratch / "sub" / "main").exists()
+    assert "could not be removed" in caplog.text and "Permission denied" in caplog.text
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.sandbox.runner"):
+        remove_tree(scratch)
+        remove_tree(scratch)  # already gone: nothing to report
+    assert not scratch.exists() and caplog.text == ""

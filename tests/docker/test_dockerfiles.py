@@ -355,11 +355,16 @@ def test_the_sandbox_image_has_the_toolchains_and_the_isolation_tools():
     assert [arg for word, arg in steps if word == "CMD"] == ['["python", "-m", "training.sandbox", "serve"]']
 
 
+def sandbox_requirements() -> list[str]:
+    """The distributions requirements/sandbox.in names (comments and blank lines dropped)."""
+    lines = (REPO / "requirements" / "sandbox.in").read_text().splitlines()
+    return [name for line in lines if (name := line.split("#")[0].strip())]
+
+
 def test_the_sandbox_image_installs_its_packages_at_the_tested_versions():
     """sandbox.in names packages the GPU lock pins (the sandbox is tested in .venv-gpu), installed with the lock
     as constraints, so their dependencies get the lock's versions too."""
-    wanted = [canonicalize_name(line.split("#")[0].strip()) for line in
-              (REPO / "requirements" / "sandbox.in").read_text().splitlines() if line.split("#")[0].strip()]
+    wanted = [canonicalize_name(name) for name in sandbox_requirements()]
     pinned = {canonicalize_name(line.split("==")[0]) for line in
               (REPO / "requirements" / "gpu.lock").read_text().splitlines() if "==" in line}
     assert wanted and set(wanted) <= pinned

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from test_dockerfiles import DOCKER, REPO, copies, install_lock_print
+from test_dockerfiles import DOCKER, REPO, copies, install_lock_print, sandbox_requirements
 
 FIRST_PARTY = ("lake", "spark_jobs", "training")
 PLUGIN_PACKAGES = {p.parent.name for p in (REPO / "plugins").glob("*/__init__.py")}
@@ -135,34 +135,51 @@ def test_the_image_copies_every_package_its_code_imports(image):
     assert not missing, f"docker/{image} runs {modules} whose imports reach {sorted(missing)}, which it does not COPY"
 
 
-@cache
-def importable_names(lock: str) -> frozenset[str]:
-    """Top-level import names of the lock's packages minus the dev tools (from the venv that mirrors the image)."""
+def import_names(lock: str, distributions: list[str], *, with_dependencies: bool = False) -> frozenset[str]:
+    """Top-level import names of ``distributions`` (and, with ``with_dependencies``, of everything they require),
+    as installed in the venv that mirrors ``lock``'s image."""
     venv = VENV_OF[lock]
     if not (venv / "bin" / "python").exists():
         pytest.skip(f"{venv} is missing (scripts/bootstrap.sh)")
-    kept = sorted({line.split("==")[0] for line in install_lock_print(lock)})
     code = """
 import json, sys
 from importlib import metadata
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-kept = {canonicalize_name(n) for n in json.loads(sys.argv[1])}
-names = set()
-for top, dists in metadata.packages_distributions().items():
-    if any(canonicalize_name(d) in kept for d in dists):
-        names.add(top)
+todo, follow, kept = json.loads(sys.argv[1]), sys.argv[2] == "1", set()
+while todo:
+    name = canonicalize_name(todo.pop())
+    if name in kept:
+        continue
+    kept.add(name)
+    for req in (metadata.requires(name) or []) if follow else []:
+        r = Requirement(req)
+        if r.marker is None or r.marker.evaluate({"extra": ""}):
+            todo.append(r.name)
+names = {top for top, dists in metadata.packages_distributions().items()
+         if any(canonicalize_name(d) in kept for d in dists)}
 print(json.dumps(sorted(names)))
 """
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, json.dumps(kept)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, json.dumps(distributions),
+                           "1" if with_dependencies else "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return frozenset(json.loads(proc.stdout))
 
 
+@cache
+def importable_names(lock: str) -> frozenset[str]:
+    """Top-level import names of the lock's packages minus the dev tools (from the venv that mirrors the image)."""
+    return import_names(lock, sorted({line.split("==")[0] for line in install_lock_print(lock)}))
+
+
 # (module, third-party name) imports an image's code reaches but never runs, each checked to stay inside a function:
 # lake.schemas.to_spark_schema is the Spark bridge of the shared schemas (only spark_jobs call it); the GPU image
-# reaches lake.schemas through lake.release (train_scorer reads a release's manifest) and has no pyspark.
-NOT_RUN = {"gpu": {("lake.schemas", "pyspark")}}
+# reaches lake.schemas through lake.release (train_scorer reads a release's manifest) and has no pyspark. The
+# sandbox service reaches lake.stage and lake.storage through `lake` (its __init__), whose readers and writers
+# import pyarrow and boto3 inside the functions that need them.
+NOT_RUN = {"gpu": {("lake.schemas", "pyspark")},
+           "sandbox": {("lake.stage", "pyarrow"), ("lake.storage", "pyarrow"), ("lake.storage", "boto3"),
+                       ("lake.storage", "botocore")}}
 
 
 def importers(ours: frozenset[str], name: str) -> set[str]:
@@ -183,14 +200,19 @@ def top_level_imports(module: str) -> set[str]:
 
 @pytest.mark.parametrize("image", ["airflow", "spark", "gpu"])
 def test_the_image_installs_every_third_party_package_its_code_imports(image):
-    ours, theirs = closure(stage_modules()[image])
-    available = importable_names(LOCK_OF[image])
+    missing = missing_imports(image, stage_modules()[image], importable_names(LOCK_OF[image]))
+    assert not missing, f"docker/{image}: its code imports {missing}, which {LOCK_OF[image]} (minus dev tools) lacks"
+
+
+def missing_imports(image: str, modules: tuple[str, ...], available: frozenset[str]) -> list[str]:
+    """Third-party names ``modules`` import (following our packages) that ``available`` lacks, except those the
+    image's NOT_RUN exempts, each checked to be imported only inside a function."""
+    ours, theirs = closure(modules)
     exempt = NOT_RUN.get(image, set())
     for module, name in exempt:
         assert name not in top_level_imports(module), f"{module} now imports {name} at import time"
-    missing = sorted(name for name in theirs - available
-                     if not importers(ours, name) <= {m for m, n in exempt if n == name})
-    assert not missing, f"docker/{image}: its code imports {missing}, which {LOCK_OF[image]} (minus dev tools) lacks"
+    return sorted(name for name in theirs - available
+                  if not importers(ours, name) <= {m for m, n in exempt if n == name})
 
 
 def test_the_closure_sees_imports_inside_functions(tmp_path):
@@ -204,55 +226,14 @@ def test_the_closure_sees_imports_inside_functions(tmp_path):
     assert DOCKER.is_dir()
 
 
-
 # -- the sandbox service image: `python -m training.sandbox serve`, no stage --------------------------------
 
-# What the sandbox's import closure reaches through `lake` (lake/__init__ imports lake.stage) but never runs: the
-# lake's readers and writers import pyarrow and boto3 inside the functions that need them.
-SANDBOX_NOT_RUN = {("lake.stage", "pyarrow"), ("lake.storage", "pyarrow"), ("lake.storage", "boto3"),
-                   ("lake.storage", "botocore")}
-
-
-def sandbox_importable_names() -> frozenset[str]:
-    """Import names of requirements/sandbox.in's packages and all their dependencies, as installed in .venv-gpu
-    (whose versions the image's constraints are)."""
-    venv = VENV_OF["gpu.lock"]
-    if not (venv / "bin" / "python").exists():
-        pytest.skip(f"{venv} is missing (scripts/bootstrap.sh)")
-    wanted = [line.split("#")[0].strip() for line in (REPO / "requirements" / "sandbox.in").read_text().splitlines()
-              if line.split("#")[0].strip()]
-    code = """
-import json, sys
-from importlib import metadata
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-todo, seen = list(json.loads(sys.argv[1])), set()
-while todo:
-    name = canonicalize_name(todo.pop())
-    if name in seen:
-        continue
-    seen.add(name)
-    for req in metadata.requires(name) or []:
-        r = Requirement(req)
-        if r.marker is None or r.marker.evaluate({"extra": ""}):
-            todo.append(r.name)
-names = {top for top, dists in metadata.packages_distributions().items()
-         if any(canonicalize_name(d) in seen for d in dists)}
-print(json.dumps(sorted(names)))
-"""
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, json.dumps(wanted)], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return frozenset(json.loads(proc.stdout))
-
-
 def test_the_sandbox_image_copies_and_installs_what_the_service_imports():
-    ours, theirs = closure(("training.sandbox",))
+    modules = ("training.sandbox",)
+    ours, _ = closure(modules)
     needed = {m.split(".")[0] for m in ours} & set(FIRST_PARTY)
     assert needed <= copied_packages("sandbox"), f"docker/sandbox lacks {sorted(needed - copied_packages('sandbox'))}"
-    for module, name in SANDBOX_NOT_RUN:
-        assert name not in top_level_imports(module), f"{module} now imports {name} at import time"
-    exempt = {name for _, name in SANDBOX_NOT_RUN}
-    missing = sorted(name for name in theirs - sandbox_importable_names()
-                     if name not in exempt or not importers(ours, name) <= {m for m, n in SANDBOX_NOT_RUN if n == name})
+    # requirements/sandbox.in installs with gpu.lock as constraints: its packages and their dependencies.
+    available = import_names("gpu.lock", sandbox_requirements(), with_dependencies=True)
+    missing = missing_imports("sandbox", modules, available)
     assert not missing, f"docker/sandbox: the service imports {missing}, which requirements/sandbox.in does not bring"

@@ -307,13 +307,13 @@ def test_the_evaluate_stage_reaches_the_sandbox_service_the_chart_deploys(monkey
     objects = render_chart(helm, values, namespace="platform", release="prod")
     named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     scheduler = named["Deployment", "prod-seedcoder-scheduler"]["spec"]["template"]["spec"]["containers"][0]
-    url = {e["name"]: e.get("value") for e in scheduler["env"]}["SEEDCODER_SANDBOX_URL"]
+    chart_env = {e["name"]: e.get("value") for e in scheduler["env"]}
+    url = chart_env["SEEDCODER_SANDBOX_URL"]
     service, policy = named["Service", "prod-seedcoder-sandbox"], named["NetworkPolicy", "prod-seedcoder-sandbox"]
     assert url == (f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:"
                    f"{service['spec']['ports'][0]['port']}")
     import stage_launcher
 
-    chart_env = {e["name"]: e.get("value") for e in scheduler["env"]}
     monkeypatch.setattr(stage_launcher, "NAMESPACE", chart_env["SEEDCODER_NAMESPACE"])  # read at import
     monkeypatch.setenv("SEEDCODER_SANDBOX_URL", url)
     pod = dag_pod(dag_tasks()["evaluate"])

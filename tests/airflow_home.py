@@ -9,7 +9,6 @@ DAGs with `airflow dags reserialize`. DAGs are paused at creation; a test unpaus
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 import sqlalchemy
+
+from tests.processes import stop_process_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,15 +87,7 @@ class AirflowHome:
                                            start_new_session=True))
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(*self.procs)
 
     def query(self, sql: str) -> list[tuple]:
         engine = sqlalchemy.create_engine(self.db_url, poolclass=sqlalchemy.pool.NullPool)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from tests.helm.chart_tools import CHART, KUBERNETES_VERSION, REPO
+from tests.processes import stop_process_groups
 
 PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
 PYTHON = REPO / ".venv-gpu" / "bin" / "python"
@@ -188,12 +188,7 @@ def test_the_server_runs_with_only_the_granted_capabilities(runnable, objects, p
                      "language": "cpp", "tests": {"kind": "stdio", "cases": [{"stdin": "2 3", "stdout": "5"}]}})
         assert cpp["verdict"] == "passed", cpp
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_groups(server)
         log.close()
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from lake.stage import Lake
+from tests.processes import stop_process_groups
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -115,12 +116,7 @@ def api_server(world):
             time.sleep(1)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_groups(proc)
         log.close()
 
 

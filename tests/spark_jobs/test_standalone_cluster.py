@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 import pendulum
 import pytest
 import yaml
+
+from tests.processes import stop_process_groups
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -83,14 +84,7 @@ def standalone(tmp_path_factory):
         wait_for(worker_log, "Successfully registered with master", procs[1])
         yield {"url": url, "port": master_port, "ui": f"http://127.0.0.1:{master_ui}", "logs": root}
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        stop_process_groups(*reversed(procs))
 
 
 @pytest.fixture(scope="module")

@@ -28,3 +28,4 @@ DATASET = Asset(f"{LAKE}/dataset", group="seedcoder")          # dataset DAG -> 
 MODEL = Asset(f"{LAKE}/pretrain", group="seedcoder")           # pretrain DAG -> evaluate DAG, RL (extra: release, model)
 EVALUATED = Asset(f"{LAKE}/evaluate", group="seedcoder")       # evaluate DAG (extra: release, model, headline numbers)
 ABLATION = Asset(f"{LAKE}/ablation", group="seedcoder")        # ablation DAG: one arm and seed trained + evaluated
+RL_POLICY = Asset(f"{LAKE}/rl", group="seedcoder")              # rl DAG: the final policy of GRPO, evaluated

@@ -25,7 +25,7 @@ class DistributedJobOperator(CommittedStatsMixin, KubernetesJobOperator):
     template_fields = (*KubernetesJobOperator.template_fields, "ids", "stage_args")
 
     def __init__(self, *, stage: str, module: str, partition: PartitionKind = "snapshot", ids: str | None = None,
-                 stage_args: tuple[str, ...] = (), **kwargs: Any):
+                 stage_args: tuple[str, ...] = (), config_section: str | None = None, **kwargs: Any):
         kwargs.setdefault("pool", GPU_POOL)
         super().__init__(
             name=f"seedcoder-{stage.replace('_', '-')}",
@@ -42,10 +42,11 @@ class DistributedJobOperator(CommittedStatsMixin, KubernetesJobOperator):
         self._stage_init(stage, partition, ids)
         self.module = module
         self.stage_args = tuple(stage_args)
+        self.config_section = config_section
 
     def launch(self) -> DistributedLaunch:
         return DistributedLaunch.from_platform_config(self.stage, self.module, stage_args=self.stage_args,
-                                                      partition=self.partition)
+                                                      partition=self.partition, section=self.config_section)
 
     def shape(self, launch: DistributedLaunch) -> None:
         """Set the Job's size and its pod from ``launch``; the rendered SEEDCODER_PARTITION_IDS is kept."""

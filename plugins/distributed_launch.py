@@ -72,12 +72,14 @@ class DistributedLaunch:
                              f"{self.gpus_per_node}")
 
     @classmethod
-    def from_platform_config(cls, stage: str, module: str, cfg=None, **kw: Any) -> DistributedLaunch:
-        """From ``stages.<stage>.k8s`` of the platform configuration (default: the active profile's file)."""
+    def from_platform_config(cls, stage: str, module: str, cfg=None, *, section: str | None = None,
+                             **kw: Any) -> DistributedLaunch:
+        """From ``stages.<section>.k8s`` of the platform configuration (default: the active profile's file);
+        ``section`` defaults to the stage (the RL steps share ``stages.rl.k8s``)."""
         from lake.config import load_config
         from lake.launch import k8s_launch
 
-        return cls.from_config(stage, module, k8s_launch(cfg or load_config(), stage), **kw)
+        return cls.from_config(stage, module, k8s_launch(cfg or load_config(), section or stage), **kw)
 
     @classmethod
     def from_config(cls, stage: str, module: str, k8s_cfg, **kw: Any) -> DistributedLaunch:
@@ -227,7 +229,9 @@ class HeadlessServiceOperator(BaseOperator):
 def distributed_stage_tasks(stage: str, *, module: str, partition: PartitionKind = "snapshot",
                             stage_args: tuple[str, ...] = (), **kwargs: Any) -> tuple[BaseOperator, BaseOperator]:
     """(first, last) task of the stage on the run's ``partition`` ids: local -> one subprocess task; k8s ->
-    headless Service >> Indexed Job. ``stage_args`` (templated) follow the partition flag on both profiles."""
+    headless Service >> Indexed Job. ``stage_args`` (templated) follow the partition flag on both profiles;
+    ``config_section`` names the ``stages.<section>.k8s`` that shapes the Job (default: the stage's own)."""
+    config_section = kwargs.pop("config_section", None)
     if profile() == "local":
         task = stage_task(stage, module=module, runtime="gpu", partition=partition,
                           extra_args=list(stage_args) or None, **kwargs)
@@ -236,6 +240,6 @@ def distributed_stage_tasks(stage: str, *, module: str, partition: PartitionKind
 
     service = HeadlessServiceOperator(task_id=f"{stage}_service", stage=stage, module=module)
     job = DistributedJobOperator(task_id=stage, stage=stage, module=module, partition=partition,
-                                 stage_args=stage_args, **kwargs)
+                                 stage_args=stage_args, config_section=config_section, **kwargs)
     service >> job
     return service, job

@@ -9,7 +9,8 @@ This is what the README's main command runs. The chain: the snapshot DAGs (crawl
 DAG when the pinned scorer version does not exist yet (it is trained once, on this snapshot, then reused), the
 quality DAG, the release DAG (cuts release ``--release``, default the snapshot's name, from ``--release-snapshots``,
 default this snapshot; an existing release is immutable and is reused), then the dataset, pretrain and evaluate
-DAGs on the release; the summary ends with the evaluation's table. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
+DAGs on the release, and the rl DAG on the release's model (its stages in partition ``{release}.rl``); the summary
+ends with the evaluation tables of the pretrained model and of the RL policy. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
 partition given as the run's params; the Asset-scheduled DAGs are run in chain order instead of waiting on Assets.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT_DAGS = ["crawl", "dedup", "filters", "scorer", "quality"]
-RELEASE_DAGS = ["release", "dataset", "pretrain", "evaluate"]
+RELEASE_DAGS = ["release", "dataset", "pretrain", "evaluate", "rl"]
 CHAIN = SNAPSHOT_DAGS + RELEASE_DAGS
 
 
@@ -78,6 +79,8 @@ def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
         snapshots = args.release_snapshots.split(",") if args.release_snapshots else [args.snapshot]
         return {"release": args.release, "snapshots": snapshots, "base_release": args.base_release,
                 "tokenizer": args.tokenizer, "tokenizer_from": None}
+    if dag_id == "rl":
+        return {"release": args.release, "model": "", "tasks": ""}
     if dag_id in RELEASE_DAGS:
         return {"release": args.release}
     return {"snapshot": args.snapshot}
@@ -146,11 +149,25 @@ def summary(snapshot: str | None, release: str | None, scorer: str | None) -> st
                          f"(tokens per source: {json.dumps(tokens)})")
         if (model := rel.model_uri(lake, release)) is not None:
             lines.append(f"  model:  {model}")
-        evaluation = lake.commit_info(part, "evaluate")
-        if evaluation is not None and f"{evaluation.prefix}/report/results.md" in evaluation.datasets.get("report", []):
-            lines += ["", lake.storage.read_bytes(f"{evaluation.prefix}/report/results.md").decode().rstrip(),
-                      f"(plot: {lake.storage.uri(evaluation.prefix + '/report/results.svg')})"]
+        lines += evaluation_lines(lake, part)
+        rl = Partition.release(f"{release}.rl")
+        if lake.committed_stages(rl):
+            lines += ["", f"RL of release {release!r} (partition {rl.prefix}):", *stage_lines(lake, rl)]
+            for commit in lake.committed_stages(rl):
+                if commit.stage.startswith("rl_round_"):
+                    m = commit.stats["metrics"]
+                    lines.append(f"  {commit.stage}: {m['steps']} steps, mean reward {m['reward_first']:.3f} (step 1) -> "
+                                 f"{m['reward_last']:.3f} (last), policy {m['export']}")
+            lines += evaluation_lines(lake, rl)
     return "\n".join(lines)
+
+
+def evaluation_lines(lake, part) -> list[str]:
+    evaluation = lake.commit_info(part, "evaluate")
+    if evaluation is None or f"{evaluation.prefix}/report/results.md" not in evaluation.datasets.get("report", []):
+        return []
+    return ["", lake.storage.read_bytes(f"{evaluation.prefix}/report/results.md").decode().rstrip(),
+            f"(plot: {lake.storage.uri(evaluation.prefix + '/report/results.svg')})"]
 
 
 def main(argv: list[str] | None = None) -> int:

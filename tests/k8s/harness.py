@@ -114,6 +114,24 @@ def migrate() -> None:
     initdb()
 
 
+def sync_dags() -> None:
+    """Write every DAG of the configured bundles (and the Assets they name) to the metadata DB, as the dag-processor
+    does, so an Asset event can be recorded before any run has synced its DAG (``dag.test()`` syncs as it starts)."""
+    from airflow import settings
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    manager = DagBundlesManager()
+    with settings.Session() as session:
+        manager.sync_bundles_to_db(session=session)
+        session.commit()
+    for bundle in manager.get_all_dag_bundles():
+        if not bundle.is_initialized:
+            bundle.initialize()
+        sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
+                       bundle.name, bundle.version)
+
+
 def latest_asset_events(dag) -> list:
     """The newest event of each Asset ``dag`` is scheduled on (what the scheduler would hand its next run)."""
     from airflow import settings
@@ -234,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_airflow(args.home)
     migrate()
+    sync_dags()
     stand_in = ClusterStandIn()
     runs = []
     with stand_in.patched():

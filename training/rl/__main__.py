@@ -1,8 +1,8 @@
-"""``python -m training.rl {warmup,curriculum,grpo} --snapshot S [--round K]``: the RL stages (training/rl/stage.py).
+"""``python -m training.rl {warmup,curriculum,grpo} --release R [--round K]``: the RL stages (training/rl/stage.py).
 
-    python -m training.rl warmup --snapshot demo.rl --set stages.rl.model.snapshot=demo   # or --model DIR
-    python -m training.rl curriculum --snapshot demo.rl --round 1
-    python -m training.rl grpo --snapshot demo.rl --round 1          # a killed round resumes; --fresh restarts it
+    python -m training.rl warmup --release demo.rl --set stages.rl.model.release=demo   # or --model DIR
+    python -m training.rl curriculum --release demo.rl --round 1
+    python -m training.rl grpo --release demo.rl --round 1          # a killed round resumes; --fresh restarts it
 
 Locally each step is one process (CPU, gloo); on k8s the warm-up and the rounds run under torchrun, one rank per
 GPU (the ``rl`` DAG's Indexed Job), and judge through the sandbox service.
@@ -21,7 +21,7 @@ log = logging.getLogger("rl")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("rl", __doc__.split("\n\n")[0])
+    parser = stage_parser("rl", __doc__.split("\n\n")[0], partition="release")
     parser.add_argument("step", choices=stage.STEPS,
                         help="warmup: task set + supervised warm-up; curriculum: the round's task set from pass "
                              "rates; grpo: the round's GRPO steps")
@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.step != "warmup" and (args.round is None or args.round < 1):
             raise ValueError(f"{args.step} needs --round K (1-based)")
         if args.step == "warmup":
-            stats = stage.warmup(cfg, args.snapshot, model=args.model or None, tasks=args.tasks or None)
+            stats = stage.warmup(cfg, args.partition, model=args.model or None, tasks=args.tasks or None)
         elif args.step == "curriculum":
-            stats = stage.curriculum(cfg, args.snapshot, args.round, fresh=args.fresh)
+            stats = stage.curriculum(cfg, args.partition, args.round, fresh=args.fresh)
         else:
-            stats = stage.grpo(cfg, args.snapshot, args.round, fresh=args.fresh)
+            stats = stage.grpo(cfg, args.partition, args.round, fresh=args.fresh)
         if stats:
-            log.info("%s %s committed: %s", args.step, args.snapshot, stats["metrics"].get("xcom"))
+            log.info("%s %s committed: %s", args.step, args.partition, stats["metrics"].get("xcom"))
         return 0
 
     return run_stage(parser, argv, body)

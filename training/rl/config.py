@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lake.config import StrictModel
+from lake.launch import K8sLaunchConfig
 from training.sandbox.config import Limits
 
 LossAggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
@@ -248,8 +249,8 @@ class WarmupConfig(StrictModel):
 class ModelSource(StrictModel):
     """The model the warm-up starts from: a stage's Hugging Face export in the lake (or --model DIR)."""
 
-    # Snapshot holding the model; None: the run's own snapshot.
-    snapshot: str | None = None
+    # Release holding the model (the rl DAG sets the base release); None: the run's own partition.
+    release: str | None = None
     stage: str = "pretrain"
     dataset: str = "hf"
 
@@ -284,6 +285,9 @@ class RLConfig(StrictModel):
     # Local scratch for checkpoint files and TensorBoard events on their way to the lake;
     # None: {tempdir}/seedcoder-rl.
     scratch_dir: str | None = None
+    # The Indexed Job of the warm-up and the rounds on the k8s profile (plugins/distributed_launch.py reads it at
+    # run time, as for pretraining).
+    k8s: K8sLaunchConfig = K8sLaunchConfig()
 
     @model_validator(mode="after")
     def _shape(self) -> RLConfig:

@@ -15,7 +15,7 @@ class PromptSampler:
     >>> s.take(3), s.take(3), s.state_dict()
     ([0, 1, 2], [3, 4, 0], {'epoch': 1, 'position': 1})
     >>> t = PromptSampler(5, seed=0, shuffle=True)
-    >>> t.load_state_dict({'epoch': 1, 'position': 1}); t.take(2) == PromptSampler(5, 0, True).take(7)[5:]
+    >>> t.load_state_dict({'epoch': 1, 'position': 1}); t.take(2) == PromptSampler(5, 0, True).take(8)[6:]
     True
     """
 

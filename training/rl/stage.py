@@ -1,4 +1,5 @@
-"""The RL stages of one run, each a committed stage of the run's snapshot (the ``rl`` DAG uses ``{base}.rl``):
+"""The RL stages of one run, each a committed stage of the run's own release partition (the ``rl`` DAG uses
+``{base}.rl`` for the model of release ``base``):
 
     rl_warmup            the task set (``tasks``) and the warmed-up policy (``hf``)
     rl_curriculum_{k}    pass rates of every task under round k's starting policy (``estimates``) and the round's
@@ -21,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from lake.config import PlatformConfig
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.evaluate.stage import lake_model_dir
 from training.rl.config import RLConfig
 from training.rl.curriculum import select
@@ -47,17 +48,17 @@ def policy_stage(number: int) -> str:
     return WARMUP if number == 1 else round_stage(number - 1)
 
 
-def committed_model(lake: Lake, snapshot: str, stage: str, dataset: str = "hf") -> tuple[Path, str]:
+def committed_model(lake: Lake, partition: Partition, stage: str, dataset: str = "hf") -> tuple[Path, str]:
     """A local directory of a stage's committed Hugging Face export, and its URI."""
-    commit = lake.require(snapshot, stage)
+    commit = lake.require(partition, stage)
     if dataset not in commit.datasets:
-        raise FileNotFoundError(f"stage {stage!r} of snapshot {snapshot!r} committed no {dataset!r} model "
+        raise FileNotFoundError(f"stage {stage!r} of {partition} committed no {dataset!r} model "
                                 f"(has {sorted(commit.datasets)})")
     prefix = f"{commit.prefix}/{dataset}"
     return lake_model_dir(lake, prefix), lake.storage.uri(prefix)
 
 
-def base_model(lake: Lake, snapshot: str, cfg: RLConfig, model: str | None) -> tuple[Path, str]:
+def base_model(lake: Lake, partition: Partition, cfg: RLConfig, model: str | None) -> tuple[Path, str]:
     """The warm-up's starting model: ``--model`` (a directory or a lake URI), else ``stages.rl.model``'s export."""
     if model:
         path = Path(model).expanduser()
@@ -69,53 +70,54 @@ def base_model(lake: Lake, snapshot: str, cfg: RLConfig, model: str | None) -> t
         if model.startswith(root + "/"):
             return lake_model_dir(lake, model[len(root) + 1:].rstrip("/")), model
         raise FileNotFoundError(f"--model {model}: neither a directory here nor a location in the lake {root}")
-    return committed_model(lake, cfg.model.snapshot or snapshot, cfg.model.stage, cfg.model.dataset)
+    source = Partition.release(cfg.model.release) if cfg.model.release else partition
+    return committed_model(lake, source, cfg.model.stage, cfg.model.dataset)
 
 
-def read_tasks(lake: Lake, snapshot: str, stage: str) -> tuple[list[RLTask], str]:
+def read_tasks(lake: Lake, partition: Partition, stage: str) -> tuple[list[RLTask], str]:
     """The task set a stage committed, in its order, and its URI."""
-    rows = sorted(lake.read_table(snapshot, stage, "tasks").to_pylist(), key=lambda r: r["order"])
-    return [RLTask.from_row(r) for r in rows], lake.dataset_uri(snapshot, stage, "tasks")
+    rows = sorted(lake.read_table(partition, stage, "tasks").to_pylist(), key=lambda r: r["order"])
+    return [RLTask.from_row(r) for r in rows], lake.dataset_uri(partition, stage, "tasks")
 
 
 # -- the three steps -----------------------------------------------------------------------------------------
-def warmup(cfg: PlatformConfig, snapshot: str, *, model: str | None = None, tasks: str | None = None) -> dict | None:
+def warmup(cfg: PlatformConfig, partition: Partition, *, model: str | None = None, tasks: str | None = None) -> dict | None:
     rl = cfg.stage("rl", RLConfig)
     lake = cfg.open_lake()
     source = tasks or rl.tasks
     task_set = load_tasks(source, lake)
     task_set = task_set[: rl.max_tasks] if rl.max_tasks else task_set
-    model_dir, model_uri = base_model(lake, snapshot, rl, model)
-    return Warmup(lake, snapshot, rl, cfg.stage("sandbox", SandboxConfig), model_dir=model_dir,
+    model_dir, model_uri = base_model(lake, partition, rl, model)
+    return Warmup(lake, partition, rl, cfg.stage("sandbox", SandboxConfig), model_dir=model_dir,
                   model_uri=model_uri, tasks=task_set, tasks_source=source).run()
 
 
-def grpo(cfg: PlatformConfig, snapshot: str, number: int, *, fresh: bool = False) -> dict | None:
+def grpo(cfg: PlatformConfig, partition: Partition, number: int, *, fresh: bool = False) -> dict | None:
     rl = cfg.stage("rl", RLConfig)
     rl.round(number)
     lake = cfg.open_lake()
-    policy_dir, policy_uri = committed_model(lake, snapshot, policy_stage(number))
-    task_set, tasks_uri = read_tasks(lake, snapshot, curriculum_stage(number))
-    return GRPOTrainer(lake, snapshot, rl, cfg.stage("sandbox", SandboxConfig), round_number=number,
+    policy_dir, policy_uri = committed_model(lake, partition, policy_stage(number))
+    task_set, tasks_uri = read_tasks(lake, partition, curriculum_stage(number))
+    return GRPOTrainer(lake, partition, rl, cfg.stage("sandbox", SandboxConfig), round_number=number,
                        policy_dir=policy_dir, policy_uri=policy_uri, tasks=task_set, tasks_uri=tasks_uri,
                        fresh=fresh).run()
 
 
-def curriculum(cfg: PlatformConfig, snapshot: str, number: int, *, fresh: bool = False) -> dict:
+def curriculum(cfg: PlatformConfig, partition: Partition, number: int, *, fresh: bool = False) -> dict:
     """Estimate every task's pass rate with round ``number``'s starting policy; commit the round's task set."""
     rl = cfg.stage("rl", RLConfig)
     r = rl.round(number)
     cur = rl.curriculum
     lake = cfg.open_lake()
-    policy_dir, policy_uri = committed_model(lake, snapshot, policy_stage(number))
-    all_tasks, tasks_uri = read_tasks(lake, snapshot, WARMUP)
+    policy_dir, policy_uri = committed_model(lake, partition, policy_stage(number))
+    all_tasks, tasks_uri = read_tasks(lake, partition, WARMUP)
     tasks = all_tasks[: cur.max_tasks] if cur.max_tasks else all_tasks
     samples = cur.samples_per_task or r.n
     fingerprint = {"policy": policy_uri, "tasks": tasks_uri, "round": r.model_dump(),
                    "curriculum": cur.model_dump(), "rollout": rl.rollout.model_dump(mode="json"),
                    "reward": rl.reward.model_dump(mode="json"), "seed": rl.seed}
     stage = curriculum_stage(number)
-    with StageRun(lake, snapshot, stage, resume=not fresh, params=fingerprint) as run:
+    with StageRun(lake, partition, stage, resume=not fresh, params=fingerprint) as run:
         if not cur.enable:
             log.info("%s: curriculum off; the round trains on all %d tasks in their order", stage, len(tasks))
             run.write_table("tasks", task_table(tasks), 0)

@@ -175,7 +175,22 @@ def easy_tasks(count: int = 200, seed: int = 0) -> list[RLTask]:
 
 
 def load_tasks(source: str, lake=None) -> list[RLTask]:
-    """The task set ``source`` names: ``mbpp:<split>``, ``easy:<count>``, a JSONL path, or a URI in ``lake``."""
+    """The task set ``source`` names: ``mbpp:<split>``, ``easy:<count>``, a JSONL path, or a URI in ``lake``; several,
+    comma-separated, are concatenated in order (a task id may appear once).
+
+    >>> [t.task_id for t in load_tasks("easy:2,mbpp:prompt")][:3]
+    ['easy/0', 'easy/1', 'mbpp/1']
+    """
+    if "," in source:
+        out, seen = [], {}
+        for part in filter(None, (p.strip() for p in source.split(","))):
+            for task in load_tasks(part, lake):
+                if task.task_id in seen:
+                    raise TaskFormatError(f"task set {source!r}: task id {task.task_id!r} is in both {seen[task.task_id]!r} "
+                                          f"and {part!r}")
+                seen[task.task_id] = part
+                out.append(task)
+        return out
     kind, _, arg = source.partition(":")
     if kind == "mbpp" and arg:
         return mbpp_tasks(arg)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.pretrain import checkpoint as ckpt
 from training.pretrain.train import DistEnv, init_distributed
 from training.rl import rewards as reward_fns
@@ -119,9 +119,9 @@ def restore_rng(state: dict[str, str]) -> None:
 class GRPOTrainer:
     """One rank of one GRPO round on one task set."""
 
-    def __init__(self, lake: Lake, snapshot: str, cfg: RLConfig, sandbox: SandboxConfig, *, round_number: int,
+    def __init__(self, lake: Lake, partition: Partition, cfg: RLConfig, sandbox: SandboxConfig, *, round_number: int,
                  policy_dir: Path, policy_uri: str, tasks: list[RLTask], tasks_uri: str, fresh: bool = False):
-        self.lake, self.snapshot, self.cfg, self.sandbox_cfg = lake, snapshot, cfg, sandbox
+        self.lake, self.partition, self.cfg, self.sandbox_cfg = lake, partition, cfg, sandbox
         self.round: ResolvedRound = cfg.round(round_number)
         self.stage = round_stage(round_number)
         self.policy_dir, self.policy_uri = policy_dir, policy_uri
@@ -164,7 +164,7 @@ class GRPOTrainer:
         """Train the round, export, and (rank 0) commit; returns the committed stats on rank 0."""
         init_distributed(self.env, self.device)
         if self.env.rank == 0:
-            with StageRun(self.lake, self.snapshot, self.stage, resume=not self.fresh,
+            with StageRun(self.lake, self.partition, self.stage, resume=not self.fresh,
                           params={"policy": self.policy_uri, "tasks": self.tasks_uri,
                                   "round": self.round.model_dump(), **self.cfg.model_dump(mode="json")}) as run:
                 self._broadcast(run.attempt_prefix)
@@ -199,14 +199,14 @@ class GRPOTrainer:
     def _train(self, attempt_prefix: str, stats) -> None:
         cfg, env, r = self.cfg, self.env, self.round
         self._setup()
-        local_ckpt = self.scratch / self.snapshot / self.stage / attempt_prefix.rsplit("=", 1)[-1] / "checkpoints"
+        local_ckpt = self.scratch / self.partition.prefix / self.stage / attempt_prefix.rsplit("=", 1)[-1] / "checkpoints"
         steplog, rollouts = SegmentLog(METRICS), SegmentLog(ROLLOUTS)
         start = self._resume(attempt_prefix, local_ckpt, steplog, rollouts)
         writer = self._tensorboard(start) if env.rank == 0 else None
         if env.rank == 0:
             log.info("%s of %s: %d tasks, steps %d..%d, %d prompts x %d responses per step (gen batch %d), max "
                      "response %d tokens, temperature %s, rollout %s, %d rank(s), %d micro batch(es) of %d per update",
-                     self.stage, self.snapshot, len(self.tasks), start, r.steps, cfg.data.train_batch_size, r.n,
+                     self.stage, self.partition, len(self.tasks), start, r.steps, cfg.data.train_batch_size, r.n,
                      cfg.data.prompts_per_gen_batch, r.max_response_length, r.temperature, self.rollout.name,
                      env.world_size, self.accum, cfg.actor.ppo_micro_batch_size_per_gpu)
         for step in range(start, r.steps):
@@ -293,7 +293,7 @@ class GRPOTrainer:
             "sync_s": sync_s, "gen_s": gen_s, "judge_s": judge_s, "train_s": train_s,
             "gen_tokens_per_s": gen_tokens / gen_s if gen_s else 0.0,
             "train_tokens_per_s": update["train_tokens"] / train_s if train_s else 0.0,
-            "step_s": time.perf_counter() - t_step, "sampling": self.spec.record(),
+            "step_s": time.perf_counter() - t_step, "sampling": self.spec.record(), "rollout": self.rollout.name,
         }
         logged = []
         if self.env.rank == 0:
@@ -513,7 +513,7 @@ class GRPOTrainer:
     def _tensorboard(self, start: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        directory = self.scratch / self.snapshot / self.stage / "tensorboard" / f"start{start:08d}-{os.getpid()}"
+        directory = self.scratch / self.partition.prefix / self.stage / "tensorboard" / f"start{start:08d}-{os.getpid()}"
         # purge_step hides events a killed run wrote after the checkpoint this run resumes from.
         return SummaryWriter(log_dir=str(directory), purge_step=start or None)
 
@@ -541,7 +541,7 @@ class GRPOTrainer:
         state = self.actor.weights()
         if self.env.rank != 0:
             return
-        out = self.scratch / self.snapshot / self.stage / "export" / attempt_prefix.rsplit("=", 1)[-1]
+        out = self.scratch / self.partition.prefix / self.stage / "export" / attempt_prefix.rsplit("=", 1)[-1]
         shutil.rmtree(out, ignore_errors=True)
         export_policy(state, self.policy_dir, out, self.cfg.export_dtype)
         stats.bytes_out = ckpt.upload_dir(self.lake.storage, out, f"{attempt_prefix}/hf")

@@ -23,7 +23,7 @@ import pyarrow as pa
 import torch
 import torch.distributed as dist
 
-from lake.stage import Lake, StageRun
+from lake.stage import Lake, Partition, StageRun
 from training.pretrain import checkpoint as ckpt
 from training.pretrain.train import DistEnv, init_distributed
 from training.rl.config import RLConfig
@@ -47,9 +47,9 @@ def task_table(tasks: list[RLTask], **columns: list) -> pa.Table:
 class Warmup:
     """One rank of the warm-up of one run."""
 
-    def __init__(self, lake: Lake, snapshot: str, cfg: RLConfig, sandbox: SandboxConfig, *, model_dir: Path,
+    def __init__(self, lake: Lake, partition: Partition, cfg: RLConfig, sandbox: SandboxConfig, *, model_dir: Path,
                  model_uri: str, tasks: list[RLTask], tasks_source: str):
-        self.lake, self.snapshot, self.cfg, self.sandbox = lake, snapshot, cfg, sandbox
+        self.lake, self.partition, self.cfg, self.sandbox = lake, partition, cfg, sandbox
         self.model_dir, self.model_uri = model_dir, model_uri
         self.tasks, self.tasks_source = tasks, tasks_source
         self.env = DistEnv.from_environ()
@@ -63,7 +63,7 @@ class Warmup:
     def run(self) -> dict[str, Any] | None:
         init_distributed(self.env, self.device)
         if self.env.rank == 0:
-            with StageRun(self.lake, self.snapshot, STAGE,
+            with StageRun(self.lake, self.partition, STAGE,
                           params={"model": self.model_uri, "tasks": self.tasks_source,
                                   **self.cfg.model_dump(mode="json")}) as run:
                 box = [run.attempt_prefix]
@@ -120,7 +120,7 @@ class Warmup:
         cfg, w, env = self.cfg, self.cfg.warmup, self.env
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         examples = self._examples(tokenizer, run)
-        out = self.scratch / self.snapshot / STAGE / attempt_prefix.rsplit("=", 1)[-1]
+        out = self.scratch / self.partition.prefix / STAGE / attempt_prefix.rsplit("=", 1)[-1]
         shutil.rmtree(out, ignore_errors=True)
         if not w.steps:
             if env.rank == 0:

@@ -292,14 +292,15 @@ def test_through_airflows_own_app_the_plugin_is_mounted_and_needs_a_login(local_
 def test_the_ui_knows_every_stage_task_of_the_dags():
     """PIPELINE (what the UI lists per snapshot, release and scorer version) is exactly the stage tasks of dags/ on
     the local profile: DAG, task, stage and the kind of partition it processes. The ablation DAG is left out: it
-    re-runs the release stages on an arm's release, which the UI shows like any release."""
+    re-runs the release stages on an arm's release, which the UI shows like any release; so is the rl DAG, whose
+    stages live in the `{release}.rl` partition (the UI does not list RL stages yet: notes/issue-15.md)."""
     from airflow.dag_processing.dagbag import DagBag
     from stage_launcher import LocalStageOperator
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
     assert bag.import_errors == {}
     tasks = {(dag.dag_id, t.task_id, t.stage, t.partition) for dag in bag.dags.values() for t in dag.tasks
-             if isinstance(t, LocalStageOperator) and dag.dag_id != "ablation"}
+             if isinstance(t, LocalStageOperator) and dag.dag_id not in ("ablation", "rl")}
     assert tasks == {(s.dag_id, s.task_id, s.stage, s.partition) for s in PIPELINE}
 
 

@@ -225,7 +225,6 @@ class GRPOTrainer:
                         writer.add_scalar(f"rl/{key}", value, step + 1)
             if (step + 1) % cfg.save_freq == 0 or step + 1 == r.steps:
                 self._save(attempt_prefix, local_ckpt, step + 1, steplog, rollouts, writer)
-        self.rollout.close()
         self._export(attempt_prefix, stats)
         if stats is not None:
             history = self._history(attempt_prefix)
@@ -238,6 +237,8 @@ class GRPOTrainer:
                 writer.close()
                 ckpt.upload_dir(self.lake.storage, Path(writer.log_dir), f"{attempt_prefix}/tensorboard")
         dist.barrier()
+        # Last: an in-process vLLM engine shares this process's default group and destroys it when it shuts down.
+        self.rollout.close()
 
     # -- one step ---------------------------------------------------------------------------------------
     def train_step(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

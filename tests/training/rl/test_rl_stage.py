@@ -42,8 +42,9 @@ def rl_section(scratch: Path) -> dict:
                   "optim": {"lr": 5e-4, "weight_decay": 0.0}},
         "algorithm": {"filter_groups": {"max_num_gen_batches": 20}},
         "rounds": [{"steps": STEPS}],
-        "warmup": {"steps": 12, "batch_size": 12, "micro_batch_size": 12, "lr": 2e-3, "lr_warmup_steps": 2},
-        "curriculum": {"samples_per_task": 4, "max_pass_rate": 1.0},
+        "warmup": {"steps": 30, "batch_size": 12, "micro_batch_size": 12, "lr": 1e-3, "lr_warmup_steps": 3},
+        # Keep every task whatever its pass rate: the test is about the mechanics, not this tiny model's skill.
+        "curriculum": {"samples_per_task": 4, "max_pass_rate": 1.0, "drop_unsolved": False},
         "save_freq": 2,
     }
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,8 +84,18 @@ def clone_bare(url: str, dest: Path, timeout: float,
     """A bare clone without blobs over ``max_blob_bytes``; refuses an empty or a shallow source at once."""
     # --depth with the largest value git takes: the whole history of a normal source, and a shallow source is
     # cloned at once and seen as shallow (without it, a filtered clone of a shallow source negotiates forever).
-    _git(["clone", "--quiet", "--bare", f"--filter=blob:limit={max_blob_bytes}", "--no-tags",
-          f"--depth={FULL_DEPTH}", "--", check_clone_url(url), str(dest)], cwd=None, timeout=timeout)
+    command = ["clone", "--quiet", "--bare", f"--filter=blob:limit={max_blob_bytes}", "--no-tags",
+               f"--depth={FULL_DEPTH}", "--", check_clone_url(url), str(dest)]
+    try:
+        _git(command, cwd=None, timeout=timeout)
+    except CommitError as err:
+        # A server on git's dumb HTTP protocol (static files) knows neither --depth nor --filter: clone it whole.
+        # GitHub speaks the smart protocol; a mirror or test server may not.
+        if "dumb http transport does not support shallow" not in err.detail:
+            raise
+        log.warning("%s: dumb HTTP transport, cloning without --depth (and without the blob filter)", url[:200])
+        shutil.rmtree(dest, ignore_errors=True)
+        _git([a for a in command if not a.startswith("--depth=")], cwd=None, timeout=timeout)
     if not _git(["for-each-ref", "--count=1", "--format=%(objectname)"], cwd=dest, timeout=timeout).strip():
         raise CommitError("empty_repository", f"{url[:200]} has no commits")
     if _git(["rev-parse", "--is-shallow-repository"], cwd=dest, timeout=timeout).strip() == b"true":

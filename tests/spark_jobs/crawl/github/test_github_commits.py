@@ -199,3 +199,28 @@ def test_git_timeout_is_a_reason(source, tmp_path, monkeypatch):
     with pytest.raises(CommitError) as err:
         clone_bare(f"file://{source}", tmp_path / "c.git", 1)
     assert err.value.reason == "git_timeout"
+
+
+def test_a_source_on_gits_dumb_http_protocol_is_cloned_whole(source, tmp_path):
+    """A static-file (dumb HTTP) server knows neither --depth nor --filter; the image smoke's fake world is one. The
+    clone falls back to a whole clone instead of failing as git_failed."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(source), str(served / "tools.git")], check=True)
+    subprocess.run(["git", "update-server-info"], cwd=served / "tools.git", check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/tools.git"
+        clone = clone_bare(url, tmp_path / "c.git", 60)
+        assert git(clone, "rev-parse", "main") == git(source, "rev-parse", "main")
+        crawled = crawl_commits(url, "octo/tools", git(source, "rev-parse", "main"), SEP, OCT, CommitLimits(),
+                                tmp_path / "work")
+        assert crawled.rejects == [] and len(crawled.rows) == 2
+    finally:
+        server.shutdown()

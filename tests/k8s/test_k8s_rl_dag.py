@@ -93,7 +93,7 @@ def test_the_warmup_and_rounds_are_jobs_shaped_by_the_rl_section(launched, tmp_p
 def test_the_curricula_and_the_evaluation_are_one_gpu_pods_on_the_rl_partition(launched):
     pods = launches(launched, "pod")
     assert set(pods) == {"rl_curriculum_1", "rl_curriculum_2", "evaluate"}
-    for task_id, pod in pods.items():
+    for pod in pods.values():
         kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
         (container,) = pod["spec"]["containers"]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"

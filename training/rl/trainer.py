@@ -164,7 +164,7 @@ class GRPOTrainer:
         """Train the round, export, and (rank 0) commit; returns the committed stats on rank 0."""
         init_distributed(self.env, self.device)
         if self.env.rank == 0:
-            with StageRun(self.lake, self.partition, self.stage, resume=not self.fresh,
+            with StageRun(self.lake, self.partition, self.stage, resume=not self.fresh and self._resumable(),
                           params={"policy": self.policy_uri, "tasks": self.tasks_uri,
                                   "round": self.round.model_dump(), **self.cfg.model_dump(mode="json")}) as run:
                 self._broadcast(run.attempt_prefix)
@@ -172,6 +172,23 @@ class GRPOTrainer:
             return run.stats.to_dict()
         self._train(self._broadcast(None), None)
         return None
+
+    def _resumable(self) -> bool:
+        """Whether the interrupted attempt a resume would adopt trained on this run's inputs (policy, task set, ranks).
+
+        One that did not (the round's policy or task set was re-made since) is stale: a new attempt starts instead
+        of failing on its checkpoint."""
+        latest = StageRun(self.lake, self.partition, self.stage, resume=True)
+        steps = ckpt.complete_steps(self.lake.storage, latest.attempt_prefix)
+        if not steps:
+            return True
+        state = ckpt.read_state(self.lake.storage, latest.attempt_prefix, steps[-1])
+        mine = {"policy": self.policy_uri, "tasks": self.tasks_uri, "world_size": self.env.world_size}
+        if all(state.get(k) == v for k, v in mine.items()):
+            return True
+        log.warning("%s: the interrupted attempt %s trained on %s; this run has %s: starting a new attempt",
+                    self.stage, latest.attempt, {k: state.get(k) for k in mine}, mine)
+        return False
 
     def _setup(self) -> None:
         from transformers import AutoTokenizer

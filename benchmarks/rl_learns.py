@@ -35,6 +35,7 @@ def section(args, scratch: Path) -> dict:
         "data": {"train_batch_size": args.batch, "max_prompt_length": 128, "max_response_length": 32},
         "actor": {"strategy": args.strategy, "ppo_micro_batch_size_per_gpu": 16,
                   "optim": {"lr": args.lr, "weight_decay": 0.0}},
+        "algorithm": {"overlong_filter": args.overlong == "mask"},
         "rounds": [{"steps": args.steps}, {"steps": args.steps}],
         "warmup": {"steps": 40, "batch_size": 16, "micro_batch_size": 16, "lr": 1e-3, "lr_warmup_steps": 5},
         "curriculum": {"samples_per_task": args.samples},
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollout", choices=["vllm", "hf"], default="vllm")
     parser.add_argument("--strategy", choices=["torch", "deepspeed"], default="torch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overlong", choices=["mask", "train"], default="mask",
+                        help="truncated responses: masked out of the loss (the report) or trained on their reward")
     parser.add_argument("--work", default=None, help="keep the lake here (default: a temporary directory)")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     add_quiet_arguments(parser)
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     se = statistics.stdev(diff) / len(diff) ** 0.5
     steps = lake.stats(part, "rl_round_1")["metrics"]
     out = {"tasks": len(diff), "samples_per_task": args.samples, "steps": args.steps, "lr": args.lr,
+           "overlong": args.overlong,
            "pass_rate_before": statistics.mean(before.values()), "pass_rate_after": statistics.mean(after.values()),
            "paired_diff": statistics.mean(diff), "paired_se": se, "tasks_up": sum(d > 0 for d in diff),
            "tasks_down": sum(d < 0 for d in diff), "reward_curve": steps["reward_curve"], "seconds": timings,

@@ -2,8 +2,9 @@
 # The main job on the embedded default (local profile): installs the environments, builds a local source of
 # real code from this machine, runs every built DAG of the pipeline end to end on snapshot "demo" (crawl -> ...
 # -> quality, with scorer v1 trained once), cuts release "demo" from it, trains on the release and evaluates the
-# model, and prints where each stage's output and numbers are, the release's manifest, its shards, its model and,
-# last, the evaluation's table.
+# model, runs RL on that model (release partition "demo.rl": warm-up, curriculum and GRPO rounds, the policy's
+# evaluation), and prints where each stage's output and numbers are, the release's manifest, its shards, its model,
+# the evaluation's table and, last, the RL stages and the policy's evaluation.
 # Usage: scripts/demo.sh   (env: SNAPSHOT, RELEASE, DEMO_MAX_FILES, DAGS)
 set -euo pipefail
 cd "$(dirname "$0")/.."

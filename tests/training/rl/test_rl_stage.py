@@ -167,3 +167,27 @@ def test_a_killed_round_resumes_to_the_same_policy(setup, reference):
     resumed = weights(model_dir)
     assert resumed.keys() == ref_weights.keys()
     assert all(torch.equal(resumed[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_a_round_whose_task_set_was_remade_does_not_adopt_the_stale_attempt(setup, reference):
+    """A killed round's attempt trained on the curriculum's old task set; once the curriculum is re-run, the round
+    starts a new attempt (from step 0) instead of resuming from, or failing on, the stale checkpoint."""
+    root, config, _ = setup
+    lake = reference[0]
+    proc = subprocess.Popen(command("grpo", config, "--round", "1", "--fresh"), cwd=REPO, env=env(),
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = lake.require(RUN, "rl_round_1").attempt
+    try:
+        deadline = time.monotonic() + 600
+        pattern = f"{RUN.prefix}/rl_round_1/attempt=*/checkpoints/step-00000002/trainer_state.json"
+        while not [p for p in (root / "lake").glob(pattern) if committed not in str(p)]:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run("curriculum", config, "--round", "1", "--fresh")  # a new task-set commit: the stale attempt's is gone
+    run("grpo", config, "--round", "1")
+    stats = lake.stats(RUN, "rl_round_1")["metrics"]
+    assert stats["resumed_from_step"] == 0
+    assert stats["tasks"] == lake.dataset_uri(RUN, "rl_curriculum_1", "tasks")

@@ -52,21 +52,27 @@ def model_dir_of(lake: Lake, release: Partition, ecfg: EvaluateConfig, model: st
     ``model`` (a by-hand run): a Hugging Face model directory, or the URI of one in the lake (what the pretrain
     stage's stats print as ``export``). None: the export ``model_stage`` committed for the release."""
     if model:
-        path = Path(model).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"--model {model}: no Hugging Face model there (config.json is missing)")
-            return path.resolve(), str(path.resolve())
-        root = lake.root.rstrip("/")
-        if model.startswith(root + "/"):
-            return lake_model_dir(lake, model[len(root) + 1:].rstrip("/")), model
-        raise FileNotFoundError(f"--model {model}: neither a directory here nor a location in the lake {root}")
+        return given_model(lake, model)
     commit = lake.require(release, ecfg.model_stage)
     if ecfg.model_dataset not in commit.datasets:
         raise FileNotFoundError(f"stage {ecfg.model_stage!r} of {release} committed no "
                                 f"{ecfg.model_dataset!r} dataset (has {sorted(commit.datasets)})")
     prefix = f"{commit.prefix}/{ecfg.model_dataset}"
     return lake_model_dir(lake, prefix), lake.storage.uri(prefix)
+
+
+def given_model(lake: Lake, model: str) -> tuple[Path, str]:
+    """A ``--model`` argument: a Hugging Face model directory here, or the URI of one in the lake; its local
+    directory and how results name it."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"--model {model}: no Hugging Face model there (config.json is missing)")
+        return path.resolve(), str(path.resolve())
+    root = lake.root.rstrip("/")
+    if model.startswith(root + "/"):
+        return lake_model_dir(lake, model[len(root) + 1:].rstrip("/")), model
+    raise FileNotFoundError(f"--model {model}: neither a directory here nor a location in the lake {root}")
 
 
 def lake_model_dir(lake: Lake, prefix: str) -> Path:

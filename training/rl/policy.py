@@ -116,6 +116,16 @@ class PolicyModule(torch.nn.Module):
         return log_probs.gather(-1, targets[:, None]).squeeze(-1), entropy
 
 
+def rank_device(local_rank: int, threads: int | None) -> torch.device:
+    """This rank's device (its GPU, else the CPU) made current, and torch's CPU threads when configured."""
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    return device
+
+
 def load_lm(model_dir: Path, *, gradient_checkpointing: bool = False):
     """The model in fp32 (master weights; bf16 compute is the engine's), as transformers saved it."""
     from transformers import AutoModelForCausalLM

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from lake.config import PlatformConfig
 from lake.stage import Lake, Partition, StageRun
-from training.evaluate.stage import lake_model_dir
+from training.evaluate.stage import given_model, lake_model_dir
 from training.rl.config import RLConfig
 from training.rl.curriculum import select
 from training.rl.extract import extract_code
@@ -61,15 +61,7 @@ def committed_model(lake: Lake, partition: Partition, stage: str, dataset: str =
 def base_model(lake: Lake, partition: Partition, cfg: RLConfig, model: str | None) -> tuple[Path, str]:
     """The warm-up's starting model: ``--model`` (a directory or a lake URI), else ``stages.rl.model``'s export."""
     if model:
-        path = Path(model).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"--model {model}: no Hugging Face model there (config.json is missing)")
-            return path.resolve(), str(path.resolve())
-        root = lake.root.rstrip("/")
-        if model.startswith(root + "/"):
-            return lake_model_dir(lake, model[len(root) + 1:].rstrip("/")), model
-        raise FileNotFoundError(f"--model {model}: neither a directory here nor a location in the lake {root}")
+        return given_model(lake, model)
     source = Partition.release(cfg.model.release) if cfg.model.release else partition
     return committed_model(lake, source, cfg.model.stage, cfg.model.dataset)
 

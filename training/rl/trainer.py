@@ -49,7 +49,7 @@ from training.rl.dynamic_sampling import BatchFiller, Group
 from training.rl.extract import extract_code
 from training.rl.judge import Judge
 from training.rl.loss import agg_loss, kl_penalty, masked_mean, policy_loss
-from training.rl.policy import Actor, Trajectory, architecture, collate, export_policy
+from training.rl.policy import Actor, Trajectory, architecture, collate, export_policy, rank_device
 from training.rl.rollout import Completion, Rollout, SamplingSpec, make_rollout, prompt_seed
 from training.rl.sampler import PromptSampler
 from training.rl.tasks import RLTask
@@ -128,11 +128,7 @@ class GRPOTrainer:
         self.tasks, self.tasks_uri = tasks, tasks_uri
         self.fresh = fresh
         self.env = DistEnv.from_environ()
-        self.device = torch.device("cuda", self.env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.device = rank_device(self.env.local_rank, cfg.threads)
         self.scratch = Path(cfg.scratch_dir or Path(tempfile.gettempdir()) / "seedcoder-rl")
         r = self.round
         self.spec = SamplingSpec(n=r.n, temperature=r.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,

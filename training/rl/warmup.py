@@ -29,7 +29,7 @@ from training.pretrain.train import DistEnv, init_distributed
 from training.rl.config import RLConfig
 from training.rl.extract import format_reference
 from training.rl.judge import Judge
-from training.rl.policy import Actor, Trajectory, collate, export_policy
+from training.rl.policy import Actor, Trajectory, collate, export_policy, rank_device
 from training.rl.sampler import PromptSampler
 from training.rl.tasks import RLTask
 from training.sandbox import SandboxConfig
@@ -53,11 +53,7 @@ class Warmup:
         self.model_dir, self.model_uri = model_dir, model_uri
         self.tasks, self.tasks_source = tasks, tasks_source
         self.env = DistEnv.from_environ()
-        self.device = torch.device("cuda", self.env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.device = rank_device(self.env.local_rank, cfg.threads)
         self.scratch = Path(cfg.scratch_dir or Path(tempfile.gettempdir()) / "seedcoder-rl")
 
     def run(self) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 
 from training.sandbox.config import Limits, SandboxConfig
-from training.sandbox.isolation import Isolation, SandboxUnavailable, scratch_root
+from training.sandbox.isolation import Isolation, SandboxUnavailable, processes_of, scratch_root, sweep_uid
 from training.sandbox.models import RunCodeRequest, RunCodeResponse, RunResult, RunStatus, Tests, Verdict
 from training.sandbox.runner import Executor, Job
 
@@ -94,6 +94,13 @@ class SandboxPool:
                 continue
             self._locks.append(fd)
             slots.append(slot)
+            # A pool whose process was killed (a SIGKILLed stage) can leave a sandbox process behind (seen: an
+            # orphaned bubblewrap child, asleep, after an RL round was killed mid-judge). The uid is ours now:
+            # nothing of its previous owner may stay.
+            if stray := processes_of(self.cfg.uid_base + slot):
+                log.warning("sandbox uid %d: killing %d process(es) left by a pool that died without closing: %s",
+                            self.cfg.uid_base + slot, len(stray), stray)
+                sweep_uid(self.cfg.uid_base + slot, deadline_s=5.0)
         if len(slots) < self.workers:
             raise SandboxUnavailable(f"only {len(slots)} of {self.workers} sandbox uids are free in "
                                      f"{self.cfg.uid_base}..{self.cfg.uid_base + UID_RANGE - 1}")

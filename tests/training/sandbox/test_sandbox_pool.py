@@ -151,3 +151,41 @@ def test_a_scratch_directory_that_cannot_be_removed_is_reported(tmp_path, monkey
         remove_tree(scratch)
         remove_tree(scratch)  # already gone: nothing to report
     assert not scratch.exists() and caplog.text == ""
+
+
+def test_a_slot_claimed_from_a_dead_pool_is_swept_first(caplog):
+    """A process left running as a sandbox uid by a pool whose process was killed (nothing closed it) is killed
+    when a new pool claims that uid, before any program runs there."""
+    import os
+    import time
+
+    from training.sandbox.isolation import processes_of
+
+    if os.geteuid() != 0:
+        pytest.skip("slots have uids of their own only as root")
+    async def claimed() -> list[int]:
+        async with SandboxPool(CFG, workers=1) as probe:  # the uid the next pool will claim first
+            return list(probe._slots._queue)
+
+    (slot,) = asyncio.run(claimed())
+    uid = CFG.uid_base + slot
+    # An orphan, as a killed pool's leftover is (setsid -f: its parent exits at once, so init reaps it once killed).
+    subprocess.run(["setsid", "-f", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                    "sleep", "300"], check=True)
+    deadline = time.monotonic() + 10
+    while not (stray := processes_of(uid)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        caplog.set_level("WARNING", logger="training.sandbox.pool")
+        assert run("print(41 + 1)").run_result.stdout == "42\n"
+        assert f"sandbox uid {uid}: killing 1 process(es) left by a pool that died without closing" in caplog.text
+        assert not any(os.path.exists(f"/proc/{pid}/cmdline") and open(f"/proc/{pid}/cmdline").read()
+                       for pid in stray), "the stray still runs"
+        assert leftovers() == []
+    finally:
+        for pid in stray:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass

@@ -128,11 +128,16 @@ def run_tar_to_disk(base: str, repos: list[str], rules: FileRules) -> tuple[int,
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repos", type=int, default=40, help="repositories (tarballs) per round")
     parser.add_argument("--files-per-repo", type=int, default=150, help="standard-library files per repository")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per method (the best is reported)")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     log.info("building %d tarballs of %d files from %s", args.repos, args.files_per_repo,
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if ours[1] != peer[1]:
         print(f"WARNING: the methods kept different file counts ({ours[1]} vs {peer[1]})")
     print(f"ratio: streaming is {peer[0] / ours[0]:.2f}x the speed of tar-to-disk")
+    print(guard.report())
     return 0
 
 

@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import sysconfig
 import tempfile
 import time
@@ -104,13 +105,18 @@ CONTENDERS = {"ours": ours, "hf_group_texts": hf_group_texts, "nanogpt_prepare":
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megabytes", type=float, default=16.0, help="corpus size in MB of UTF-8 (default 16)")
     parser.add_argument("--seq-len", type=int, default=8192, help="row length in tokens (default 8192)")
     parser.add_argument("--vocab-size", type=int, default=32768, help="BPE vocabulary (default 32768)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
 
     texts = corpus(args.megabytes)
     size = sum(len(t.encode()) for t in texts)
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(meta))
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    print(guard.report())
     return 0
 
 

@@ -60,13 +60,18 @@ def commits_for(rows: list[dict]) -> pa.Table:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packages", nargs="+", default=["json", "http", "email", "urllib", "xml", "logging"],
                         help="standard-library packages, one repository each")
     parser.add_argument("--lake", type=Path, required=True, help="lake root to create (must not exist)")
     parser.add_argument("--snapshot", default="bench", help="the snapshot, and the release cut from it")
     parser.add_argument("--vocab-size", type=int, default=8192)
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     if args.lake.exists():
         parser.error(f"--lake {args.lake} exists; give a fresh directory")
     lake = Lake.at(str(args.lake))
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                       "tokens_per_s_stage": round(tokens / stats["seconds"]), "drop_reasons": stats["drop_reasons"],
                       "repositories": stats["metrics"]["repositories"], "load_avg": os.getloadavg(),
                       "config": str(cfg)}, indent=2))
+    print(guard.report())
     return 0
 
 

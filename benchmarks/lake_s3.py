@@ -39,6 +39,9 @@ ACCESS_KEY, SECRET_KEY, BUCKET = "bench", "bench-secret", "bench-lake"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--parts", type=int, default=16, help="parquet parts per dataset (one per shard)")
@@ -46,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions; the median is reported")
     parser.add_argument("--endpoint", default=None,
                         help="a running S3 server (credentials from AWS_*); default: start weed mini for the run")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
     if args.parts < 1 or args.repeat < 1 or args.max_files < 1:
         parser.error("--parts, --repeat and --max-files must be positive")
@@ -174,6 +178,9 @@ def run(args: argparse.Namespace, endpoint: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from benchmarks.quiet import MachineGuard
+
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.endpoint:
         rows = run(args, args.endpoint)
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>10.2f}")
     print("peer: pyarrow.fs.S3FileSystem (Arrow C++ S3 client); ours: lake.StageRun.write_table + commit, "
           "Lake.read_table (boto3). ratio < 1: ours is faster.")
+    print(guard.report())
     return 0
 
 

@@ -113,6 +113,9 @@ def run_rounds(lake_root: Path, args) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per engine per round")
@@ -122,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary trained on the corpus")
     parser.add_argument("--max-files", type=int, default=300, help="stdlib files in the corpus")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         build_lake(Path(tmp), seq_len=args.seq_len, vocab_size=args.vocab_size, max_files=args.max_files)
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds = ", ".join(f"{x:.0f}" for x in results[key]["tokens_per_s"])
         print(f"| {name} | {tps:.0f} | {rounds} | {results[key]['first_loss']:.4f} |")
     print(f"\nDeepSpeed / torch tokens/s: {ds / pt:.3f}")
+    print(guard.report())
     return 0
 
 

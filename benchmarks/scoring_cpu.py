@@ -82,6 +82,9 @@ def run_backend(backend: str, args, model: Path, ids_path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--files", type=int, default=400, help="standard-library files to score")
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=["vllm", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     if args.worker:
         worker(args.worker, args.model, args.ids, args.max_tokens, args.token_budget)
         return 0
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
               "ratio_vllm_over_transformers": ratio, "faster": faster, "max_abs_diff": diff,
               **{k: {x: v[x] for x in ("startup_s", "seconds", "files", "tokens")} for k, v in results.items()}}
     print("JSON " + json.dumps(report))
+    print(guard.report())
     return 0
 
 

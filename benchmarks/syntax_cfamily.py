@@ -296,6 +296,9 @@ def misses(data: dict, limit: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--languages", default="C,C++")
@@ -304,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "seedcoder-cfamily")
     parser.add_argument("--workers", type=int, default=2, help="parallel compiler processes")
     parser.add_argument("--show-misses", type=int, default=0, help="print up to N misclassified samples")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     load_before = os.getloadavg()
     print(f"# C-family syntax check vs gcc 12 ({platform.machine()}, load average before {load_before[0]:.1f})")
@@ -323,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in misses(data, args.show_misses):
             print("   " + line)
     print(f"# load average after {os.getloadavg()[0]:.1f}")
+    print(guard.report())
     return 0
 
 

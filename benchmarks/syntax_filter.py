@@ -254,13 +254,18 @@ def headers(language: str, limit: int, keep: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--limit", type=int, default=300, help="real files per language (each gets 3 corruptions)")
     parser.add_argument("--languages", default="Python,JavaScript,C,C++", help="comma-separated subset")
     parser.add_argument("--keep", type=float, default=0.98, help="C: share of real headers a threshold must keep")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results = []
     for language in args.languages.split(","):
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['files_per_s']:.0f} files/s {r['mb_per_s']:.2f} MB/s")
     if args.json:
         print(json.dumps(results, indent=2))
+    print(guard.report())
     return 0
 
 

@@ -81,6 +81,9 @@ def survey(language: str, paths: list[Path], per_language: int, keep: float, ste
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--roots", nargs="+", default=DEFAULT_ROOTS, help="directories to scan")
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-files", type=int, default=20, help="skip languages with fewer real files")
     parser.add_argument("--keep", type=float, default=0.98, help="share of real files a threshold must keep")
     parser.add_argument("--max-bytes", type=int, default=256 * 1024, help="skip larger files")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     step = SyntaxFilter()
     found = scan(args.roots, args.max_bytes)
     print(f"{'language':<16}{'files':>6}{'any error':>11}{'q95 share':>11}{'keep-' + format(args.keep, '.0%'):>10}"
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         threshold = "unchecked" if r["unchecked"] else f"{r['threshold']:.3f}"
         print(f"{r['language']:<16}{r['files']:>6}{r['any_error']:>11.3f}{r['q95']:>11.4f}{r['keep_threshold']:>10.4f}"
               f"{threshold:>11}{r['dropped']:>9.3f}{r['mb_per_s']:>7.2f}", flush=True)
+    print(guard.report())
     return 0
 
 

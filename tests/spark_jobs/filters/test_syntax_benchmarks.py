@@ -29,7 +29,7 @@ def test_corruptions_are_seeded_and_distinct():
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is the JavaScript ground truth")
 def test_accuracy_benchmark_tiny(capsys):
-    assert load("syntax_filter").main(["--limit", "4", "--languages", "Python,JavaScript,C"]) == 0
+    assert load("syntax_filter").main(["--allow-busy", "--limit", "4", "--languages", "Python,JavaScript,C"]) == 0
     out = capsys.readouterr().out
     assert "Python" in out and "precision" in out and "peer ast.parse" in out and "V8" in out
     assert "threshold keeping 98%" in out
@@ -39,7 +39,7 @@ def test_java_accuracy_tiny(capsys):
     bench = load("syntax_filter")
     if not (bench.JDK / "lib" / "src.zip").exists():
         pytest.skip(f"no JDK sources at {bench.JDK}")
-    assert bench.main(["--limit", "3", "--languages", "Java"]) == 0
+    assert bench.main(["--allow-busy", "--limit", "3", "--languages", "Java"]) == 0
     assert "peer javac parser" in capsys.readouterr().out
 
 
@@ -47,7 +47,7 @@ def test_language_survey_tiny(tmp_path, capsys):
     for i in range(3):
         (tmp_path / f"m{i}.py").write_text(f"x = {i}\n")
         (tmp_path / f"b{i}.py").write_text(f"x = ({i}\n")
-    assert load("syntax_languages").main(["--roots", str(tmp_path), "--min-files", "2"]) == 0
+    assert load("syntax_languages").main(["--allow-busy", "--roots", str(tmp_path), "--min-files", "2"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("Python"))
     assert line.split()[1:3] == ["6", "0.500"]  # 6 distinct files, half with an error node
 
@@ -63,6 +63,6 @@ def test_cfamily_benchmark_tiny(tmp_path, capsys):
     assert bench.corrupt(text, "truncate", "s") == bench.corrupt(text, "truncate", "s")
     assert bench.label([]) == "valid" and bench.label(["expected ';' before '}' token"]) == "invalid"
     assert bench.label(["'x' undeclared (first use in this function)"]) == "semantic"
-    assert bench.main(["--languages", "C", "--base", "3", "--pool", "5", "--workdir", str(tmp_path)]) == 0
+    assert bench.main(["--allow-busy", "--languages", "C", "--base", "3", "--pool", "5", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "C: " in out and "recall" in out and "valid real dropped" in out and "truncate" in out

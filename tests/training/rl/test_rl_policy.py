@@ -4,6 +4,7 @@ log-probabilities the update uses are those of the sampled tokens at the rollout
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,10 +23,22 @@ pytestmark = pytest.mark.gpu_env
 CPU = torch.device("cpu")
 
 
+DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tmp_path_factory):
+    """A one-rank process group in this process (the engines need one; it stays for the session, as DeepSpeed's
+    communication backend cannot be set up twice). The variables init_distributed set are put back after the
+    module: a stage subprocess started later must not inherit the port this process's group holds."""
+    saved = {k: os.environ.get(k) for k in DIST_ENV}
     init_distributed(DistEnv(), CPU)
-    return build_model(tmp_path_factory.mktemp("rl-policy") / "base", vocab_size=600)
+    yield build_model(tmp_path_factory.mktemp("rl-policy") / "base", vocab_size=600)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def trajectories() -> list[Trajectory]:

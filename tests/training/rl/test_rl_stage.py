@@ -63,7 +63,9 @@ def command(step: str, config: Path, *extra: str) -> list[str]:
 
 
 def env() -> dict:
-    out = dict(os.environ)
+    # Not a torch.distributed rendezvous of this process (an earlier test's in-process group holds its port).
+    out = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
+                                                              "LOCAL_RANK")}
     out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), out.get("PYTHONPATH")]))
     return out
 

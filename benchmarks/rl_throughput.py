@@ -15,7 +15,10 @@ programs). Phases alternate over ``--rounds`` rounds; the table gives medians an
 quiet (benchmarks/quiet.py): the load average before and after is printed with the numbers.
 
     .venv-gpu/bin/python benchmarks/rl_throughput.py                       # CPU, tiny
-    python benchmarks/rl_throughput.py --preset 1b --prompts 64 --n 16 --max-tokens 512 --skip-hf   # one GPU
+    # one GPU machine without vLLM or bubblewrap (nothing installable there but carried wheels): the transformers
+    # rollout, rewards by matching the reference, DeepSpeed vs torch on the 1B preset
+    python benchmarks/rl_throughput.py --preset 1b --prompts 16 --n 8 --max-tokens 256 --engines transformers \
+        --reward match --allow-busy
 """
 
 from __future__ import annotations
@@ -95,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-steps", type=int, default=40)
     parser.add_argument("--micro-batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="sandbox slots")
-    parser.add_argument("--skip-hf", action="store_true", help="no transformers-generate peer (slow on big models)")
+    parser.add_argument("--engines", default="vllm,transformers",
+                        help="rollout engines to time, comma-separated (the first one's responses are scored)")
+    parser.add_argument("--reward", choices=["sandbox", "match"], default="sandbox",
+                        help="sandbox: judge the code (needs bubblewrap); match: the code equals the reference")
     parser.add_argument("--json", default=None, help="also write the results here")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
@@ -139,13 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [tokenizer.encode(t.prompt, add_special_tokens=False) for t in tasks[: args.prompts]]
     rollout_cfg = RolloutConfig(name="vllm", kv_cache_memory_bytes=(256 << 20) if device.type == "cpu" else None,
                                 gpu_memory_utilization=0.4)
-    t0 = time.perf_counter()
-    engines = {"vllm": VllmRollout(policy_dir, rollout_cfg, max_model_len=512 + args.max_tokens, seed=0)}
-    start = {"vllm": time.perf_counter() - t0}
-    if not args.skip_hf:
+    engines, start = {}, {}
+    for name in args.engines.split(","):
         t0 = time.perf_counter()
-        engines["transformers"] = HFRollout(policy_dir, RolloutConfig(name="hf"), device=device)
-        start["transformers"] = time.perf_counter() - t0
+        if name == "vllm":
+            engines[name] = VllmRollout(policy_dir, rollout_cfg, max_model_len=512 + args.max_tokens, seed=0)
+        elif name == "transformers":
+            engines[name] = HFRollout(policy_dir, RolloutConfig(name="hf"), device=device)
+        else:
+            parser.error(f"--engines: unknown engine {name!r} (vllm, transformers)")
+        start[name] = time.perf_counter() - t0
+    first = next(iter(engines))
     judge = Judge(SandboxConfig(workers=args.workers), Limits(run_timeout=10.0, memory_limit_MB=512), per_test=False)
 
     samples: dict[str, list[float]] = {}
@@ -163,13 +173,16 @@ def main(argv: list[str] | None = None) -> int:
             outputs[name] = engine.generate(prompts, spec, seeds)
             seconds = time.perf_counter() - t0
             add(f"gen_tok_s/{name}", sum(len(c.token_ids) for g in outputs[name] for c in g) / seconds)
-        groups = outputs["vllm"]
+        groups = outputs[first]
         items = [(tasks[i], extract_code(c.text)) for i, g in enumerate(groups) for c in g]
-        t0 = time.perf_counter()
-        verdicts = judge(items)
-        add("judge_programs_s", sum(code is not None for _, code in items) / (time.perf_counter() - t0))
-        add("pass_rate", sum(v.passed for v in verdicts) / len(verdicts))
-        rewards = [float(v.passed) for v in verdicts]
+        if args.reward == "sandbox":
+            t0 = time.perf_counter()
+            verdicts = judge(items)
+            add("judge_programs_s", sum(code is not None for _, code in items) / (time.perf_counter() - t0))
+            rewards = [float(v.passed) for v in verdicts]
+        else:
+            rewards = [float(code is not None and code.strip() == (t.reference or "").strip()) for t, code in items]
+        add("pass_rate", sum(rewards) / len(rewards))
         trajectories, k = [], 0
         for i, g in enumerate(groups):
             mean = sum(rewards[k: k + len(g)]) / len(g)
@@ -203,14 +216,17 @@ def main(argv: list[str] | None = None) -> int:
                "rounds": args.rounds, "engine_start_s": start, "median": med, "samples": samples}
     print(f"\nGRPO step phases, {args.preset} preset, {args.prompts} prompts x {args.n} responses, <= {args.max_tokens} "
           f"tokens, {args.rounds} interleaved rounds (median), {results['device']}, {platform.node()}")
-    print(f"  rollout   vLLM {med['gen_tok_s/vllm']:9.0f} tokens/s (weight sync {med['sync_s/vllm']:.3f} s, "
-          f"engine start {start['vllm']:.1f} s)")
-    if "transformers" in engines:
-        print(f"            transformers generate {med['gen_tok_s/transformers']:9.0f} tokens/s (start "
-              f"{start['transformers']:.1f} s)   vLLM / transformers: "
+    for name in engines:
+        print(f"  rollout   {name:<12} {med[f'gen_tok_s/{name}']:9.0f} tokens/s (weight sync "
+              f"{med[f'sync_s/{name}']:.3f} s, engine start {start[name]:.1f} s)")
+    if {"vllm", "transformers"} <= set(engines):
+        print(f"            vLLM / transformers generate: "
               f"{med['gen_tok_s/vllm'] / med['gen_tok_s/transformers']:.2f}x")
-    print(f"  reward    sandbox {med['judge_programs_s']:9.1f} programs/s ({args.workers} slots), pass rate "
-          f"{med['pass_rate']:.3f}")
+    if args.reward == "sandbox":
+        print(f"  reward    sandbox {med['judge_programs_s']:9.1f} responses judged/s ({args.workers} slots), pass "
+              f"rate {med['pass_rate']:.3f}")
+    else:
+        print(f"  reward    reference match (no sandbox), pass rate {med['pass_rate']:.3f}")
     print(f"  update    DeepSpeed ZeRO-2 {med['train_tok_s/deepspeed']:9.0f} tokens/s   plain torch "
           f"{med['train_tok_s/torch']:9.0f} tokens/s   DeepSpeed / torch: "
           f"{med['train_tok_s/deepspeed'] / med['train_tok_s/torch']:.2f}x")

@@ -179,12 +179,18 @@ class GRPOTrainer:
         if not steps:
             return True
         state = ckpt.read_state(self.lake.storage, latest.attempt_prefix, steps[-1])
-        mine = {"policy": self.policy_uri, "tasks": self.tasks_uri, "world_size": self.env.world_size}
-        if all(state.get(k) == v for k, v in mine.items()):
+        if self._saved_inputs(state) == self._inputs():
             return True
         log.warning("%s: the interrupted attempt %s trained on %s; this run has %s: starting a new attempt",
-                    self.stage, latest.attempt, {k: state.get(k) for k in mine}, mine)
+                    self.stage, latest.attempt, self._saved_inputs(state), self._inputs())
         return False
+
+    def _inputs(self) -> dict[str, Any]:
+        """What a checkpoint must have been trained on to be resumed by this run."""
+        return {"policy": self.policy_uri, "tasks": self.tasks_uri, "world_size": self.env.world_size}
+
+    def _saved_inputs(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {k: state.get(k) for k in self._inputs()}
 
     def _setup(self) -> None:
         from transformers import AutoTokenizer
@@ -473,10 +479,9 @@ class GRPOTrainer:
         state = ckpt.read_state(storage, attempt_prefix, step)
         where = storage.uri(ckpt.checkpoint_prefix(attempt_prefix, step))
         ckpt.check_architecture(state["architecture"], self.architecture, where)
-        if state["world_size"] != self.env.world_size or state["policy"] != self.policy_uri:
-            raise ValueError(f"checkpoint {where} was saved on {state['world_size']} rank(s) from policy "
-                             f"{state['policy']}; this run has {self.env.world_size} from {self.policy_uri}: "
-                             f"start a fresh attempt (--fresh)")
+        if self._saved_inputs(state) != self._inputs():
+            raise ValueError(f"checkpoint {where} was trained on {self._saved_inputs(state)}; this run has "
+                             f"{self._inputs()}: start a fresh attempt (--fresh)")
         if self.env.local_rank == 0:
             ckpt.download_prefix(storage, ckpt.checkpoint_prefix(attempt_prefix, step), local / ckpt.tag(step),
                                  skip=(ckpt.STATE,))

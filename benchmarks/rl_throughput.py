@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "training" / "evaluate")]
 
 from benchmarks.quiet import MachineGuard, add_quiet_arguments  # noqa: E402
 
@@ -44,28 +44,15 @@ log = logging.getLogger("rl_throughput")
 
 
 def build_policy(out: Path, preset_name: str, vocab_size: int) -> Path:
-    import torch
-    from transformers import LlamaForCausalLM
+    """A random-init policy of the preset, its BPE trained on the JSON package and the arithmetic tasks."""
+    from evaluate_fixtures import build_model
 
-    from lake import tokens
-    from spark_jobs.dataset import tokenizer as tok
-    from training.pretrain.presets import llama_config, preset
     from training.rl.tasks import easy_tasks
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     texts = [p.read_text(encoding="utf-8") for p in sorted((stdlib / "json").glob("*.py"))]
     texts += [t.prompt + (t.reference or "") for t in easy_tasks(200)] * 3
-    tokenizer = tok.train(iter(texts), vocab_size=vocab_size, min_frequency=2)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in tok.hf_files(tokenizer).items():
-        (out / name).write_bytes(data)
-    spec = preset(preset_name).with_vocab(tokenizer.get_vocab_size())
-    config = llama_config(spec, bos_id=tokens.SPECIAL_IDS[tokens.BOS], eos_id=tokens.SPECIAL_IDS[tokens.EOS],
-                          pad_id=tokens.SPECIAL_IDS[tokens.PAD])
-    config.max_position_embeddings = 4096
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    return out
+    return build_model(out, vocab_size=vocab_size, preset_name=preset_name, texts=texts, max_position_embeddings=4096)
 
 
 def warm_up(actor, tokenizer, tasks, steps: int, device) -> None:

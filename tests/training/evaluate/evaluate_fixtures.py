@@ -27,22 +27,24 @@ def corpus() -> list[str]:
     return texts + [t.prompt + t.canonical + t.test for t in humaneval()] + [t.canonical for t in mbpp("all")]
 
 
-def build_model(out: Path, *, vocab_size: int = 1200) -> Path:
-    """A random-init tiny Llama (the pretrain preset) with our tokenizer (FIM markers included), HF format."""
+def build_model(out: Path, *, vocab_size: int = 1200, preset_name: str = "tiny", texts: list[str] | None = None,
+                max_position_embeddings: int = 2048) -> Path:
+    """A random-init Llama of a pretrain preset (tiny by default) with our tokenizer (FIM markers included) trained on
+    ``texts`` (default: :func:`corpus`), HF format. benchmarks/rl_*.py build their policies with it too."""
     import torch
     from transformers import LlamaForCausalLM
 
     from spark_jobs.dataset import tokenizer as tok
     from training.pretrain.presets import llama_config, preset
 
-    tokenizer = tok.train(iter(corpus()), vocab_size=vocab_size, min_frequency=2)
+    tokenizer = tok.train(iter(corpus() if texts is None else texts), vocab_size=vocab_size, min_frequency=2)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in tok.hf_files(tokenizer).items():
         (out / name).write_bytes(data)
-    spec = preset("tiny").with_vocab(tokenizer.get_vocab_size())
+    spec = preset(preset_name).with_vocab(tokenizer.get_vocab_size())
     config = llama_config(spec, bos_id=tokens.SPECIAL_IDS[tokens.BOS], eos_id=tokens.SPECIAL_IDS[tokens.EOS],
                           pad_id=tokens.SPECIAL_IDS[tokens.PAD])
-    config.max_position_embeddings = 2048
+    config.max_position_embeddings = max_position_embeddings
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
     return out

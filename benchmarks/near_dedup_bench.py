@@ -137,8 +137,14 @@ def score(pairs: list[tuple[str, str]], true_pairs: set, jaccard: dict, threshol
             "docs_removed": len(comp) - len(set(comp.values())), "true_pairs": len(true_pairs)}
 
 
-def run_method(method: str, corpus: Path, work: Path, timeout: int) -> dict:
+def run_method(method: str, corpus: Path, work: Path, timeout: int, reuse: bool = False) -> dict:
     out = work / f"{method}.json"
+    if reuse and out.exists():
+        result = json.loads(out.read_text())
+        if "peak_rss_mb" in result:  # a finished run measured by this script (older files lack the measurements)
+            log.info("reusing %s (--reuse)", out)
+            result["pairs"] = [tuple(p) for p in result["pairs"]]
+            return result
     cmd = [str(PYTHONS[method]), str(REPO_ROOT / "benchmarks" / "near_dedup_peers.py"), method,
            "--corpus", str(corpus), "--work", str(work / method), "--out", str(out)]
     log.info("running %s", " ".join(cmd))
@@ -165,6 +171,7 @@ def run_method(method: str, corpus: Path, work: Path, timeout: int) -> dict:
     result = json.loads(out.read_text())
     result["peak_rss_mb"] = peak / 2**20
     result["cpu_seconds"] = sum(cpu.values())
+    out.write_text(json.dumps(result))  # with the measurements, so that --reuse can take it
     result["pairs"] = [tuple(p) for p in result["pairs"]]
     return result
 
@@ -181,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=Path, default=SOURCES / "root", help="the unpacked held-out packages")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/near-dedup-bench"))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per method run")
-    parser.add_argument("--out", type=Path, default=None, help="markdown file to write the results to")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="markdown file to write the results to (rewritten after every scale)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a method's finished result from an earlier run in the same --workdir instead "
+                             "of running it again (after a later method or scale failed)")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = folder / "corpus" / "files.parquet"
         sizes = pq.read_table(corpus, columns=["size_bytes"]).column("size_bytes")
         files, megabytes = len(sizes), pc.sum(sizes).as_py() / 1e6
-        results = {m: run_method(m, folder / "corpus", folder, args.timeout) for m in args.methods}
+        results = {m: run_method(m, folder / "corpus", folder, args.timeout, args.reuse) for m in args.methods}
         reported = {p for r in results.values() for p in r["pairs"]}
         if base_truth is not None:
             truth = ScaledTruth(base_truth, base_meta, corpus)
@@ -226,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                              "docs_per_s": files / res["seconds"], "cpu": res["cpu_seconds"],
                              "peak_rss_mb": res["peak_rss_mb"], **s})
             log.info("%s", rows_out[-1])
+        if args.out:  # what is measured so far survives a failure at a larger scale
+            args.out.write_text(render(rows_out, walls, phases, args, guard))
     report = render(rows_out, walls, phases, args, guard)
     print(report)
     if args.out:

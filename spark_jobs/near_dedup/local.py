@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LOCAL_TASK_BYTES = 2**30  # the local engine's budget when task_memory_bytes is not set
 PAIRS_PER_STEP = 65_536  # candidate pairs estimated at once
 BATCH_BYTES = 8 * 2**20  # content signed per kernel call (small enough to keep every thread busy)
+STRING_BYTES = 2**31 - 1  # the most bytes one Arrow ``string`` array holds (32-bit offsets)
 
 
 @dataclass
@@ -62,6 +63,35 @@ def value_lengths(column: pa.ChunkedArray) -> np.ndarray:
     """Bytes of every value of a string column (int64), from its offsets."""
     parts = [np.diff(arrow_var_width(chunk)[1]) for chunk in column.chunks]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _widened(files: pa.Table) -> tuple[pa.Table, bool]:
+    """``files`` with its content as ``large_string`` when the column holds more than one ``string`` array can.
+
+    Sorting (a ``take``) gathers the column into one array: past 2 GiB of content that overflows 32-bit offsets
+    ("offset overflow while concatenating arrays"), so the column is widened first (chunk by chunk, no gathering).
+    """
+    content = files.column("content")
+    if not pa.types.is_string(content.type) or int(value_lengths(content).sum()) <= STRING_BYTES:
+        return files, False
+    return files.set_column(files.schema.get_field_index("content"), "content", content.cast(pa.large_string())), True
+
+
+def _narrowed(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A ``large_string`` column back as ``string`` chunks of at most ``STRING_BYTES`` each (the FILES schema)."""
+    flat = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    data, offsets = arrow_var_width(flat)
+    valid = pc.is_valid(flat) if flat.null_count else None
+    pieces = []
+    for start, stop in byte_ranges(np.diff(offsets), STRING_BYTES):
+        # Built from the piece's own bytes and 32-bit offsets: Arrow's cast refuses a slice of a > 2 GiB array.
+        piece = pa.Array.from_buffers(pa.string(), stop - start, [
+            None, pa.py_buffer((offsets[start : stop + 1] - offsets[start]).astype(np.int32)),
+            pa.py_buffer(data[offsets[start] : offsets[stop]])])
+        if valid is not None:
+            piece = pc.if_else(valid.slice(start, stop - start), piece, pa.scalar(None, pa.string()))
+        pieces.append(piece)
+    return pa.chunked_array(pieces, pa.string())
 
 
 def byte_ranges(lengths: np.ndarray, most: int) -> list[tuple[int, int]]:
@@ -120,6 +150,7 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
     """Deduplicate one snapshot's FILES table (against an optional SIGNATURES index of earlier snapshots)."""
     hasher = cfg.hasher()
     budget = MemoryBudget(cfg.task_memory_bytes or LOCAL_TASK_BYTES)
+    files, widened = _widened(files)
     files = files.sort_by("id")
     attrs = files.select(KEEP_COLUMNS)
     ids = attrs.column("id").to_pylist()
@@ -216,6 +247,8 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
     removed_rows[file_row[removed]] = True
     removed_rows |= by_repo
     kept = files.filter(pa.array(~removed_rows))
+    if widened:
+        kept = kept.set_column(kept.schema.get_field_index("content"), "content", _narrowed(kept.column("content")))
     out_rows = np.flatnonzero(shingled & ~removed_rows)
     dup_table = pa.Table.from_pylist(sorted(duplicates, key=lambda d: (d["level"], d["removed_id"])), DUPLICATES)
     return DedupResult(kept, dup_table, _signature_table(attrs, out_rows, counts, sigs, snapshot, scheme_tag(cfg)),

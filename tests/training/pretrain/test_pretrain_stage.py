@@ -117,6 +117,31 @@ def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir:
         lake.require(Partition.release("ref"), "pretrain").stats["metrics"]["data_cursors"]))
 
 
+def test_the_torch_engine_follows_the_deepspeed_curve_and_resumes_after_a_kill(reference, lake_dir: Path,
+                                                                                  tmp_path: Path):
+    """The local profile trains with ``engine: torch`` (faster on one CPU rank, #21): under the DeepSpeed launcher,
+    as the local profile starts it, SIGKILLed after its first checkpoint and re-run, it draws the DeepSpeed
+    reference's curve (same data, weights and AdamW; only the engines' arithmetic order differs)."""
+    lake, _, _ = reference
+    build_shards(lake, "torch")
+    config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", engine="torch", **section())
+    proc = subprocess.Popen(stage_command("torch", config), cwd=REPO, env=stage_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("release=torch/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out = run_stage("torch", config)
+    assert "resumed from" in out.stderr
+    info = lake.require(Partition.release("torch"), "pretrain")
+    assert info.stats["metrics"]["resumed_from_step"] >= 10
+    assert {k.rsplit("/", 1)[-1] for k in info.datasets["checkpoints"]} >= {"torch_state.pt", "trainer_state.json"}
+    steps = steps_of(lake, "torch")
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in steps] == pytest.approx([r["loss"] for r in steps_of(lake, "ref")], rel=1e-3)
+
+
 def test_two_ranks_split_the_global_batch_and_follow_the_one_rank_curve(reference, lake_dir: Path, tmp_path: Path):
     """ZeRO-2 over gloo with 2 ranks x micro batch 2 sees the same rows per step as 1 rank x 4."""
     lake, _, _ = reference

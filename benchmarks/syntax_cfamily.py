@@ -18,7 +18,7 @@ of ``#ifdef __cplusplus`` or ``#ifdef _WIN32``) is invisible to the compiler: la
 Reported per language and per corruption kind: recall of invalid; on valid files: share dropped (the real files
 of the labelled set, the harmless corruptions, and a wider pool of ``--pool`` real files that need not compile,
 since shipped code is valid code in its build). Labels are cached in ``--workdir`` (the compiler is the slow part).
-Detector speed is a timing: provisional under load.
+Detector speed is a timing: comparable only on a quiet machine (benchmarks/quiet.py labels it).
 """
 
 from __future__ import annotations
@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['unseen_dropped']} of those dropped); recall {r['recall']:.3f} precision {r['precision']:.3f} "
               f"(tp {r['tp']} fp {r['fp']} fn {r['fn']}); valid real dropped {r['valid_real_dropped']:.3f}; "
               f"wider pool of {r['wider']} real files dropped {r['wider_dropped']:.3f}; "
-              f"{r['files_per_s']:.0f} files/s {r['mb_per_s']:.2f} MB/s (provisional under load)")
+              f"{r['files_per_s']:.0f} files/s {r['mb_per_s']:.2f} MB/s "
+              f"({'quiet machine' if guard.quiet_before else 'UNDER LOAD: provisional'})")
         for kind, k in r["per_kind"].items():
             print(f"   {kind:<18} invalid {k['invalid']:>4} recall {k['recall']:.3f}   valid {k['valid']:>4} "
                   f"dropped {k['valid_dropped']:>3}   semantic {k['semantic']}")

@@ -66,3 +66,29 @@ def test_cfamily_benchmark_tiny(tmp_path, capsys):
     assert bench.main(["--allow-busy", "--languages", "C", "--base", "3", "--pool", "5", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "C: " in out and "recall" in out and "valid real dropped" in out and "truncate" in out
+
+
+def test_decontamination_benchmark_tiny(capsys, tmp_path):
+    """Ours and the tuple-set peer agree on every file (the script fails otherwise) and a ratio is printed."""
+    out_json = tmp_path / "decontam.json"
+    assert load("decontamination").main(["--allow-busy", "--wait-quiet", "0", "--megabytes", "0.3",
+                                         "--rounds", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "same verdicts on all" in out and "ours / tuple set throughput" in out
+    import json
+
+    result = json.loads(out_json.read_text())
+    assert result["files"] > 5 and result["index_ngrams"] > 10_000 and result["ratio"] > 0
+
+
+def test_the_decontamination_peer_finds_a_copied_evaluation_task():
+    bench = load("decontamination")
+    from lake.evalsets import mbpp_texts
+    from lake.ngrams import EvalNgramIndex, EvalSetsConfig
+
+    texts = mbpp_texts()
+    peer = bench.TupleSetIndex(texts)
+    ours = EvalNgramIndex.from_settings(EvalSetsConfig(humaneval=False))
+    copied = "# a file\n" + max(texts, key=len) + "\nprint('done')\n"
+    assert peer.contaminated(copied) and ours.contaminated(copied)[0]
+    assert not peer.contaminated("def unrelated():\n    return 1\n") and not bench.TupleSetIndex([]).contaminated(copied)

@@ -92,16 +92,21 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
     raise AssertionError(f"{path_glob} did not appear within {timeout}s")
 
 
-def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir: Path, tmp_path: Path):
-    lake, _, _ = reference
-    config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section())
-    proc = subprocess.Popen(stage_command("killed", config), cwd=REPO, env=stage_env(), start_new_session=True,
+def kill_after_first_checkpoint(release: str, config: Path, lake_dir: Path) -> None:
+    """Run the stage on ``release`` and SIGKILL its whole process group once step 10's checkpoint is complete."""
+    proc = subprocess.Popen(stage_command(release, config), cwd=REPO, env=stage_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for("release=killed/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
+        wait_for(f"release={release}/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_curve(reference, lake_dir: Path, tmp_path: Path):
+    lake, _, _ = reference
+    config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", **section())
+    kill_after_first_checkpoint("killed", config, lake_dir)
     assert lake.commit_info(Partition.release("killed"), "pretrain") is None  # nothing committed by the killed run
 
     out = run_stage("killed", config)
@@ -125,13 +130,7 @@ def test_the_torch_engine_follows_the_deepspeed_curve_and_resumes_after_a_kill(r
     lake, _, _ = reference
     build_shards(lake, "torch")
     config = write_config(tmp_path / "cfg.yaml", lake_dir, tmp_path / "scratch", engine="torch", **section())
-    proc = subprocess.Popen(stage_command("torch", config), cwd=REPO, env=stage_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for("release=torch/pretrain/attempt=*/checkpoints/step-00000010/trainer_state.json", lake_dir, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_after_first_checkpoint("torch", config, lake_dir)
     out = run_stage("torch", config)
     assert "resumed from" in out.stderr
     info = lake.require(Partition.release("torch"), "pretrain")

@@ -44,6 +44,7 @@ def stage_rows(event_log: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.near_dedup_peers import REPO, _our_config
+    from benchmarks.quiet import MachineGuard, add_quiet_arguments
     from lake.config import load_config
     from spark_jobs.near_dedup.signing import warm_up_kernels
     from spark_jobs.near_dedup.spark import dedup_frames
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path, help="files.parquet of a benchmark corpus (benchmarks.near_dedup_corpus)")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs and event log (default: a temp dir)")
+    add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['wall_ms']:>8} {r['stage']:>5} {r['tasks']:>5} {r['shuffle_write_mb']:>9} "
               f"{r['shuffle_read_mb']:>9} {r['run_ms']:>8}  {r['name'][:70]}")
+    print(guard.report())
     return 0
 
 

@@ -127,3 +127,16 @@ def test_the_one_process_engine_sorts_content_past_one_arrow_string_array(corpus
     assert wide.kept.column("content").num_chunks > 1
     assert wide.kept.to_pylist() == plain.kept.to_pylist()
     assert wide.duplicates.equals(plain.duplicates) and wide.edges == plain.edges and plain.edges
+
+
+def test_narrowing_keeps_values_nulls_and_order_in_bounded_chunks(monkeypatch):
+    from spark_jobs.near_dedup import local
+
+    values = ["a" * 7, None, "", "bc" * 5, "é" * 4, None, "z"]
+    wide = pa.chunked_array([pa.array(values[:3], pa.large_string()), pa.array(values[3:], pa.large_string())])
+    monkeypatch.setattr(local, "STRING_BYTES", 10)
+    narrow = local._narrowed(wide)
+    assert narrow.type == pa.string() and narrow.to_pylist() == values
+    assert narrow.num_chunks > 1
+    assert all(sum(len(v.encode()) for v in c.to_pylist() if v) <= 10 for c in narrow.chunks)
+    assert narrow.null_count == 2

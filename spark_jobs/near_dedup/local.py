@@ -79,18 +79,18 @@ def _widened(files: pa.Table) -> tuple[pa.Table, bool]:
 
 def _narrowed(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A ``large_string`` column back as ``string`` chunks of at most ``STRING_BYTES`` each (the FILES schema)."""
-    flat = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    data, offsets = arrow_var_width(flat)
-    valid = pc.is_valid(flat) if flat.null_count else None
     pieces = []
-    for start, stop in byte_ranges(np.diff(offsets), STRING_BYTES):
-        # Built from the piece's own bytes and 32-bit offsets: Arrow's cast refuses a slice of a > 2 GiB array.
-        piece = pa.Array.from_buffers(pa.string(), stop - start, [
-            None, pa.py_buffer((offsets[start : stop + 1] - offsets[start]).astype(np.int32)),
-            pa.py_buffer(data[offsets[start] : offsets[stop]])])
-        if valid is not None:
-            piece = pc.if_else(valid.slice(start, stop - start), piece, pa.scalar(None, pa.string()))
-        pieces.append(piece)
+    for chunk in column.chunks:  # chunk by chunk: no gathering of the whole column into one more copy
+        data, offsets = arrow_var_width(chunk)
+        valid = pc.is_valid(chunk) if chunk.null_count else None
+        for start, stop in byte_ranges(np.diff(offsets), STRING_BYTES):
+            # Built from the piece's own bytes and 32-bit offsets: Arrow's cast refuses a slice of a > 2 GiB array.
+            piece = pa.Array.from_buffers(pa.string(), stop - start, [
+                None, pa.py_buffer((offsets[start : stop + 1] - offsets[start]).astype(np.int32)),
+                pa.py_buffer(data[offsets[start] : offsets[stop]])])
+            if valid is not None:
+                piece = pc.if_else(valid.slice(start, stop - start), piece, pa.scalar(None, pa.string()))
+            pieces.append(piece)
     return pa.chunked_array(pieces, pa.string())
 
 

@@ -264,12 +264,14 @@ def _our_config(verify: bool):
                            repo_level=False, output_partitions=WORKERS)
 
 
-def run_spark(corpus: Path, work: Path, verify: bool = True) -> dict:
+def run_spark(corpus: Path, work: Path, verify: bool = True, conf: dict[str, str] | None = None) -> dict:
+    """The Spark job on the local profile's session (``conf``: extra Spark settings on top of the profile's)."""
     from lake.config import load_config
     from spark_jobs.near_dedup.spark import dedup_frames
     from spark_jobs.session import spark_session
 
-    cfg = load_config(REPO / "config" / "local.yaml", overrides={"spark": {"master": f"local[{WORKERS}]"}})
+    cfg = load_config(REPO / "config" / "local.yaml",
+                      overrides={"spark": {"master": f"local[{WORKERS}]", "conf": dict(conf or {})}})
     phases = _phases()
     t0 = time.perf_counter()
     spark = spark_session(cfg, "near-dedup-bench")

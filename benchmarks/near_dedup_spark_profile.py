@@ -1,11 +1,11 @@
 """Where the Spark near-dedup job spends its time: the benchmark's run of it, with Spark's event log read back stage
 by stage (wall time, tasks, shuffle bytes written and read, task run time).
 
-    python -m benchmarks.near_dedup_spark_profile /tmp/nd19q/x1/corpus/files.parquet [--conf KEY=VALUE ...]
+    python -m benchmarks.near_dedup_spark_profile /tmp/nd19q/x1/corpus [--conf KEY=VALUE ...]
 
-The job is run as ``benchmarks/near_dedup_peers.py spark`` runs it (the local profile's session, file level,
-verification on), the numba kernels warmed first. ``--conf`` adds Spark settings to try (for example
-``spark.driver.extraJavaOptions=-XX:+UseParallelGC``); the phase times are logged as the job runs.
+The job is run by ``benchmarks/near_dedup_peers.py``'s ``run_spark``, as the benchmark runs it (the local profile's
+session, file level, verification on, the numba kernels warmed first), with Spark's event log switched on.
+``--conf`` adds Spark settings to try (for example ``spark.driver.extraJavaOptions=-XX:+UseParallelGC``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -43,19 +42,18 @@ def stage_rows(event_log: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.near_dedup_peers import REPO, _our_config
+    from benchmarks.near_dedup_peers import run_spark
     from benchmarks.quiet import MachineGuard, add_quiet_arguments
-    from lake.config import load_config
-    from spark_jobs.near_dedup.signing import warm_up_kernels
-    from spark_jobs.near_dedup.spark import dedup_frames
-    from spark_jobs.session import spark_session
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus", type=Path, help="files.parquet of a benchmark corpus (benchmarks.near_dedup_corpus)")
+    parser.add_argument("corpus", type=Path, help="a benchmark corpus folder with files.parquet "
+                                                  "(benchmarks.near_dedup_corpus)")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs and event log (default: a temp dir)")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
+    if not (args.corpus / "files.parquet").is_file():
+        parser.error(f"{args.corpus} has no files.parquet (give the corpus folder)")
     guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("py4j", "pyspark"):
@@ -66,23 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     events.mkdir(parents=True, exist_ok=True)
     conf = {"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false", "spark.eventLog.dir": str(events)}
     conf.update(kv.split("=", 1) for kv in args.conf)
-    warm_up_kernels()
-    cfg = load_config(REPO / "config" / "local.yaml", overrides={"spark": {"master": "local[2]", "conf": conf}})
-    t0 = time.perf_counter()
-    spark = spark_session(cfg, "near-dedup-profile")
-    spark.range(1).count()
-    startup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = dedup_frames(spark.read.parquet(str(args.corpus)), _our_config(True), snapshot="profile")
-    for name, df in (("files", result.kept), ("duplicates", result.duplicates)):
-        df.write.mode("overwrite").parquet(str(work / name))
-    pairs = sum(1 for _ in result.edges.toLocalIterator())
-    seconds = time.perf_counter() - t0
-    spark.stop()
+    result = run_spark(args.corpus, work, conf=conf)
     logs = sorted(events.glob("*/events_*")) or sorted(p for p in events.iterdir() if p.is_file())
     rows = stage_rows(logs[-1])
-    print(f"start-up {startup:.1f}s, job {seconds:.1f}s, {pairs} pairs; {len(rows)} stages, "
-          f"stage wall time summed {sum(r['wall_ms'] for r in rows) / 1000:.1f}s; outputs in {work}")
+    print(f"start-up {result['startup_seconds']:.1f}s, job {result['seconds']:.1f}s, {len(result['pairs'])} pairs; "
+          f"{len(rows)} stages, stage wall time summed {sum(r['wall_ms'] for r in rows) / 1000:.1f}s; "
+          f"outputs in {work}")
+    print("phases: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result["phases"].items()))
     print(f"{'wall ms':>8} {'stage':>5} {'tasks':>5} {'shuf W MB':>9} {'shuf R MB':>9} {'task ms':>8}  name")
     for r in rows:
         print(f"{r['wall_ms']:>8} {r['stage']:>5} {r['tasks']:>5} {r['shuffle_write_mb']:>9} "

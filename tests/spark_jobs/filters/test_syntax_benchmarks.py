@@ -1,6 +1,7 @@
 """The syntax benchmarks run end to end at tiny size (their numbers go to benchmarks/RESULTS-filters.md)."""
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -75,8 +76,6 @@ def test_decontamination_benchmark_tiny(capsys, tmp_path):
                                          "--rounds", "1", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "same verdicts on all" in out and "ours / tuple set throughput" in out
-    import json
-
     result = json.loads(out_json.read_text())
     assert result["files"] > 5 and result["index_ngrams"] > 10_000 and result["ratio"] > 0
 

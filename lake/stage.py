@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from lake import timing
 from lake.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,11 @@ class StageStats:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     started_at: str = ""
+    # Fixed costs of the stage's process (lake/timing.py): process_start plus what code recorded (spark_session,
+    # model_load, vllm_engine, ...); wall_seconds runs from the process's start (or a warm driver's request) to
+    # the commit, so wall_seconds - sum(fixed_costs) is the stage's work.
+    fixed_costs: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float | None = None
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.drops[reason] += count
@@ -136,6 +142,8 @@ class StageStats:
             "seconds": round(self.seconds, 3),
             "records_per_s": round(self.records_in / self.seconds, 1) if self.seconds > 0 else None,
             "started_at": self.started_at,
+            "fixed_costs": dict(self.fixed_costs),
+            "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
             "metrics": self.metrics,
         }
 
@@ -301,6 +309,9 @@ class StageRun:
         self.stats = StageStats(stage=stage, snapshot=snapshot, attempt=self.attempt,
                                 started_at=datetime.now(UTC).isoformat(timespec="seconds"))
         self._t0 = time.monotonic()
+        # Fixed costs paid before the run opened (a Spark session made first) and the process's start-up.
+        self._opened_wall = time.time()
+        self._costs_before = timing.take()
         self._committed: Commit | None = None
 
     @property
@@ -368,8 +379,21 @@ class StageRun:
         return json.loads(self.storage.read_bytes(f"{self.attempt_prefix}/_shards/{shard}.done"))
 
     # -- commit ----------------------------------------------------------------------------------
+    def _fixed_costs(self) -> None:
+        """Fill ``fixed_costs`` and ``wall_seconds`` from what this process recorded (lake/timing.py)."""
+        costs = dict(self._costs_before)
+        for kind, seconds in timing.take().items():
+            costs[kind] = round(costs.get(kind, 0.0) + seconds, 3)
+        startup = timing.startup_seconds(self._opened_wall, sum(self._costs_before.values()))
+        if startup is not None:
+            costs = {"process_start": startup, **costs}
+            self.stats.wall_seconds = time.time() - timing.epoch()
+        self.stats.fixed_costs = costs
+        timing.mark_start()
+
     def commit(self) -> Commit:
         self.stats.seconds = time.monotonic() - self._t0
+        self._fixed_costs()
         datasets: dict[str, list[str]] = {}
         for key in self.storage.list(self.attempt_prefix):
             rel = key[len(self.attempt_prefix) + 1 :]

@@ -6,6 +6,7 @@ import os
 import sys
 
 from lake.config import PlatformConfig
+from lake.timing import fixed_cost
 from spark_jobs.progress import start_progress
 
 
@@ -36,7 +37,8 @@ def spark_session(cfg: PlatformConfig, app_name: str):
         builder = builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with fixed_cost("spark_session"):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
     start_progress(spark, app_name)
     return spark

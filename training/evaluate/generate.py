@@ -73,15 +73,18 @@ class VllmGenerator(Generator):
         on_gpu = torch.cuda.is_available()
         if not on_gpu:  # one process (no engine subprocess to spawn: safe in a pod and under pytest)
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
-
         args = {"dtype": ("bfloat16" if on_gpu else "float32") if dtype == "auto" else dtype,
                 "max_model_len": max_model_len, "seed": seed, "enforce_eager": not on_gpu,
                 "gpu_memory_utilization": gpu_memory_utilization, **engine_args}
         if kv_cache_memory_bytes is not None:
             args["kv_cache_memory_bytes"] = kv_cache_memory_bytes
         self.max_model_len = max_model_len
-        self.llm = LLM(model=model_dir, **args)
+        from lake.timing import fixed_cost
+
+        with fixed_cost("vllm_engine"):  # the import (seconds on CPU) and the engine's start
+            from vllm import LLM
+
+            self.llm = LLM(model=model_dir, **args)
 
     def generate(self, prompts: Sequence[list[int]], params: GenParams) -> list[list[str]]:
         from vllm import SamplingParams
@@ -112,8 +115,11 @@ class TransformersGenerator(Generator):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         torch_dtype = {"auto": torch.bfloat16 if self.device == "cuda" else torch.float32, "float32": torch.float32,
                        "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device).eval()
+        from lake.timing import fixed_cost
+
+        with fixed_cost("model_load"):
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device).eval()
         self.max_model_len = max_model_len
         self.batch_size = batch_size
 

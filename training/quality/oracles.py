@@ -70,7 +70,10 @@ class VllmOracle:
         from vllm import LLM, SamplingParams
 
         self.name = f"vllm:{model}"
-        self.llm = LLM(model=model, **(engine_args or {}))
+        from lake.timing import fixed_cost
+
+        with fixed_cost("vllm_engine"):
+            self.llm = LLM(model=model, **(engine_args or {}))
         self.params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, seed=0)
         tokenizer = self.llm.get_tokenizer()
         self.chat = bool(getattr(tokenizer, "chat_template", None))

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from lake.timing import fixed_cost
+
 log = logging.getLogger(__name__)
 
 
@@ -107,8 +109,9 @@ class TransformersScorer:
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = getattr(torch, resolve_dtype(dtype, self.device.type == "cuda"))
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch_dtype)
-        self.model.to(self.device).eval()
+        with fixed_cost("model_load"):
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch_dtype)
+            self.model.to(self.device).eval()
         self.pad_id = self.model.config.pad_token_id if self.model.config.pad_token_id is not None else 0
         self.token_budget = token_budget
 
@@ -147,12 +150,13 @@ class VllmScorer:
     def __init__(self, model_dir: str, *, dtype: str = "auto", max_model_len: int = 2048,
                  gpu_memory_utilization: float = 0.9, engine_args: dict | None = None):
         on_gpu = vllm_cpu_defaults()
-        from vllm import LLM
-
         args = {"dtype": resolve_dtype(dtype, on_gpu), "max_model_len": max_model_len,
                 "gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": not on_gpu,
                 "seed": 0, **(engine_args or {})}
-        self.llm = LLM(model=model_dir, runner="pooling", **args)
+        with fixed_cost("vllm_engine"):  # the import (seconds on CPU) and the engine's start
+            from vllm import LLM
+
+            self.llm = LLM(model=model_dir, runner="pooling", **args)
 
     def score(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         prompts = [{"prompt_token_ids": list(ids)} for ids in token_ids]

@@ -39,6 +39,7 @@ from lake.cli import run_stage, stage_parser
 from lake.config import REPO_ROOT
 from lake.release import RELEASE_REF, resolve_model
 from lake.stage import Lake, StageRun
+from lake.timing import fixed_cost
 from training.quality import versions
 from training.quality.config import TrainScorerConfig
 from training.quality.prompt import PROMPT_VERSION
@@ -111,6 +112,23 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (1.0 - 0.9 * progress)
 
 
+def train_step(model, optim, input_ids, lengths, targets, lr: float) -> float:
+    """One optimizer step of the regression fine-tune on a right-padded batch; returns the batch's MSE."""
+    import torch
+
+    device = next(model.parameters()).device
+    for group in optim.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        pred = pooled_scores(model, input_ids.to(device), lengths.to(device)).float()
+    loss = torch.nn.functional.mse_loss(pred, targets.to(device))
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optim.step()
+    return loss.item()
+
+
 def train(cfg: TrainScorerConfig, base: Path, texts: list[str], labels: np.ndarray, out: Path) -> dict:
     """One run of fine-tuning; saves the scorer to ``out`` and returns training numbers."""
     import torch
@@ -118,9 +136,10 @@ def train(cfg: TrainScorerConfig, base: Path, texts: list[str], labels: np.ndarr
 
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, problem_type="regression",
-                                                               dtype=torch.float32)
+    with fixed_cost("model_load"):
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, problem_type="regression",
+                                                                   dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device).train()
     ids, cut = encode(tokenizer, texts, cfg.max_tokens)
@@ -136,16 +155,8 @@ def train(cfg: TrainScorerConfig, base: Path, texts: list[str], labels: np.ndarr
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             input_ids, lengths = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id)
-            for group in optim.param_groups:
-                group["lr"] = lr_at(step, total, cfg.learning_rate, cfg.warmup_steps)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                pred = pooled_scores(model, input_ids.to(device), lengths.to(device)).float()
-            loss = torch.nn.functional.mse_loss(pred, targets[batch].to(device))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, optim, input_ids, lengths, targets[batch],
+                                     lr_at(step, total, cfg.learning_rate, cfg.warmup_steps)))
             tokens += int(lengths.sum())
             step += 1
             if step % cfg.log_every == 0 or step == total:

@@ -88,8 +88,6 @@ class VllmRollout(Rollout):
         on_gpu = torch.cuda.is_available()
         # The engine lives in this process: weights are handed over in memory, and nothing is spawned.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        from vllm import LLM
-
         self.sleeps = cfg.free_cache_engine and on_gpu
         args = {"dtype": ("bfloat16" if on_gpu else "float32") if cfg.dtype == "auto" else cfg.dtype,
                 "max_model_len": max_model_len, "seed": seed, "enforce_eager": not on_gpu,
@@ -101,7 +99,12 @@ class VllmRollout(Rollout):
         args.update(cfg.engine_args)
         if cfg.kv_cache_memory_bytes is not None:
             args["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
-        self.llm = LLM(model=str(model_dir), **args)
+        from lake.timing import fixed_cost
+
+        with fixed_cost("vllm_engine"):  # the import (seconds on CPU) and the engine's start
+            from vllm import LLM
+
+            self.llm = LLM(model=str(model_dir), **args)
         self.asleep = False
 
     def generate(self, prompts, spec, seeds):

@@ -1,7 +1,9 @@
 """One factory that turns a pipeline stage into the Airflow operator the deployment profile asks for.
 
 - ``local`` (default): :class:`LocalStageOperator` runs ``python -m <module> --snapshot S`` as a subprocess in
-  the stage's own virtual environment (.venv for Spark stages, .venv-gpu for GPU stages) and streams its log.
+  the stage's own virtual environment (.venv for Spark stages, .venv-gpu for GPU stages) and streams its log; when
+  the main command started a warm Spark driver for its chain (``$SEEDCODER_WARM_SPARK``), Spark and plain-Python
+  stages run in that driver instead (spark_jobs/warm_driver.py), the same module with the same arguments.
 - ``k8s``: Spark stages become a ``SparkSubmitOperator`` (Spark on Kubernetes), GPU stages a deferrable
   ``KubernetesPodOperator`` with GPU limits, node selector, tolerations and a GPU pool. Every stage gets the
   deployment's settings (lake, services), the platform configuration the chart mounts, and only the Secrets
@@ -278,8 +280,11 @@ class LocalStageOperator(BaseOperator):
     def execute(self, context: Any) -> dict:
         if not self.ids or self.ids == "None":
             raise ValueError(f"stage {self.stage}: no {self.partition} id (is the '{self.partition}' task upstream?)")
+        argv = [PARTITION_FLAGS[self.partition], self.ids, *self.extra_args]
+        if self._run_warm(argv):
+            return committed_summary(self.ids, self.stage, self.partition)
         python = self.python()
-        cmd = [python, "-m", self.module, PARTITION_FLAGS[self.partition], self.ids, *self.extra_args]
+        cmd = [python, "-m", self.module, *argv]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
@@ -297,6 +302,43 @@ class LocalStageOperator(BaseOperator):
             raise RuntimeError(f"stage {self.stage} ({self.module}) exited with {proc.returncode}; last lines:\n"
                                + "\n".join(tail))
         return committed_summary(self.ids, self.stage, self.partition)
+
+
+    def _run_warm(self, argv: list[str]) -> bool:
+        """Run the stage in the chain's warm Spark driver (spark_jobs/warm_driver.py) when the main command
+        started one; False when there is none to use (the caller starts the stage's own process)."""
+        socket_path = os.environ.get("SEEDCODER_WARM_SPARK")
+        if not socket_path or self.runtime not in ("spark", "python"):
+            return False
+        if any(arg.startswith("spark.") for arg in argv):  # a Spark setting of its own: a session of its own
+            return False
+        from spark_jobs import warm_driver
+
+        try:
+            answers = warm_driver.request(socket_path, {"op": "run", "module": self.module, "argv": argv})
+            first = next(answers)
+        except (OSError, StopIteration) as err:
+            self.log.warning("warm Spark driver %s not reachable (%s): running the stage in its own process",
+                             socket_path, err)
+            return False
+        self.log.info("running %s %s in the warm Spark driver %s", self.module, " ".join(argv), socket_path)
+        tail: deque[str] = deque(maxlen=40)
+        status = None
+        for answer in _chain(first, answers):
+            if "out" in answer:
+                tail.append(answer["out"])
+                self.log.info("%s", answer["out"])
+            if "exit" in answer:
+                status = int(answer["exit"])
+        if status != 0:
+            raise RuntimeError(f"stage {self.stage} ({self.module}, warm Spark driver) exited with {status}; "
+                               f"last lines:\n" + "\n".join(tail))
+        return True
+
+
+def _chain(first: dict, rest):
+    yield first
+    yield from rest
 
 
 def committed_summary(ids: str, stage: str, kind: PartitionKind = "snapshot") -> dict:

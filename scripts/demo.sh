@@ -16,7 +16,8 @@ scripts/toolchains.sh  # bubblewrap and the compilers of the code sandbox (evalu
 .venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-12000}"
 # The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress.
 set +e
-args=(--snapshot "${SNAPSHOT:-demo}" --release "${RELEASE:-${SNAPSHOT:-demo}}")
+args=(--snapshot "${SNAPSHOT:-demo}" --release "${RELEASE:-${SNAPSHOT:-demo}}" --timing-json .work/demo-timing.json)
+rm -f .work/demo-timing.json
 .venv/bin/python scripts/pipeline.py "${args[@]}" ${DAGS:+--dags "$DAGS"} 2>&1 \
   | tee .work/demo.log | grep -E --line-buffered '^(==>|<==|---|DAG )|ERROR|Traceback'
 status=${PIPESTATUS[0]}

@@ -10,7 +10,10 @@ DAG when the pinned scorer version does not exist yet (it is trained once, on th
 quality DAG, the release DAG (cuts release ``--release``, default the snapshot's name, from ``--release-snapshots``,
 default this snapshot; an existing release is immutable and is reused), then the dataset, pretrain and evaluate
 DAGs on the release, and the rl DAG on the release's model (its stages in partition ``{release}.rl``); the summary
-ends with the evaluation tables of the pretrained model and of the RL policy. Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
+ends with the evaluation tables of the pretrained model and of the RL policy. Before the summary it prints every
+stage's time split into fixed costs and work (``--timing-json`` keeps it). On the local profile the chain's Spark
+stages run in one warm Spark driver started here and stopped at the end (spark_jobs/warm_driver.py; ``--cold-spark``
+gives each its own process, as the Airflow scheduler does). Each DAG is run exactly as the scheduler would run it (same tasks, operators and profile), with its
 partition given as the run's params; the Asset-scheduled DAGs are run in chain order instead of waiting on Assets.
 """
 
@@ -19,8 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +93,57 @@ def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
     return {"snapshot": args.snapshot}
 
 
+@contextmanager
+def warm_spark(enabled: bool) -> Iterator[dict]:
+    """Start the chain's warm Spark driver (spark_jobs/warm_driver.py) and point the local stage operators at it;
+    stop it at the end. Yields what the summary reports (its start-up seconds, or why there is none)."""
+    from lake.config import load_config
+    from spark_jobs import warm_driver
+
+    info: dict = {"used": False}
+    cfg = load_config()
+    if not enabled or cfg.profile != "local":
+        info["why_not"] = "disabled (--cold-spark)" if not enabled else f"profile {cfg.profile}"
+        yield info
+        return
+    python = Path(cfg.launcher.spark_python)
+    python = python if python.is_absolute() else REPO / python
+    sock = Path(tempfile.gettempdir()) / f"seedcoder-warm-spark-{os.getpid()}.sock"
+    log_path = REPO / ".work" / "warm-spark.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])}
+    t0 = time.monotonic()
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([str(python), "-m", "spark_jobs.warm_driver", "--socket", str(sock)], cwd=REPO,
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        while warm_driver.ping(sock) is None:
+            if proc.poll() is not None or time.monotonic() - t0 > 300:
+                info["why_not"] = f"it did not start (see {log_path})"
+                print(f"--- warm Spark driver: {info['why_not']}; every Spark stage starts its own process",
+                      flush=True)
+                yield info
+                return
+            time.sleep(0.5)
+        info.update(used=True, start_seconds=round(time.monotonic() - t0, 1), log=str(log_path), pid=proc.pid)
+        print(f"--- warm Spark driver up in {info['start_seconds']}s (pid {proc.pid}, log {log_path}): the chain's "
+              f"Spark stages run in it", flush=True)
+        os.environ[warm_driver.ENV] = str(sock)
+        yield info
+    finally:
+        os.environ.pop(warm_driver.ENV, None)
+        if proc.poll() is None:
+            try:
+                for _answer in warm_driver.request(sock, {"op": "stop"}, timeout=30):
+                    pass
+                proc.wait(timeout=60)
+            except (OSError, ConnectionError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+
 def run_dags(args: argparse.Namespace, dag_ids: list[str]) -> list[dict]:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -101,15 +159,77 @@ def run_dags(args: argparse.Namespace, dag_ids: list[str]) -> list[dict]:
         if conf is None:
             results.append({"dag": dag_id, "state": "reused", "seconds": 0.0})
             continue
-        t0 = time.monotonic()
+        t0, started = time.monotonic(), time.time()
         print(f"==> {dag_id} ({', '.join(f'{k} {v}' for k, v in conf.items() if v)})", flush=True)
         dag_run = dag.test(run_conf=conf)
         state = str(getattr(dag_run, "state", "unknown"))
-        results.append({"dag": dag_id, "state": state, "seconds": round(time.monotonic() - t0, 1)})
+        results.append({"dag": dag_id, "state": state, "seconds": round(time.monotonic() - t0, 1),
+                        "started": started, "ended": time.time()})
         print(f"<== {dag_id}: {state} in {results[-1]['seconds']}s", flush=True)
         if "success" not in state:
             raise SystemExit(f"DAG {dag_id} ended {state}; see the task logs above")
     return results
+
+
+def timing_rows(results: list[dict], snapshot: str | None, release: str | None, scorer: str | None) -> list[dict]:
+    """Per stage committed by this run's DAGs: its process's wall time split into fixed costs and work."""
+    from datetime import datetime
+
+    from lake.config import load_config
+    from lake.stage import Partition
+
+    lake = load_config().open_lake()
+    partitions = [p for p in (snapshot and Partition.snapshot(snapshot), scorer and Partition.scorer(scorer),
+                              release and Partition.release(release), release and Partition.release(f"{release}.rl"))
+                  if p]
+    commits = []
+    for part in partitions:
+        try:
+            commits += lake.committed_stages(part)
+        except FileNotFoundError:
+            continue
+    rows = []
+    for r in results:
+        if "started" not in r:
+            continue
+        stages = []
+        for commit in commits:
+            s = commit.stats
+            begun = datetime.fromisoformat(s["started_at"]).timestamp()
+            if r["started"] - 1 <= begun <= r["ended"]:
+                fixed = s.get("fixed_costs") or {}
+                wall = s.get("wall_seconds") or s["seconds"]
+                stages.append({"stage": commit.stage, "partition": commit.partition.prefix, "wall": round(wall, 1),
+                               "fixed": {k: round(v, 1) for k, v in fixed.items()},
+                               "work": round(wall - sum(fixed.values()), 1), "begun": begun})
+        stages.sort(key=lambda x: x["begun"])
+        rows.append({"dag": r["dag"], "seconds": r["seconds"], "stages": stages,
+                     "outside_stages": round(r["seconds"] - sum(x["wall"] for x in stages), 1)})
+    return rows
+
+
+def timing_table(rows: list[dict]) -> str:
+    """The breakdown as text: per DAG its wall time, per stage its wall time, fixed costs and work."""
+    lines = ["Time per stage (wall = stage process start to commit; fixed = start-up, Spark session, model and "
+             "engine loads; outside = Airflow task runs, process exits, and stages that committed nothing new):",
+             f"  {'DAG / stage':<28} {'wall':>7} {'fixed':>7} {'work':>7}  fixed costs"]
+    totals = {"wall": 0.0, "fixed": 0.0, "work": 0.0, "dag": 0.0, "outside": 0.0}
+    for row in rows:
+        lines.append(f"  {row['dag']:<28} {row['seconds']:>7.1f}")
+        totals["dag"] += row["seconds"]
+        totals["outside"] += row["outside_stages"]
+        for st in row["stages"]:
+            fixed = sum(st["fixed"].values())
+            totals["wall"] += st["wall"]
+            totals["fixed"] += fixed
+            totals["work"] += st["work"]
+            detail = ", ".join(f"{k} {v:.1f}" for k, v in st["fixed"].items() if v >= 0.05) or "-"
+            lines.append(f"    {st['stage']:<26} {st['wall']:>7.1f} {fixed:>7.1f} {st['work']:>7.1f}  {detail}")
+        if row["stages"]:
+            lines.append(f"    {'(outside stages)':<26} {row['outside_stages']:>7.1f}")
+    lines.append(f"  {'all DAGs':<28} {totals['dag']:>7.1f}   stages: wall {totals['wall']:.1f}, fixed "
+                 f"{totals['fixed']:.1f}, work {totals['work']:.1f}; outside stages {totals['outside']:.1f}")
+    return "\n".join(lines)
 
 
 def stage_lines(lake, partition) -> list[str]:
@@ -190,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                                                      f"only the release ones when --release is given alone)")
     parser.add_argument("--airflow-home", default=str(REPO / ".airflow"), help="AIRFLOW_HOME (SQLite DB inside)")
     parser.add_argument("--summary-only", action="store_true", help="only print what is committed")
+    parser.add_argument("--timing-json", default=None,
+                        help="where to write the per-stage time breakdown (default: .work/pipeline-timing.json)")
+    parser.add_argument("--cold-spark", action="store_true",
+                        help="start a process (JVM, Spark session) per Spark stage instead of one warm driver for "
+                             "the chain (spark_jobs/warm_driver.py; local profile)")
     args = parser.parse_args(argv)
     if args.snapshot is None and args.release is None:
         args.snapshot = "demo"
@@ -199,14 +324,34 @@ def main(argv: list[str] | None = None) -> int:
     dag_ids = args.dags.split(",") if args.dags else [d for d in chain if (REPO / "dags" / f"{d}.py").exists()]
     if args.snapshot is None and set(dag_ids) & set(SNAPSHOT_DAGS):
         parser.error(f"DAGs {sorted(set(dag_ids) & set(SNAPSHOT_DAGS))} run on a snapshot: give --snapshot")
-    results = []
+    results, warm = [], {}
     if not args.summary_only:
         migrate()
-        results = run_dags(args, dag_ids)
+        with warm_spark(not args.cold_spark) as warm:
+            results = run_dags(args, dag_ids)
     print()
     for r in results:
         print(f"DAG {r['dag']:<10} {r['state']:<8} {r['seconds']:>7.1f}s")
     scorer = args.scorer_version or (pinned_scorer() if args.snapshot else None)
+    if results:
+        rows = timing_rows(results, args.snapshot, args.release, scorer)
+        print(timing_table(rows))
+        if warm.get("used"):
+            print(f"  (the warm Spark driver started once, in {warm['start_seconds']}s, before the first DAG)")
+        out = Path(args.timing_json) if args.timing_json else REPO / ".work" / "pipeline-timing.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"dags": rows, "warm_spark": warm, "total_seconds": round(sum(
+            r["seconds"] for r in results) + warm.get("start_seconds", 0.0), 1)}, indent=2) + "\n")
+        print(f"  (as JSON: {out})")
+        print()
+    elif args.summary_only and args.timing_json and Path(args.timing_json).exists():
+        saved = json.loads(Path(args.timing_json).read_text())
+        print(timing_table(saved["dags"]))
+        if (saved.get("warm_spark") or {}).get("used"):
+            print(f"  (the warm Spark driver started once, in {saved['warm_spark']['start_seconds']}s, before the "
+                  f"first DAG)")
+        print(f"  (chain total {saved['total_seconds']}s; as JSON: {args.timing_json})")
+        print()
     print(summary(args.snapshot, args.release, scorer))
     return 0
 

@@ -58,7 +58,8 @@ def test_crawl_then_dedup_through_airflow(db, source, tmp_path):
     else:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = db  # migrations are idempotent; runs get fresh run ids
     out = subprocess.run([sys.executable, "scripts/pipeline.py", "--snapshot", "2026-10", "--dags", "crawl,dedup",
-                          "--airflow-home", str(home)], cwd=REPO, env=env, capture_output=True, text=True)
+                          "--airflow-home", str(home), "--timing-json", str(tmp_path / "timing.json")], cwd=REPO, env=env,
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "DAG crawl      success" in out.stdout and "DAG dedup      success" in out.stdout
     lake = Lake.at(str(tmp_path / "lake"))
@@ -69,6 +70,12 @@ def test_crawl_then_dedup_through_airflow(db, source, tmp_path):
     kept = lake.read_table("2026-10", "exact_dedup", "files", columns=["repo"]).column("repo").to_pylist()
     assert "fork/json" not in kept and "acme/json" in kept
     assert "exact_dedup" in out.stdout and "_stats.json" in out.stdout
+    # the chain's Spark stages ran in the main command's warm driver, and the breakdown says what each cost
+    assert "warm Spark driver up" in out.stdout and "Time per stage" in out.stdout
+    assert "spark_session" not in dedup["fixed_costs"] and dedup["wall_seconds"] > 0
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert [d["dag"] for d in timing["dags"]] == ["crawl", "dedup"] and timing["warm_spark"]["used"]
+    assert [s["stage"] for s in timing["dags"][1]["stages"]] == ["exact_dedup", "near_dedup"]
     # what the UI's dedup page shows: fork/json is one repository-level cluster with acme/json
     assert dedup["metrics"]["clusters"]["repo"]["largest"] == [{"size": 2, "kept": "acme/json", "example": "fork/json"}]
     assert sum(dedup["metrics"]["records_out_by_language"].values()) == dedup["records_out"]

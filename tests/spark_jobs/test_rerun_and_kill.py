@@ -1,18 +1,16 @@
 """Stages as the launcher runs them (subprocesses): re-runs are byte-identical, a kill mid-write loses nothing."""
 
 import hashlib
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from stdlib_source import two_repo_source
 
 from lake.stage import Lake
 
@@ -24,15 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def setup(tmp_path_factory):
     """A small source of real stdlib code (two overlapping 'repositories') and a config pointing at it."""
     base = tmp_path_factory.mktemp("kill")
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    source = base / "source"
-    for repo, names in {"one": ["json", "email"], "two": ["json", "html"]}.items():
-        for name in names:
-            shutil.copytree(stdlib / name, source / repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    cfg = base / "local.yaml"
-    cfg.write_text(json.dumps({"profile": "local", "lake": {"root": str(base / "lake")},
-                               "spark": {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 4},
-                               "stages": {"crawl": {"local_root": str(source)}}}))
+    cfg = two_repo_source(base)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     subprocess.run([sys.executable, "-m", "spark_jobs.crawl", "--snapshot", "s", "--config", str(cfg)],
                    cwd=REPO, env=env, check=True, capture_output=True)

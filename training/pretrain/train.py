@@ -26,6 +26,7 @@ import torch.distributed as dist
 from lake import tokens
 from lake.progress import Progress
 from lake.stage import Lake, Partition, StageRun
+from lake.timing import fixed_cost
 from lake.token_shards import TokenShards, read_index, tokenizer_location
 from training.pretrain import base_model
 from training.pretrain import checkpoint as ckpt
@@ -55,6 +56,11 @@ class DistEnv:
 
 def init_distributed(env: DistEnv, device: torch.device) -> None:
     """One process group for every world size (gloo on CPU, nccl on GPUs), so the loop has one code path."""
+    # The rank variables first, even when a group exists: DeepSpeed's engine reads LOCAL_RANK from the environment
+    # at every initialize (a process whose group outlived a cleared environment, e.g. one test after another).
+    os.environ.setdefault("RANK", str(env.rank))
+    os.environ.setdefault("WORLD_SIZE", str(env.world_size))
+    os.environ.setdefault("LOCAL_RANK", str(env.local_rank))
     if dist.is_initialized():
         return
     if env.world_size == 1 and "MASTER_PORT" not in os.environ:
@@ -62,9 +68,6 @@ def init_distributed(env: DistEnv, device: torch.device) -> None:
 
         os.environ["MASTER_PORT"] = str(free_port())
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("RANK", str(env.rank))
-    os.environ.setdefault("WORLD_SIZE", str(env.world_size))
-    os.environ.setdefault("LOCAL_RANK", str(env.local_rank))
     backend = "nccl" if device.type == "cuda" else "gloo"
     import deepspeed
 
@@ -78,21 +81,27 @@ def init_distributed(env: DistEnv, device: torch.device) -> None:
 
 
 def measure_matmul_flops(device: torch.device, dtype: torch.dtype, *, size: int | None = None,
-                         repeats: int = 5) -> float:
-    """Best observed dense matmul FLOP/s of this device: the denominator of MFU when none is configured."""
+                         repeats: int = 5, shape: tuple[int, int, int] | None = None) -> float:
+    """Best observed dense matmul FLOP/s of this device: the denominator of MFU when none is configured.
+
+    Square ``size`` matrices by default; ``shape`` ``(n, k, m)`` times ``[n x k] @ [k x m]`` instead (a model's
+    own matmul). The first call is a warm-up and is not counted.
+    """
     n = size or (8192 if device.type == "cuda" else 1024)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    n, k, m = shape or (n, n, n)
+    a = torch.randn(n, k, device=device, dtype=dtype)
+    b = torch.randn(k, m, device=device, dtype=dtype)
     best = float("inf")
-    for _ in range(repeats + 1):
+    for i in range(repeats + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         a @ b
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n * k * m / best
 
 
 class StepLog:
@@ -214,7 +223,8 @@ class Trainer:
             self.base = base_model.resolve(self.lake, self.partition, self.cfg.init)
             if self.base is not None:
                 self.cfg = self.cfg.continued()  # a continued run follows its own schedule from the base's weights
-        init_distributed(self.env, self.device)
+        with fixed_cost("distributed_init"):
+            init_distributed(self.env, self.device)
         if self.env.rank == 0:
             with StageRun(self.lake, self.partition, STAGE, resume=not self.fresh,
                           params=self.cfg.model_dump(mode="json")) as run:
@@ -233,11 +243,12 @@ class Trainer:
             if phase.seq_len > spec.max_position_embeddings:
                 raise ValueError(f"phase {phase.name} trains at seq_len {phase.seq_len}, beyond the "
                                  f"{spec.max_position_embeddings} positions of preset {spec.name}")
-        model = build_model(spec, seed=cfg.seed, bos_id=self._bos_id(index), eos_id=index["eos_id"],
-                            pad_id=index["pad_id"], attn_implementation=cfg.attn_implementation)
-        if cfg.activation_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        engine = make_engine(model, cfg, env.world_size, self.device)
+        with fixed_cost("model_init"):
+            model = build_model(spec, seed=cfg.seed, bos_id=self._bos_id(index), eos_id=index["eos_id"],
+                                pad_id=index["pad_id"], attn_implementation=cfg.attn_implementation)
+            if cfg.activation_checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            engine = make_engine(model, cfg, env.world_size, self.device)
         loader = MixtureLoader(sources, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
                                grad_accum_steps=cfg.grad_accum_steps, world_size=env.world_size, rank=env.rank)
         architecture = spec.architecture()
@@ -256,7 +267,8 @@ class Trainer:
                      "world %d, global batch %d, steps %d..%d; schedule %s", self.partition, spec.name,
                      counts["total"] / 1e6, counts["non_embedding"] / 1e6, cfg.engine, cfg.zero_stage,
                      env.world_size, cfg.global_batch(env.world_size), start, total, schedule.describe())
-        peak = cfg.peak_flops or measure_matmul_flops(self.device, torch.bfloat16 if cfg.bf16 else torch.float32)
+        with fixed_cost("peak_flops_probe"):
+            peak = cfg.peak_flops or measure_matmul_flops(self.device, torch.bfloat16 if cfg.bf16 else torch.float32)
         writer = self._tensorboard(start) if env.rank == 0 else None
         steplog = StepLog()
         window_t, window_tokens, window_flops = time.perf_counter(), 0, 0.0

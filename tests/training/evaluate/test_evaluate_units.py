@@ -122,3 +122,33 @@ def test_config_checks():
     assert cfg.fingerprint("model-a") == cfg.model_copy(update={"resume": False}).fingerprint("model-a")
     with pytest.raises(ValidationError):
         EvaluateConfig(benchmarks=[{"name": "apps"}])
+
+
+@pytest.mark.gpu_env
+def test_bits_per_byte_batched_equals_one_window_at_a_time(tmp_path):
+    """The batched, mask-free, row-wise-head pass gives every file the bits a plain forward of each window alone
+    gives (files of different lengths, so batches are padded; windows shorter than the model's context)."""
+    import torch
+    from evaluate_fixtures import build_model, corpus
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.evaluate.bpb import HeldoutFile, bits_per_byte
+
+    model_dir = build_model(tmp_path / "model")
+    texts = [t for t in corpus() if t.strip()][:12]
+    files = [HeldoutFile(str(i), "Python" if i % 2 else "Text", text) for i, text in enumerate(texts)]
+    got = bits_per_byte(str(model_dir), files, window=64, batch_tokens=64 * 5)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    bits = {"Python": 0.0, "Text": 0.0}
+    with torch.no_grad():
+        for f in files:
+            for inputs, targets in windows(tokenizer.encode(f.text, add_special_tokens=False),
+                                           tokenizer.eos_token_id, 64):
+                logits = model(input_ids=torch.tensor([inputs])).logits[0].float()
+                nats = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="sum").item()
+                bits[f.language] += nats / math.log(2)
+    for language, expected in bits.items():
+        assert got[language]["bits"] == pytest.approx(expected, rel=1e-4), language
+    assert got["overall"]["bits"] == pytest.approx(sum(bits.values()), rel=1e-4)

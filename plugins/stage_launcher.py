@@ -18,6 +18,7 @@ events processes every partition they name, in order (the stage CLI takes a comm
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -281,8 +282,21 @@ class LocalStageOperator(BaseOperator):
         if not self.ids or self.ids == "None":
             raise ValueError(f"stage {self.stage}: no {self.partition} id (is the '{self.partition}' task upstream?)")
         argv = [PARTITION_FLAGS[self.partition], self.ids, *self.extra_args]
-        if self._run_warm(argv):
-            return committed_summary(self.ids, self.stage, self.partition)
+        tail: deque[str] = deque(maxlen=40)
+        status, where = self._run_warm(argv, tail), f"{self.module}, warm Spark driver"
+        if status is None:
+            status, where = self._run_process(argv, tail), self.module
+        if status != 0:
+            raise RuntimeError(f"stage {self.stage} ({where}) exited with {status}; last lines:\n" + "\n".join(tail))
+        return committed_summary(self.ids, self.stage, self.partition)
+
+    def _relay(self, line: str, tail: deque[str]) -> None:
+        """One line of the stage's output into the task log, and the tail a failure quotes."""
+        tail.append(line)
+        self.log.info("%s", line)
+
+    def _run_process(self, argv: list[str], tail: deque[str]) -> int:
+        """Run the stage as ``python -m`` in its runtime's environment; returns its exit status."""
         python = self.python()
         cmd = [python, "-m", self.module, *argv]
         env = dict(os.environ)
@@ -290,55 +304,39 @@ class LocalStageOperator(BaseOperator):
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
         env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
         self.log.info("running %s", " ".join(cmd))
-        tail: deque[str] = deque(maxlen=40)
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            self.log.info("%s", line)
-        if proc.wait() != 0:
-            raise RuntimeError(f"stage {self.stage} ({self.module}) exited with {proc.returncode}; last lines:\n"
-                               + "\n".join(tail))
-        return committed_summary(self.ids, self.stage, self.partition)
+            self._relay(line.rstrip("\n"), tail)
+        return proc.wait()
 
-
-    def _run_warm(self, argv: list[str]) -> bool:
+    def _run_warm(self, argv: list[str], tail: deque[str]) -> int | None:
         """Run the stage in the chain's warm Spark driver (spark_jobs/warm_driver.py) when the main command
-        started one; False when there is none to use (the caller starts the stage's own process)."""
+        started one; returns its exit status, or None when there is no driver to use (the caller then starts the
+        stage's own process)."""
         socket_path = os.environ.get("SEEDCODER_WARM_SPARK")
         if not socket_path or self.runtime not in ("spark", "python"):
-            return False
+            return None
         if any(arg.startswith("spark.") for arg in argv):  # a Spark setting of its own: a session of its own
-            return False
+            return None
         from spark_jobs import warm_driver
 
+        answers = warm_driver.request(socket_path, {"op": "run", "module": self.module, "argv": argv})
         try:
-            answers = warm_driver.request(socket_path, {"op": "run", "module": self.module, "argv": argv})
-            first = next(answers)
+            first = next(answers)  # connects: no driver listening is an OSError here
         except (OSError, StopIteration) as err:
             self.log.warning("warm Spark driver %s not reachable (%s): running the stage in its own process",
                              socket_path, err)
-            return False
+            return None
         self.log.info("running %s %s in the warm Spark driver %s", self.module, " ".join(argv), socket_path)
-        tail: deque[str] = deque(maxlen=40)
         status = None
-        for answer in _chain(first, answers):
+        for answer in itertools.chain((first,), answers):
             if "out" in answer:
-                tail.append(answer["out"])
-                self.log.info("%s", answer["out"])
+                self._relay(answer["out"], tail)
             if "exit" in answer:
                 status = int(answer["exit"])
-        if status != 0:
-            raise RuntimeError(f"stage {self.stage} ({self.module}, warm Spark driver) exited with {status}; "
-                               f"last lines:\n" + "\n".join(tail))
-        return True
-
-
-def _chain(first: dict, rest):
-    yield first
-    yield from rest
+        return status
 
 
 def committed_summary(ids: str, stage: str, kind: PartitionKind = "snapshot") -> dict:

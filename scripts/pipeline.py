@@ -333,24 +333,20 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"DAG {r['dag']:<10} {r['state']:<8} {r['seconds']:>7.1f}s")
     scorer = args.scorer_version or (pinned_scorer() if args.snapshot else None)
+    timing_path = Path(args.timing_json) if args.timing_json else REPO / ".work" / "pipeline-timing.json"
     if results:
-        rows = timing_rows(results, args.snapshot, args.release, scorer)
-        print(timing_table(rows))
-        if warm.get("used"):
-            print(f"  (the warm Spark driver started once, in {warm['start_seconds']}s, before the first DAG)")
-        out = Path(args.timing_json) if args.timing_json else REPO / ".work" / "pipeline-timing.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"dags": rows, "warm_spark": warm, "total_seconds": round(sum(
-            r["seconds"] for r in results) + warm.get("start_seconds", 0.0), 1)}, indent=2) + "\n")
-        print(f"  (as JSON: {out})")
-        print()
-    elif args.summary_only and args.timing_json and Path(args.timing_json).exists():
-        saved = json.loads(Path(args.timing_json).read_text())
+        timing_path.parent.mkdir(parents=True, exist_ok=True)
+        timing_path.write_text(json.dumps({
+            "dags": timing_rows(results, args.snapshot, args.release, scorer), "warm_spark": warm,
+            "total_seconds": round(sum(r["seconds"] for r in results) + warm.get("start_seconds", 0.0), 1)},
+            indent=2) + "\n")
+    if results or (args.summary_only and args.timing_json and timing_path.exists()):
+        saved = json.loads(timing_path.read_text())
         print(timing_table(saved["dags"]))
         if (saved.get("warm_spark") or {}).get("used"):
             print(f"  (the warm Spark driver started once, in {saved['warm_spark']['start_seconds']}s, before the "
                   f"first DAG)")
-        print(f"  (chain total {saved['total_seconds']}s; as JSON: {args.timing_json})")
+        print(f"  (chain total {saved['total_seconds']}s; as JSON: {timing_path})")
         print()
     print(summary(args.snapshot, args.release, scorer))
     return 0

@@ -312,17 +312,17 @@ class LocalStageOperator(BaseOperator):
         return proc.wait()
 
     def _run_warm(self, argv: list[str], tail: deque[str]) -> int | None:
-        """Run the stage in the chain's warm Spark driver (spark_jobs/warm_driver.py) when the main command
-        started one; returns its exit status, or None when there is no driver to use (the caller then starts the
-        stage's own process)."""
-        socket_path = os.environ.get("SEEDCODER_WARM_SPARK")
+        """Run the stage in the chain's warm Spark driver (spark_jobs/warm_driver.py; its client, lake/warm_spark.py)
+        when the main command started one; returns its exit status, or None when there is no driver to use (the
+        caller then starts the stage's own process)."""
+        from lake import warm_spark
+
+        socket_path = os.environ.get(warm_spark.ENV)
         if not socket_path or self.runtime not in ("spark", "python"):
             return None
         if any(arg.startswith("spark.") for arg in argv):  # a Spark setting of its own: a session of its own
             return None
-        from spark_jobs import warm_driver
-
-        answers = warm_driver.request(socket_path, {"op": "run", "module": self.module, "argv": argv})
+        answers = warm_spark.request(socket_path, {"op": "run", "module": self.module, "argv": argv})
         try:
             first = next(answers)  # connects: no driver listening is an OSError here
         except (OSError, StopIteration) as err:

@@ -97,8 +97,8 @@ def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
 def warm_spark(enabled: bool) -> Iterator[dict]:
     """Start the chain's warm Spark driver (spark_jobs/warm_driver.py) and point the local stage operators at it;
     stop it at the end. Yields what the summary reports (its start-up seconds, or why there is none)."""
+    from lake import warm_spark
     from lake.config import load_config
-    from spark_jobs import warm_driver
 
     info: dict = {"used": False}
     cfg = load_config()
@@ -119,7 +119,7 @@ def warm_spark(enabled: bool) -> Iterator[dict]:
         proc = subprocess.Popen([str(python), "-m", "spark_jobs.warm_driver", "--socket", str(sock)], cwd=REPO,
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        while warm_driver.ping(sock) is None:
+        while warm_spark.ping(sock) is None:
             if proc.poll() is not None or time.monotonic() - t0 > 300:
                 info["why_not"] = f"it did not start (see {log_path})"
                 print(f"--- warm Spark driver: {info['why_not']}; every Spark stage starts its own process",
@@ -130,13 +130,13 @@ def warm_spark(enabled: bool) -> Iterator[dict]:
         info.update(used=True, start_seconds=round(time.monotonic() - t0, 1), log=str(log_path), pid=proc.pid)
         print(f"--- warm Spark driver up in {info['start_seconds']}s (pid {proc.pid}, log {log_path}): the chain's "
               f"Spark stages run in it", flush=True)
-        os.environ[warm_driver.ENV] = str(sock)
+        os.environ[warm_spark.ENV] = str(sock)
         yield info
     finally:
-        os.environ.pop(warm_driver.ENV, None)
+        os.environ.pop(warm_spark.ENV, None)
         if proc.poll() is None:
             try:
-                for _answer in warm_driver.request(sock, {"op": "stop"}, timeout=30):
+                for _answer in warm_spark.request(sock, {"op": "stop"}, timeout=30):
                     pass
                 proc.wait(timeout=60)
             except (OSError, ConnectionError, subprocess.TimeoutExpired):

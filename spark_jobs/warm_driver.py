@@ -15,9 +15,7 @@ operator starts the stage's own process as before, and the k8s profile never use
 while its stage runs (a killed task), the driver exits at once, taking its JVM with it, like a killed stage
 process: the attempt stays uncommitted and the next run resumes it.
 
-Protocol (a Unix socket, one connection per request): the client sends one JSON line,
-``{"op": "run", "module": "spark_jobs.exact_dedup", "argv": ["--snapshot", "demo"]}`` (or ``{"op": "ping"}``,
-``{"op": "stop"}``); the driver answers with JSON lines ``{"out": "<log line>"}`` and a last ``{"exit": <code>}``.
+The protocol and its client side (the operator, the main command) are in lake/warm_spark.py.
 
     python -m spark_jobs.warm_driver --socket .work/warm-spark.sock      # serve until a "stop" request
 """
@@ -39,9 +37,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lake.warm_spark import EXIT_CLIENT_GONE
+
 log = logging.getLogger("warm_driver")
-ENV = "SEEDCODER_WARM_SPARK"  # the operator's pointer to a running driver's socket
-EXIT_CLIENT_GONE = 75
 
 
 class _LineStream(io.TextIOBase):
@@ -244,30 +242,6 @@ def serve(socket_path: Path, config: str | None = None) -> int:
         spark.stop()
     log.info("warm Spark driver stopped after %d stages", driver.served)
     return 0
-
-
-# -- client side (the local stage operator, the main command) ---------------------------------------------------
-def request(socket_path: str | Path, message: dict, *, timeout: float | None = None) -> Iterator[dict]:
-    """Send one request and yield the driver's answers; raises ``OSError`` when no driver listens there and
-    ``ConnectionError`` when the driver goes away before its last answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path))
-        sock.sendall((json.dumps(message) + "\n").encode())
-        for line in sock.makefile("r", encoding="utf-8", errors="replace"):
-            answer = json.loads(line)
-            yield answer
-            if "exit" in answer:
-                return
-    raise ConnectionError(f"the warm Spark driver on {socket_path} went away before answering")
-
-
-def ping(socket_path: str | Path, timeout: float = 5.0) -> dict | None:
-    """The driver's ping answer, or None when none answers on ``socket_path``."""
-    try:
-        return next(iter(request(socket_path, {"op": "ping"}, timeout=timeout)), None)
-    except (OSError, ConnectionError, ValueError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

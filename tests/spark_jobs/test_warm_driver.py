@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 from stdlib_source import two_repo_source
 
+from lake import warm_spark
 from lake.stage import Lake
-from spark_jobs import warm_driver
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("warm")
     cfg = two_repo_source(base)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    env.pop(warm_driver.ENV, None)
+    env.pop(warm_spark.ENV, None)
     lake = Lake.at(str(base / "lake"))
     for module in ("spark_jobs.crawl", "spark_jobs.exact_dedup", "spark_jobs.near_dedup"):
         cold(cfg, env, module)
@@ -54,7 +54,7 @@ def start_driver(cfg, env, sock: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "spark_jobs.warm_driver", "--socket", str(sock), "--config",
                              str(cfg)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while warm_driver.ping(sock) is None:
+    while warm_spark.ping(sock) is None:
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "the warm driver did not start in 180 s"
         time.sleep(0.3)
@@ -63,13 +63,13 @@ def start_driver(cfg, env, sock: Path) -> subprocess.Popen:
 
 def stop_driver(proc: subprocess.Popen, sock: Path) -> None:
     if proc.poll() is None:
-        list(warm_driver.request(sock, {"op": "stop"}, timeout=60))
+        list(warm_spark.request(sock, {"op": "stop"}, timeout=60))
         proc.wait(60)
 
 
 def warm(sock: Path, cfg, module: str, snapshot: str = "s") -> tuple[int, list[str]]:
     lines, status = [], None
-    for answer in warm_driver.request(sock, {"op": "run", "module": module,
+    for answer in warm_spark.request(sock, {"op": "run", "module": module,
                                              "argv": ["--snapshot", snapshot, "--config", str(cfg)]}):
         lines += [answer["out"]] if "out" in answer else []
         status = answer.get("exit", status)
@@ -89,7 +89,7 @@ def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_b
     cold_stats = lake.stats("s", "near_dedup")
     assert cold_stats["fixed_costs"]["spark_session"] > 0.5, cold_stats["fixed_costs"]
     assert cold_stats["fixed_costs"]["process_start"] > 0.5, cold_stats["fixed_costs"]
-    served = warm_driver.ping(driver)["served"]
+    served = warm_spark.ping(driver)["served"]
 
     status, lines = warm(driver, cfg, "spark_jobs.exact_dedup")
     assert status == 0, "\n".join(lines[-30:])
@@ -100,7 +100,7 @@ def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_b
         assert status == 0, "\n".join(lines[-30:])
         assert records(lake, "near_dedup") == reference["near_dedup"]
         # near dedup sizes Arrow batches through Spark SQL settings: the driver puts them back after it
-        assert warm_driver.ping(driver)["conf_drift"] == []
+        assert warm_spark.ping(driver)["conf_drift"] == []
     stats = lake.stats("s", "near_dedup")
     assert "spark_session" not in stats["fixed_costs"], stats["fixed_costs"]
     assert stats["fixed_costs"]["process_start"] < cold_stats["fixed_costs"]["process_start"]
@@ -108,7 +108,7 @@ def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_b
     # A failing stage reports its failure and the driver lives on.
     status, lines = warm(driver, cfg, "spark_jobs.exact_dedup", snapshot="missing")
     assert status == 2 and any("missing" in line for line in lines), lines[-10:]
-    assert warm_driver.ping(driver)["served"] == served + 4
+    assert warm_spark.ping(driver)["served"] == served + 4
 
 
 def test_the_local_operator_uses_the_driver_and_falls_back_without_one(setup, driver, monkeypatch):
@@ -118,15 +118,15 @@ def test_the_local_operator_uses_the_driver_and_falls_back_without_one(setup, dr
     op = LocalStageOperator(task_id="exact_dedup", stage="exact_dedup", module="spark_jobs.exact_dedup", ids="s",
                             extra_args=["--config", str(cfg)])
     monkeypatch.setenv("SEEDCODER_CONFIG", str(cfg))
-    served = warm_driver.ping(driver)["served"]
-    monkeypatch.setenv(warm_driver.ENV, str(driver))
+    served = warm_spark.ping(driver)["served"]
+    monkeypatch.setenv(warm_spark.ENV, str(driver))
     summary = op.execute({})
     committed = lake.require("s", "exact_dedup")
     assert summary["attempt"] == committed.attempt
     assert "spark_session" not in committed.stats["fixed_costs"]
-    assert warm_driver.ping(driver)["served"] == served + 1
+    assert warm_spark.ping(driver)["served"] == served + 1
 
-    monkeypatch.setenv(warm_driver.ENV, str(base / "nobody-listens.sock"))
+    monkeypatch.setenv(warm_spark.ENV, str(base / "nobody-listens.sock"))
     op.execute({})  # no driver there: the stage's own process, as without the variable
     after = lake.require("s", "exact_dedup")
     assert after.attempt != committed.attempt and after.stats["fixed_costs"].get("spark_session", 0) > 0.5
@@ -147,9 +147,9 @@ def test_a_vanished_client_stops_the_driver_and_its_stage_commits_nothing(setup)
                 for line in reader:  # wait for the stage to start its attempt, then go away
                     if "starting snapshot=s/near_dedup" in json.loads(line).get("out", ""):
                         break
-        assert proc.wait(30) == warm_driver.EXIT_CLIENT_GONE
+        assert proc.wait(30) == warm_spark.EXIT_CLIENT_GONE
     finally:
         if proc.poll() is None:
             proc.kill()
     assert lake.require("s", "near_dedup").attempt == committed, "the abandoned stage must not commit"
-    assert warm_driver.ping(sock) is None
+    assert warm_spark.ping(sock) is None

@@ -1,7 +1,10 @@
-"""The crawl and dedup DAGs run with dag.test() against a real lake, on SQLite and on PostgreSQL.
+"""The crawl and dedup DAGs run with dag.test() against a real lake, through the main command, on PostgreSQL.
 
 PostgreSQL comes from scripts/services.sh (started by scripts/test.sh / .ci/run), which exports
-SEEDCODER_POSTGRES_URI; on CI its absence is a failure, elsewhere the PostgreSQL case is skipped with that reason.
+SEEDCODER_POSTGRES_URI; on CI its absence is a failure, elsewhere (no server started) the run uses SQLite. SQLite,
+the main command's default, is what the other DAG runs use (the same main command over crawl, dedup and filters in
+tests/plugins/test_seedcoder_ui_browser.py; the quality, pretraining and self-curation runs; the scheduler's
+backfill), so this test spends its run on the backend nothing else covers.
 """
 
 import json
@@ -20,14 +23,12 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def backends():
-    yield pytest.param("sqlite", id="sqlite")
+def backend():
+    """PostgreSQL where scripts/services.sh started it (always on CI), SQLite elsewhere."""
     uri = os.environ.get("SEEDCODER_POSTGRES_URI")
     if uri or os.environ.get("CI"):
-        yield pytest.param(uri, id="postgres", marks=pytest.mark.postgres)
-    else:
-        yield pytest.param(None, id="postgres", marks=pytest.mark.skip(
-            reason="SEEDCODER_POSTGRES_URI not set: run scripts/services.sh start (scripts/test.sh does)"))
+        return pytest.param(uri, id="postgres", marks=pytest.mark.postgres)
+    return pytest.param("sqlite", id="sqlite")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def source(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("db", list(backends()))
+@pytest.mark.parametrize("db", [backend()])
 def test_crawl_then_dedup_through_airflow(db, source, tmp_path):
     if db is None and os.environ.get("CI"):
         pytest.fail("CI must provide PostgreSQL: SEEDCODER_POSTGRES_URI is not set (scripts/services.sh start)")

@@ -22,27 +22,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Real stdlib code as two overlapping repositories, crawled into snapshot ``s`` and deduplicated by the
-    stages' own processes (the reference output); a config pointing at it."""
+    """Real stdlib code as two overlapping repositories and a config pointing at it (nothing run yet)."""
     base = tmp_path_factory.mktemp("warm")
     cfg = two_repo_source(base)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     env.pop(warm_spark.ENV, None)
-    lake = Lake.at(str(base / "lake"))
-    for module in ("spark_jobs.crawl", "spark_jobs.exact_dedup", "spark_jobs.near_dedup"):
-        cold(cfg, env, module)
-    reference = {stage: records(lake, stage) for stage in ("exact_dedup", "near_dedup")}
-    return cfg, env, lake, base, reference
+    return cfg, env, Lake.at(str(base / "lake")), base
 
 
 @pytest.fixture(scope="module")
 def driver(setup):
-    cfg, env, _lake, base, _reference = setup
+    cfg, env, _lake, base = setup
     sock = base / "driver.sock"
     proc = start_driver(cfg, env, sock)
     yield sock
     stop_driver(proc, sock)
     assert proc.returncode == 0 and not sock.exists()
+
+
+@pytest.fixture(scope="module")
+def reference(setup, driver):
+    """Snapshot ``s`` crawled in the warm driver (the main command runs the crawl there too), then deduplicated by
+    the stages' own processes: the reference output."""
+    cfg, env, lake, _base = setup
+    status, lines = warm(driver, cfg, "spark_jobs.crawl")
+    assert status == 0, "\n".join(lines[-30:])
+    assert lake.stats("s", "crawl")["records_out"] > 30
+    for module in ("spark_jobs.exact_dedup", "spark_jobs.near_dedup"):
+        cold(cfg, env, module)
+    return {stage: records(lake, stage) for stage in ("exact_dedup", "near_dedup")}
 
 
 def cold(cfg, env, module):
@@ -84,8 +92,8 @@ def records(lake: Lake, stage: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_behind(setup, driver):
-    cfg, _env, lake, _base, reference = setup
+def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_behind(setup, driver, reference):
+    cfg, _env, lake, _base = setup
     cold_stats = lake.stats("s", "near_dedup")
     assert cold_stats["fixed_costs"]["spark_session"] > 0.5, cold_stats["fixed_costs"]
     assert cold_stats["fixed_costs"]["process_start"] > 0.5, cold_stats["fixed_costs"]
@@ -111,10 +119,10 @@ def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_b
     assert warm_spark.ping(driver)["served"] == served + 4
 
 
-def test_the_local_operator_uses_the_driver_and_falls_back_without_one(setup, driver, monkeypatch):
+def test_the_local_operator_uses_the_driver_and_falls_back_without_one(setup, driver, reference, monkeypatch):
     from stage_launcher import LocalStageOperator
 
-    cfg, _env, lake, base, reference = setup
+    cfg, _env, lake, base = setup
     op = LocalStageOperator(task_id="exact_dedup", stage="exact_dedup", module="spark_jobs.exact_dedup", ids="s",
                             extra_args=["--config", str(cfg)])
     monkeypatch.setenv("SEEDCODER_CONFIG", str(cfg))
@@ -133,8 +141,8 @@ def test_the_local_operator_uses_the_driver_and_falls_back_without_one(setup, dr
     assert records(lake, "exact_dedup") == reference["exact_dedup"]
 
 
-def test_a_vanished_client_stops_the_driver_and_its_stage_commits_nothing(setup):
-    cfg, env, lake, base, _reference = setup
+def test_a_vanished_client_stops_the_driver_and_its_stage_commits_nothing(setup, reference):
+    cfg, env, lake, base = setup
     committed = lake.require("s", "near_dedup").attempt
     sock = base / "kill.sock"
     proc = start_driver(cfg, env, sock)

@@ -28,7 +28,8 @@ from tests.spark_jobs.near_dedup.corpus_helpers import STDLIB, commit_input, edi
 
 SIZES = [20_000, 60_000, 150_000, 400_000, 900_000]
 # The executor's memory for data, Spark's execution + storage memory, is (heap - 300 MB reserved) x
-# spark.memory.fraction: (1 GB - 300 MB) x 0.05 = 36 MB here (18 MB per task), and the corpora are 4x and 8x that.
+# spark.memory.fraction: (1 GB - 300 MB) x 0.05 = 36 MB here (18 MB per task), and the corpus is 8x that (a 4x
+# corpus was also run until CI time mattered: 8x is the harder case and passes through the same code).
 # (At Spark's smallest heap, 512 MB with fraction 0.15, the dedup itself finishes on 8x but writing the kept
 # content then exhausts what Spark's own bookkeeping leaves of the heap: notes/issue-19.md.)
 HEAP, FRACTION = "1g", 0.05
@@ -79,7 +80,7 @@ def test_tiny_task_budget_splits_the_work_and_keeps_the_pairs(spark, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("times", [4, 8])
+@pytest.mark.parametrize("times", [8])
 def test_a_corpus_many_times_the_executor_memory_gives_the_pairs_of_ample_memory(tmp_path, make_config, times):
     records = large_files(times * EXECUTOR_DATA_BYTES)
     cfg = make_config(stages={"near_dedup": {"repo_level": False, "output_partitions": 2, "index_snapshots": []}})

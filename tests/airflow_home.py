@@ -31,11 +31,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bound_run_window(home: Path, dag_id: str, first: str, last: str, sensor_poke_s: float = 5) -> None:
+def bound_run_window(home: Path, dag_id: str, first: str, last: str) -> None:
     """A cluster policy (``$AIRFLOW_HOME/config/airflow_local_settings.py``) that bounds ``dag_id``'s schedule to
-    the months ``first``..``last``: its start and end date, and every task's, at DAG load. It also pokes the
-    snapshot-order sensors (plugins/snapshot_order.py: every 60 s in production) every ``sensor_poke_s`` seconds,
-    so a month waiting for the previous one's dedup waits seconds, not a minute, after it is done."""
+    the months ``first``..``last``: its start and end date, and every task's, at DAG load."""
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "airflow_local_settings.py").write_text(textwrap.dedent(f"""\
         import pendulum
@@ -49,11 +47,6 @@ def bound_run_window(home: Path, dag_id: str, first: str, last: str, sensor_poke
             dag.start_date, dag.end_date = start, end
             for task in dag.tasks:
                 task.start_date, task.end_date = start, end
-
-
-        def task_policy(task):
-            if task.task_id.startswith("wait_for_earlier_"):
-                task.poke_interval = {float(sensor_poke_s)!r}
         """))
 
 

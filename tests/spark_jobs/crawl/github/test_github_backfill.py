@@ -22,7 +22,6 @@ import shutil
 import time
 from datetime import UTC, datetime
 
-import pendulum
 import pytest
 import yaml
 from fake_github import FakeGitHub
@@ -137,13 +136,8 @@ def test_a_backfill_commits_exactly_what_three_sequential_runs_commit(backfilled
                     (month, stage, dataset)
     dropped = sum(lake.stats(m, "near_dedup")["drop_reasons"].get("near_duplicate_file", 0) for m in months[1:])
     assert dropped > 0, "later months repeat earlier files: incremental dedup must drop them"
-    reschedules = airflow.query("SELECT start_date, reschedule_date FROM task_reschedule")
-    print(f"dedup runs: {airflow.runs('dedup')}; sensor reschedules (a month waiting for an earlier one): "
-          f"{len(reschedules)}")
-    # the test's cluster policy pokes every 5 s (production: 60 s): a waiting month does not idle for a minute
-    for start, again in reschedules:
-        gap = pendulum.parse(str(again)) - pendulum.parse(str(start))
-        assert gap.total_seconds() < 30, (start, again)
+    waits = airflow.query("SELECT count(*) FROM task_reschedule")[0][0]
+    print(f"dedup runs: {airflow.runs('dedup')}; sensor reschedules (a month waiting for an earlier one): {waits}")
 
 
 def test_a_release_over_the_months_has_each_repository_whole_again(backfilled):

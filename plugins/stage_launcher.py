@@ -251,6 +251,17 @@ class PodExtras:
         return conf
 
 
+def stage_process_env(python: str) -> dict[str, str]:
+    """The environment of a local stage process, and of the warm Spark driver that runs stages in its place
+    (scripts/pipeline.py): this repository importable, ``python`` (the runtime's environment) for Spark's driver and
+    Python workers, and its ``bin/`` first on PATH (spark-submit, the stage's console scripts)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
+    env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
+    return env
+
+
 class LocalStageOperator(BaseOperator):
     """Run a stage module as a subprocess in its runtime's virtual environment (local profile)."""
 
@@ -299,12 +310,8 @@ class LocalStageOperator(BaseOperator):
         """Run the stage as ``python -m`` in its runtime's environment; returns its exit status."""
         python = self.python()
         cmd = [python, "-m", self.module, *argv]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
-        env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
         self.log.info("running %s", " ".join(cmd))
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=stage_process_env(python), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:

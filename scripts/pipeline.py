@@ -97,6 +97,8 @@ def run_conf(dag_id: str, args: argparse.Namespace) -> dict | None:
 def warm_spark(enabled: bool) -> Iterator[dict]:
     """Start the chain's warm Spark driver (spark_jobs/warm_driver.py) and point the local stage operators at it;
     stop it at the end. Yields what the summary reports (its start-up seconds, or why there is none)."""
+    from stage_launcher import stage_process_env
+
     from lake import warm_spark
     from lake.config import load_config
 
@@ -111,9 +113,7 @@ def warm_spark(enabled: bool) -> Iterator[dict]:
     sock = Path(tempfile.gettempdir()) / f"seedcoder-warm-spark-{os.getpid()}.sock"
     log_path = REPO / ".work" / "warm-spark.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])}
+    env = stage_process_env(str(python))  # what a stage process would get: the driver runs stages in its place
     t0 = time.monotonic()
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen([str(python), "-m", "spark_jobs.warm_driver", "--socket", str(sock)], cwd=REPO,

@@ -2,9 +2,13 @@
 packages (json in both), and a local-profile config pointing a throw-away lake at it."""
 
 import json
+import os
 import shutil
+import sys
 import sysconfig
 from pathlib import Path
+
+import pyarrow as pa
 
 
 def two_repo_source(base: Path) -> Path:
@@ -19,3 +23,17 @@ def two_repo_source(base: Path) -> Path:
                                "spark": {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 4},
                                "stages": {"crawl": {"local_root": str(source)}}}))
     return cfg
+
+
+def stage_env() -> dict[str, str]:
+    """The environment a stage process gets from the local operator: this Python for the driver and its workers."""
+    return dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+
+
+def records(lake, stage: str, snapshot: str = "s") -> bytes:
+    """A committed stage's files, sorted by id, as Arrow IPC bytes: equal bytes mean identical records."""
+    table = lake.read_table(snapshot, stage, "files").sort_by("id")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

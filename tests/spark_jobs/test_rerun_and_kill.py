@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from stdlib_source import two_repo_source
+from stdlib_source import records, stage_env, two_repo_source
 
 from lake.stage import Lake
 
@@ -23,7 +22,7 @@ def setup(tmp_path_factory):
     """A small source of real stdlib code (two overlapping 'repositories') and a config pointing at it."""
     base = tmp_path_factory.mktemp("kill")
     cfg = two_repo_source(base)
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env = stage_env()
     subprocess.run([sys.executable, "-m", "spark_jobs.crawl", "--snapshot", "s", "--config", str(cfg)],
                    cwd=REPO, env=env, check=True, capture_output=True)
     return cfg, env, Lake.at(str(base / "lake"))
@@ -34,22 +33,14 @@ def stage(cfg, env, module="spark_jobs.exact_dedup", **kw):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kw)
 
 
-def records(lake: Lake) -> bytes:
-    table = lake.read_table("s", "exact_dedup", "files").sort_by("id")
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def test_rerun_is_byte_identical_and_kill_loses_nothing(setup):
     cfg, env, lake = setup
     assert stage(cfg, env).wait() == 0
-    first = records(lake)
+    first = records(lake, "exact_dedup")
     assert len(first) > 1000
     assert stage(cfg, env).wait() == 0
     committed = lake.require("s", "exact_dedup")
-    assert records(lake) == first, "same input and config must give byte-identical records"
+    assert records(lake, "exact_dedup") == first, "same input and config must give byte-identical records"
 
     proc = stage(cfg, env)
     stage_dir = Path(lake.root) / "snapshot=s" / "exact_dedup"
@@ -63,12 +54,12 @@ def test_rerun_is_byte_identical_and_kill_loses_nothing(setup):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert lake.require("s", "exact_dedup").attempt == committed.attempt, "a killed run must not commit"
-    assert records(lake) == first, "the committed partition is intact after the kill"
+    assert records(lake, "exact_dedup") == first, "the committed partition is intact after the kill"
     abandoned = [p for p in stage_dir.glob("attempt=*") if p.name != f"attempt={committed.attempt}"]
     assert abandoned, "the killed attempt's partial output exists until the next commit"
 
     assert stage(cfg, env).wait() == 0
-    assert records(lake) == first, "re-run after a kill gives the same committed output"
+    assert records(lake, "exact_dedup") == first, "re-run after a kill gives the same committed output"
     assert [p.name for p in stage_dir.glob("attempt=*")] == [f"attempt={lake.require('s', 'exact_dedup').attempt}"]
     digests = {hashlib.sha256(Path(lake.root, k).read_bytes()).hexdigest()
                for k in lake.dataset_keys("s", "exact_dedup", "files")}

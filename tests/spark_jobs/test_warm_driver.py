@@ -2,16 +2,14 @@
 session, leave no settings behind, fail without taking it down, and a vanished client stops it like a kill."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from stdlib_source import two_repo_source
+from stdlib_source import records, stage_env, two_repo_source
 
 from lake import warm_spark
 from lake.stage import Lake
@@ -25,7 +23,7 @@ def setup(tmp_path_factory):
     """Real stdlib code as two overlapping repositories and a config pointing at it (nothing run yet)."""
     base = tmp_path_factory.mktemp("warm")
     cfg = two_repo_source(base)
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env = stage_env()
     env.pop(warm_spark.ENV, None)
     return cfg, env, Lake.at(str(base / "lake")), base
 
@@ -82,14 +80,6 @@ def warm(sock: Path, cfg, module: str, snapshot: str = "s") -> tuple[int, list[s
         lines += [answer["out"]] if "out" in answer else []
         status = answer.get("exit", status)
     return status, lines
-
-
-def records(lake: Lake, stage: str) -> bytes:
-    table = lake.read_table("s", stage, "files").sort_by("id")
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def test_stages_in_the_warm_driver_match_their_own_processes_and_leave_nothing_behind(setup, driver, reference):

@@ -173,8 +173,6 @@ def run_dags(args: argparse.Namespace, dag_ids: list[str]) -> list[dict]:
 
 def timing_rows(results: list[dict], snapshot: str | None, release: str | None, scorer: str | None) -> list[dict]:
     """Per stage committed by this run's DAGs: its process's wall time split into fixed costs and work."""
-    from datetime import datetime
-
     from lake.config import load_config
     from lake.stage import Partition
 
@@ -188,24 +186,46 @@ def timing_rows(results: list[dict], snapshot: str | None, release: str | None, 
             commits += lake.committed_stages(part)
         except FileNotFoundError:
             continue
-    rows = []
-    for r in results:
-        if "started" not in r:
+    return assign_stages([r for r in results if "started" in r], commits)
+
+
+def assign_stages(runs: list[dict], commits: list) -> list[dict]:
+    """Each committed stage run under the one DAG run it began in (``runs``: dag, seconds, started, ended)."""
+    by_dag: dict[int, list[dict]] = {i: [] for i in range(len(runs))}
+    for commit in commits:
+        s = commit.stats
+        begun, slack = stage_start(s["started_at"], commit.attempt)
+        # The run it belongs to: the last one started by then (one DAG's stage can begin in the same second
+        # as the previous DAG ended, so the first match would count it twice).
+        owner = max((i for i, r in enumerate(runs) if r["started"] - slack <= begun <= r["ended"]), default=None,
+                    key=lambda i: runs[i]["started"])
+        if owner is None:
             continue
-        stages = []
-        for commit in commits:
-            s = commit.stats
-            begun = datetime.fromisoformat(s["started_at"]).timestamp()
-            if r["started"] - 1 <= begun <= r["ended"]:
-                fixed = s.get("fixed_costs") or {}
-                wall = s.get("wall_seconds") or s["seconds"]
-                stages.append({"stage": commit.stage, "partition": commit.partition.prefix, "wall": round(wall, 1),
-                               "fixed": {k: round(v, 1) for k, v in fixed.items()},
-                               "work": round(wall - sum(fixed.values()), 1), "begun": begun})
-        stages.sort(key=lambda x: x["begun"])
+        fixed = s.get("fixed_costs") or {}
+        wall = s.get("wall_seconds") or s["seconds"]
+        by_dag[owner].append({"stage": commit.stage, "partition": commit.partition.prefix, "wall": round(wall, 1),
+                              "fixed": {k: round(v, 1) for k, v in fixed.items()},
+                              "work": round(wall - sum(fixed.values()), 1), "begun": begun})
+    rows = []
+    for i, r in enumerate(runs):
+        stages = sorted(by_dag[i], key=lambda x: x["begun"])
         rows.append({"dag": r["dag"], "seconds": r["seconds"], "stages": stages,
                      "outside_stages": round(r["seconds"] - sum(x["wall"] for x in stages), 1)})
     return rows
+
+
+def stage_start(started_at: str, attempt: str) -> tuple[float, float]:
+    """When a stage run began and how far before that it may really have begun: its attempt id's time, to the
+    microsecond, when that falls in ``started_at``'s second (which has whole seconds); a resumed attempt keeps an
+    older id, so then ``started_at`` itself, up to a second early."""
+    from datetime import UTC, datetime
+
+    begun = datetime.fromisoformat(started_at).timestamp()
+    try:
+        precise = datetime.strptime(attempt.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return begun, 1.0
+    return (precise, 0.0) if begun <= precise < begun + 1 else (begun, 1.0)
 
 
 def timing_table(rows: list[dict]) -> str:

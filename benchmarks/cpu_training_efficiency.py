@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=str(REPO / ".work" / "models" / "tiny_base"),
                         help="the scorer's base checkpoint (built if missing)")
     parser.add_argument("--scorer-batch", type=int, default=8, help="scorer rows a step (stages.train_scorer)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="scorer row cut (stages.train_scorer)")
+    parser.add_argument("--max-tokens", type=int, default=128, help="scorer row cut (stages.train_scorer)")
     parser.add_argument("--engine", default="torch", help="pretraining engine (stages.pretrain.engine)")
     parser.add_argument("--micro-batch", type=int, default=2, help="pretraining rows a step (stages.pretrain)")
     parser.add_argument("--seq-len", type=int, default=512, help="pretraining row length (the demo's shards)")

@@ -7,6 +7,7 @@ rounds of each mode, and the ratio.
 
     .venv/bin/python benchmarks/pipeline_chain.py --dags crawl,dedup,filters --rounds 3     # the Spark-heavy part
     .venv/bin/python benchmarks/pipeline_chain.py --rounds 3                                # the whole chain
+    .venv/bin/python benchmarks/pipeline_chain.py --modes warm --rounds 3 --config old.yaml # another profile YAML
 
 The demo source (``.work/demo_source``, scripts/demo.sh builds it) must exist; lakes go to ``--work``.
 """
@@ -37,6 +38,8 @@ def run_chain(mode: str, round_: int, args) -> dict:
     env = {**os.environ, "SEEDCODER_LAKE_ROOT": str(lake), "SEEDCODER_PROFILE": "local", "PYTHONUNBUFFERED": "1",
            "PYSPARK_PYTHON": str(REPO / ".venv" / "bin" / "python"),
            "PATH": os.pathsep.join([str(REPO / ".venv" / "bin"), os.environ.get("PATH", "")])}
+    if args.config:
+        env["SEEDCODER_CONFIG"] = str(Path(args.config).resolve())
     cmd = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "scripts" / "pipeline.py"), "--snapshot", "demo",
            "--timing-json", str(timing), "--airflow-home", str(Path(args.work) / f"airflow-{mode}-{round_}"),
            *MODES[mode]]
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="cold,warm", help="which of cold,warm to run")
     parser.add_argument("--work", default=str(REPO / ".work" / "bench-chain"), help="lakes, logs and timings")
     parser.add_argument("--keep", action="store_true", help="keep each round's lake")
+    parser.add_argument("--config", default=None,
+                        help="profile YAML to run with (SEEDCODER_CONFIG; default: config/local.yaml); its lake root "
+                             "must be ${SEEDCODER_LAKE_ROOT:-...} so that each round gets a fresh lake")
     parser.add_argument("--json", default=None, help="also write every round's breakdown here")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)

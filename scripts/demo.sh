@@ -13,7 +13,7 @@ export PATH="$PWD/.venv/bin:$PATH" PYSPARK_PYTHON="$PWD/.venv/bin/python"
 start=$(date +%s)
 scripts/bootstrap.sh all
 scripts/toolchains.sh  # bubblewrap and the compilers of the code sandbox (evaluation)
-.venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-12000}"
+.venv/bin/python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files "${DEMO_MAX_FILES:-14000}"
 # The full Airflow/Spark log goes to .work/demo.log; the terminal shows progress.
 set +e
 args=(--snapshot "${SNAPSHOT:-demo}" --release "${RELEASE:-${SNAPSHOT:-demo}}" --timing-json .work/demo-timing.json)

@@ -5,7 +5,7 @@ metadata), and the standard library of each CPython version found becomes one re
 real files no one here wrote, with real exact duplicates (the same package in two environments) and near
 duplicates (one module across Python versions). Stars and forks are unknown for these and recorded as 0.
 
-    python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files 12000
+    python -m spark_jobs.crawl.demo_source --out .work/demo_source --max-files 14000
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def find_stdlibs() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=".work/demo_source", help="directory of repositories to (re)create")
-    parser.add_argument("--max-files", type=int, default=12000, help="stop adding repositories past this many files")
+    parser.add_argument("--max-files", type=int, default=14000, help="stop adding repositories past this many files")
     parser.add_argument("--mirror-site-packages", default=None,
                         help="site-packages of a second environment whose copies of a few distributions are added "
                              "as mirror repositories (default: .venv-gpu's, if present)")

@@ -1,13 +1,18 @@
 """The model curates its own data: one turn of the loop through the DAGs on the local profile, at tiny size.
 
     snapshot (filtered) -> scorer v1 (tiny base, rule-teacher labels) -> quality with v1 -> release r1
-    -> dataset + pretrain on r1 -> scorer v2 whose base is r1's pretrained model (same labels as v1)
+    -> dataset + pretrain + evaluate on r1 -> scorer v2 whose base is r1's pretrained model (same labels as v1)
     -> quality of the same snapshot with v2 -> release r2 (base r1, tokenizer pinned) -> dataset + pretrain on r2,
        continued from r1's model
 
 Every step is a DAG run through scripts/pipeline.py (``dag.test()``, the local profile's operators). The test
 prints the turn's numbers: scorer v1 vs v2 held-out MAE (same held-out labels) and the share of files whose
 keep/drop decision changed between v1 and v2.
+
+Turn 0 also checks what the dataset, pretrain and evaluate DAGs promise on their own: a repository held out of
+training (the evaluation's bits per byte are on it), the report's three-phase schedule (file-level rows, then
+repository-level rows in the continued phases), a Hugging Face export that loads in transformers, and the
+evaluation (HumanEval, MBPP, FIM judged in the sandbox) in its task's XCom and its Asset event.
 """
 
 from __future__ import annotations
@@ -46,7 +51,10 @@ def filtered_snapshot() -> pa.Table:
 
 
 def config(tmp_path: Path) -> Path:
-    phases = [{"name": "regular", "steps": 16, "lr": 2e-3, "fim_rate": 0.5, "mixture": {"file_level": 1.0}}]
+    phases = [{"name": "regular", "steps": 16, "lr": 2e-3, "fim_rate": 0.5, "mixture": {"file_level": 1.0}},
+              {"name": "continued_high_lr", "steps": 4, "lr": 2e-3 / 10**0.5, "fim_rate": 0.1,
+               "mixture": {"repo_level": 1.0}},
+              {"name": "continued_low_lr", "steps": 4, "lr": 2e-4, "fim_rate": 0.1, "mixture": {"repo_level": 1.0}}]
     continued = [{"name": "continued", "steps": 8, "lr": 6e-4, "fim_rate": 0.5, "mixture": {"file_level": 1.0}}]
     path = tmp_path / "local.yaml"
     path.write_text(json.dumps({
@@ -59,11 +67,17 @@ def config(tmp_path: Path) -> Path:
             "score": {"backend": "transformers", "max_tokens": 64, "shard_rows": 64},
             "release": {"output_partitions": 2},
             "tokenizer": {"vocab_size": 600},
+            # heldout seed 1 at 0.2 holds out cpython/json alone (spark_jobs/dataset/heldout.py's hash)
             "dataset_build": {"seq_len": {"file_level": 128, "repo_level": 512, "commits": 512}, "parts": 2,
-                              "repo_keep_fraction": 1.0},
+                              "repo_keep_fraction": 1.0, "heldout_fraction": 0.2, "heldout_seed": 1},
             "pretrain": {"preset": "tiny", "micro_batch_size": 2, "warmup_steps": 2, "phases": phases,
                          "continue_phases": continued, "checkpoint_every": 100, "log_every": 4, "threads": 1,
                          "peak_flops": 1e11, "export_dtype": "float32", "scratch_dir": str(tmp_path / "scratch")},
+            "evaluate": {"backend": "transformers", "max_model_len": 512, "sampling": {"max_new_tokens": 32},
+                         "benchmarks": [{"name": "humaneval", "max_tasks": 4}, {"name": "mbpp", "max_tasks": 4}],
+                         "fim": {"max_tasks": 4, "max_new_tokens": 16},
+                         "bpb": {"max_files_per_language": 8, "window": 256}},
+            "sandbox": {"workers": 2},
         }}))
     return path
 
@@ -90,6 +104,44 @@ def pipeline(tmp_path: Path, cfg: Path, *args: str) -> str:
     return out.stdout
 
 
+def check_release_model_and_evaluation(lake: Lake, db_path: Path, out: str, stats: dict) -> None:
+    """Release r1's dataset, pretrain and evaluate DAGs did what each promises (the checks of the former
+    tests/dags/test_pretrain_dag.py, which ran the same three DAGs on its own release)."""
+    release = Partition.release("r1")
+    metrics = stats["metrics"]
+    assert stats["records_out"] == 24 and metrics["loss_last"] < metrics["loss_first"]
+    assert [p["seq_len"] for p in metrics["schedule"]] == [128, 512, 512]
+    assert [p["name"] for p in metrics["schedule"]] == ["regular", "continued_high_lr", "continued_low_lr"]
+    model = lake.require(release, "pretrain").prefix
+    hf = lake.storage.local_path(f"{model}/hf")
+    assert f"model:  {lake.storage.uri(str(model))}/hf" in out
+    check = subprocess.run([str(GPU_PYTHON), "-c", (
+        "import sys; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+        "t = AutoTokenizer.from_pretrained(sys.argv[1]); m = AutoModelForCausalLM.from_pretrained(sys.argv[1]); "
+        "print(m.config.vocab_size == len(t))"), str(hf)], capture_output=True, text=True, timeout=300)
+    assert check.stdout.strip() == "True", check.stderr[-2000:]
+    heldout = lake.read_table(release, "dataset_build", "heldout").to_pylist()
+    assert {r["repo"] for r in heldout} == {"cpython/json"}
+
+    assert "DAG evaluate" in out and "Evaluation of" in out and "| humaneval | 4 |" in out
+    evaluation = lake.stats(release, "evaluate")["metrics"]
+    results = evaluation["results"]
+    assert results["model"] == lake.storage.uri(f"{model}/hf")
+    assert {name: b["tasks"] for name, b in results["benchmarks"].items()} == {"humaneval": 4, "mbpp": 4}
+    assert set(results["fim"]) == {"single_line", "multi_line"}
+    assert set(results["bpb"]) == {"Python", "overall"} and results["bpb"]["Python"]["files"] == 8
+    assert evaluation["xcom"]["heldout_bits_per_byte"] == results["bpb"]["overall"]["bits_per_byte"] > 0
+    # The task's XCom and the Asset event carry the headline numbers.
+    with sqlite3.connect(db_path) as db:
+        event = db.execute("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ? "
+                           "ORDER BY e.id DESC", ("seedcoder://lake/evaluate",)).fetchone()
+        xcom = db.execute("SELECT value FROM xcom WHERE dag_id = 'evaluate' AND task_id = 'evaluate' "
+                          "AND key = 'return_value'").fetchone()
+    assert json.loads(event[0])["results"] == evaluation["xcom"]
+    value = json.loads(xcom[0]) if isinstance(xcom[0], str) else json.loads(xcom[0].decode())
+    assert value["results"] == evaluation["xcom"]
+
+
 @pytest.mark.timeout(3600)
 def test_one_turn_of_the_model_curating_its_own_data_through_the_dags(tmp_path):
     if not GPU_PYTHON.exists():
@@ -99,18 +151,21 @@ def test_one_turn_of_the_model_curating_its_own_data_through_the_dags(tmp_path):
     commit_input(lake, SNAPSHOT, filtered_snapshot())
 
     # Turn 0: scorer v1 from the tiny base, the snapshot curated with it, release r1 and its model.
-    pipeline(tmp_path, cfg, "--dags", "scorer,quality")
-    pipeline(tmp_path, cfg, "--release", "r1", "--dags", "release,dataset,pretrain")
+    out = pipeline(tmp_path, cfg, "--release", "r1", "--dags", "scorer,quality,release,dataset,pretrain,evaluate")
     v1_curation = lake.stats(SNAPSHOT, "quality_filter")["metrics"]
     assert v1_curation["scorer_version"] == "v1"
     r1 = rel.read_manifest(lake, "r1")
     assert r1.snapshots[0].scorer.version == "v1" and r1.tokenizer.policy == "train"
-    r1_model = lake.stats(Partition.release("r1"), "pretrain")["metrics"]
+    r1_stats = lake.stats(Partition.release("r1"), "pretrain")
+    r1_model = r1_stats["metrics"]
     assert r1_model["init"] == "scratch"
+    check_release_model_and_evaluation(lake, tmp_path / "airflow" / "airflow.db", out, r1_stats)
 
     # Turn 1: scorer v2 whose base is r1's model, on v1's labels; the same snapshot scored by v2; release r2.
-    pipeline(tmp_path, cfg, "--scorer-version", "v2", "--scorer-base", "release:r1", "--scorer-labels-from", "v1",
-             "--dags", "scorer,quality")
+    # (one main command per turn: the scorer and quality DAGs, then the release's DAGs, in chain order)
+    out = pipeline(tmp_path, cfg, "--scorer-version", "v2", "--scorer-base", "release:r1", "--scorer-labels-from", "v1",
+                   "--release", "r2", "--base-release", "r1", "--tokenizer", "pin",
+                   "--dags", "scorer,quality,release,dataset,pretrain")
     v1 = lake.stats(Partition.scorer("v1"), "train_scorer")["metrics"]
     v2 = lake.stats(Partition.scorer("v2"), "train_scorer")["metrics"]
     assert v2["base_model"].startswith("release:r1 (") and v2["labels_from"] == "v1"
@@ -123,8 +178,6 @@ def test_one_turn_of_the_model_curating_its_own_data_through_the_dags(tmp_path):
     assert (v2_curation["scorer_version"], v2_curation["previous_scorer_version"]) == ("v2", "v1")
     assert v2_curation["threshold"] == v2["threshold"]
 
-    out = pipeline(tmp_path, cfg, "--release", "r2", "--base-release", "r1", "--tokenizer", "pin",
-                   "--dags", "release,dataset,pretrain")
     r2 = rel.read_manifest(lake, "r2")
     assert r2.snapshots[0].scorer.version == "v2" and r2.base_release.name == "r1"
     assert r2.tokenizer.policy == "pin" and r2.tokenizer.release == "r1"

@@ -282,8 +282,19 @@ class Lake:
         return sorted((c for c in out if c), key=lambda c: c.committed_at)
 
 
+ATTEMPT_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
 def _new_attempt_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime(ATTEMPT_TIME_FORMAT) + "-" + secrets.token_hex(3)
+
+
+def attempt_created_at(attempt: str) -> datetime | None:
+    """When an attempt id was made (UTC, to the microsecond); None for an id not made by ``_new_attempt_id``."""
+    try:
+        return datetime.strptime(attempt.split("-")[0], ATTEMPT_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 class StageRun:

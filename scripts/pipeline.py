@@ -218,14 +218,14 @@ def stage_start(started_at: str, attempt: str) -> tuple[float, float]:
     """When a stage run began and how far before that it may really have begun: its attempt id's time, to the
     microsecond, when that falls in ``started_at``'s second (which has whole seconds); a resumed attempt keeps an
     older id, so then ``started_at`` itself, up to a second early."""
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from lake.stage import attempt_created_at
 
     begun = datetime.fromisoformat(started_at).timestamp()
-    try:
-        precise = datetime.strptime(attempt.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return begun, 1.0
-    return (precise, 0.0) if begun <= precise < begun + 1 else (begun, 1.0)
+    created = attempt_created_at(attempt)
+    precise = created.timestamp() if created is not None else None
+    return (precise, 0.0) if precise is not None and begun <= precise < begun + 1 else (begun, 1.0)
 
 
 def timing_table(rows: list[dict]) -> str:

@@ -11,7 +11,7 @@ import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lake.stage import Commit, Partition
+from lake.stage import ATTEMPT_TIME_FORMAT, Commit, Partition
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("pipeline_script", REPO / "scripts" / "pipeline.py")
@@ -26,7 +26,7 @@ def commit(stage: str, begun: float, wall: float, attempt_time: float | None = N
     at = datetime.fromtimestamp(begun if attempt_time is None else attempt_time, UTC)
     stats = {"started_at": datetime.fromtimestamp(begun, UTC).isoformat(timespec="seconds"), "seconds": wall,
              "wall_seconds": wall, "fixed_costs": {"process_start": 0.5}}
-    return Commit(partition=Partition.snapshot("demo"), stage=stage, attempt=at.strftime("%Y%m%dT%H%M%S%fZ") + "-abc123",
+    return Commit(partition=Partition.snapshot("demo"), stage=stage, attempt=at.strftime(ATTEMPT_TIME_FORMAT) + "-abc123",
                   datasets={}, stats=stats, committed_at="")
 
 

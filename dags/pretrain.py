@@ -9,7 +9,9 @@ load it; FIM prompts in SPM form). From scratch it follows the Seed-Coder phase 
 3e-4/sqrt(10), 3e-5; 8K then 32K context); when the release's manifest names a base release with a trained
 model (`stages.pretrain.init`), it continues from that model on the continued phase schedule.
 
-- **local** profile: one subprocess in `.venv-gpu` that runs the DeepSpeed launcher on CPU (gloo), the tiny preset.
+- **local** profile: one subprocess in `.venv-gpu` on CPU, the tiny preset; it is the one rank itself
+  (`stages.pretrain.local.launcher: inline`, config/local.yaml) or runs the DeepSpeed launcher over `local.processes`
+  gloo ranks (`launcher: deepspeed`, the default).
 - **k8s** profile: a headless Service and an Indexed Job of `stages.pretrain.k8s.nodes` pods x `gpus_per_node`
   GPUs (the platform configuration, read when the task runs) joined by a torchrun rendezvous at pod 0, in the
   `gpu` pool.

@@ -77,12 +77,20 @@ class OptimizerConfig(StrictModel):
 class LocalLaunchConfig(StrictModel):
     """How the local profile starts the workers."""
 
-    # "deepspeed": the DeepSpeed launcher spawns the ranks; "inline": one process, no launcher (tests, debug).
+    # "deepspeed": the DeepSpeed launcher spawns the ranks; "inline": the stage process is the one rank, no launcher
+    # (the local profile's demo, tests, debugging: the launcher only adds its start and exit around one rank).
     launcher: Literal["deepspeed", "inline"] = "deepspeed"
     # Ranks on this machine (CPU processes over gloo locally).
     processes: int = Field(1, ge=1)
     # Rendezvous port of the local ranks; 0 picks a free one (several runs can share a machine).
     master_port: int = Field(0, ge=0, le=65_535)
+
+    @model_validator(mode="after")
+    def _inline_is_one_rank(self) -> LocalLaunchConfig:
+        if self.launcher == "inline" and self.processes != 1:
+            raise ValueError(f"launcher 'inline' runs one rank in the stage process; processes: {self.processes} "
+                             "needs launcher: deepspeed")
+        return self
 
 
 class PretrainConfig(StrictModel):

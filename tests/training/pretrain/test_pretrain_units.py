@@ -364,3 +364,14 @@ def test_continued_pretraining_refuses_another_tokenizer_or_architecture(tmp_pat
     wider = build_model(preset("tiny").with_vocab(500), seed=2, bos_id=0, eos_id=2, pad_id=1)
     with pytest.raises(ArchitectureMismatch, match="model.embed_tokens.weight: base \\(400, 256\\)"):
         base_model.load_weights(wider, found.directory)
+
+
+def test_the_inline_launcher_is_one_rank():
+    from pydantic import ValidationError
+
+    from training.pretrain.config import LocalLaunchConfig
+
+    assert LocalLaunchConfig(launcher="inline").processes == 1
+    assert LocalLaunchConfig(launcher="deepspeed", processes=2).processes == 2
+    with pytest.raises(ValidationError, match="needs launcher: deepspeed"):
+        LocalLaunchConfig(launcher="inline", processes=2)

@@ -26,7 +26,7 @@ from spark_jobs.near_dedup.minhash import signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
 from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
-from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
+from spark_jobs.near_dedup.signing import estimate_ceiling, estimate_floor, sign_documents
 
 log = logging.getLogger(__name__)
 LOCAL_TASK_BYTES = 2**30  # the local engine's budget when task_memory_bytes is not set
@@ -199,21 +199,25 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
     metrics["candidate_pairs"] = int(src.size)
     by_index = is_index[src] | is_index[dst]
     floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0
+    ceiling = estimate_ceiling(cfg.num_perm, cfg.threshold, cfg.estimate_accept_error) if cfg.verify else 2.0
     plausible = ~by_index & (estimate > floor)
+    sure = plausible & (estimate >= ceiling)  # accepted on the estimate alone
+    check = plausible & ~sure
     metrics["rejected_by_estimate"] = int((~by_index & ~plausible).sum()) if cfg.verify else 0
+    metrics["accepted_by_estimate"] = int(sure.sum()) if cfg.verify else 0
 
-    # Shingle sets of the files in plausible pairs only, read again from the content: node -> set number.
-    involved = np.unique(np.concatenate([src[plausible], dst[plausible]])) if cfg.verify else np.empty(0, np.int64)
+    # Shingle sets of the files in pairs to verify only, read again from the content: node -> set number.
+    involved = np.unique(np.concatenate([src[check], dst[check]])) if cfg.verify else np.empty(0, np.int64)
     set_of = np.full(len(names), -1, dtype=np.int64)
     set_of[involved] = np.arange(involved.size)
     with phase(log, "exact verification"):
         values, offsets = _shingle_sets(files.column("content"), file_row[involved], cfg, batch_bytes)
         exact = np.full(src.size, np.nan)
-        exact[plausible] = kernels.indexed_jaccard(values, offsets, set_of[src[plausible]], set_of[dst[plausible]])
+        exact[check] = kernels.indexed_jaccard(values, offsets, set_of[src[check]], set_of[dst[check]])
     if not cfg.verify:
         accepted = np.ones(src.size, dtype=bool)
     else:
-        accepted = np.where(by_index, estimate >= cfg.threshold, plausible & (exact >= cfg.threshold))
+        accepted = np.where(by_index, estimate >= cfg.threshold, sure | (check & (exact >= cfg.threshold)))
     metrics["verified_pairs"] = int(accepted.sum())
     edges = list(zip(src[accepted].tolist(), dst[accepted].tolist(), strict=True))
 

@@ -6,14 +6,17 @@ The plan, each step one pass over bounded batches:
    band keys next to its keep-rule columns (~1.3 KB a file, whatever its size), persisted partitioned by id;
 2. **buckets**: (band, key, id) rows, one shuffle sorted by bucket, one vectorized pass over the sorted runs (a
    bucket bigger than ``max_bucket_full_pairs`` is a star; a bucket running over batches is carried by its centre);
-3. **estimates**: each candidate pair's MinHash estimate (joins on the id-partitioned signatures); a pair estimated
-   at or below ``signing.estimate_floor`` (a pair at the threshold shows such an estimate with probability at most
-   ``estimate_reject_error``) is rejected there: on real code most LSH candidates are such pairs;
+3. **estimates**: the pairs are deduplicated in their source's partition and get each candidate pair's MinHash
+   estimate (joins on the id-partitioned signatures); a pair estimated at or below ``signing.estimate_floor`` (a
+   pair at the threshold shows such an estimate with probability at most ``estimate_reject_error``) is rejected
+   there (on real code most LSH candidates are such pairs), and one at or above ``signing.estimate_ceiling`` (a
+   pair below the threshold reaches it with probability at most ``estimate_accept_error``) is accepted;
 4. **exact verification** of the rest: the content of the files they involve is read again (a semi-join against
-   a broadcast of their ids) and turned into sorted 64-bit shingle sets, persisted partitioned by id; each pair
-   meets its two sets by moving the source's set once (the destination's is already in place);
-5. **components** of the verified edges (union-find per bounded partition, then large-star / small-star), the keep
-   rule as a window, and the removed file's exact Jaccard and estimate against its keeper.
+   a broadcast of their ids) and turned into sorted 64-bit shingle sets, persisted on disk partitioned by id; each
+   pair meets its two sets by moving the source's set once (the destination's is already in place);
+5. **components** of the edges (union-find per bounded partition, then large-star / small-star), the keep rule as
+   a window, and the removed file's exact Jaccard (where both shingle sets were built) and estimate against its
+   keeper.
 
 Nothing is collected to the driver but counts. Per-job cost dominates a Spark job at this scale, so metrics come
 from one aggregation per phase; ``benchmarks/RESULTS-near-dedup.md`` has the measurements.
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -40,7 +44,7 @@ from spark_jobs.near_dedup.config import NearDedupConfig
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
 from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
-from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
+from spark_jobs.near_dedup.signing import estimate_ceiling, estimate_floor, sign_documents
 
 log = logging.getLogger(__name__)
 SIGNED_FIELDS = [T.StructField("num_shingles", T.LongType()), T.StructField("signature", T.BinaryType()),
@@ -212,22 +216,127 @@ def _repo_signature_batches(cfg: NearDedupConfig):
 
 # -- plan ------------------------------------------------------------------------------------------------------
 
-def bucket_pairs(members: DataFrame, max_full_pairs: int, rows_per_step: int = 32_768) -> DataFrame:
-    """(src, dst) pairs of ``members`` (band, key, id[, is_index]) sharing a bucket, src < dst, distinct.
+def bucket_pairs(frame: DataFrame, max_full_pairs: int, budget: MemoryBudget, rows: int | None = None,
+                 distinct: bool = True) -> DataFrame:
+    """(src, dst) pairs of the files of ``frame`` (id, band_keys[, is_index]) sharing a bucket (a band key at the
+    same band position), src < dst, distinct (unless ``distinct`` is false: the caller deduplicates them with its
+    own shuffle).
 
-    One shuffle puts each bucket in one partition, sorted by (band, key, id); one Python pass walks the sorted
-    rows with numpy and emits, per bucket of n > 1 files, all its pairs when n <= ``max_full_pairs`` or a star on
-    its smallest id otherwise (a bucket of n boilerplate files costs n - 1 pairs). A bucket that runs over Arrow
-    batches is carried to the next batch, and a star keeps only its centre, so memory stays bounded by
-    ``rows_per_step`` rows whatever the skew. Pairs of two index files are skipped (their snapshot already
-    deduplicated them).
+    The bucket rows (band, key, id, is_index) never become Spark rows: each Python worker packs the rows of its
+    batch bound for one bucket partition into one Arrow IPC blob, so the shuffle moves a few blobs per batch instead
+    of one JVM row per file and band (25 per file; the JVM's per-row cost was most of this phase). Each bucket
+    partition, sized by ``budget`` to fit a task's memory, is unpacked, sorted by (band, key, id) and walked with
+    numpy: per bucket of n > 1 files all its pairs when n <= ``max_full_pairs``, else a star on its smallest id (a
+    bucket of n boilerplate files costs n - 1 pairs); a bucket running over steps is carried (a star by its centre
+    only). Pairs of two index files are skipped (their snapshot already deduplicated them). ``rows``: how many
+    bucket rows there are (or an upper bound), to size the partitions; counted when not given.
     """
-    if "is_index" not in members.columns:
-        members = members.withColumn("is_index", F.lit(False))
-    buckets = (members.select(F.col("band").cast("int").alias("band"), F.col("key").cast("long").alias("key"),
-                              "id", F.col("is_index").cast("boolean").alias("is_index"))
-               .repartition("band", "key").sortWithinPartitions("band", "key", "id"))
-    return buckets.mapInArrow(_bucket_pair_batches(max_full_pairs, rows_per_step), "src string, dst string").distinct()
+    if "is_index" not in frame.columns:
+        frame = frame.withColumn("is_index", F.lit(False))
+    if rows is None:
+        rows = frame.select(F.size("band_keys").alias("n")).agg(F.sum("n")).first()[0] or 0
+    parallelism = frame.sparkSession.sparkContext.defaultParallelism
+    parts = partition_values(budget.partitions(PACKED_ROW_OVERHEAD * rows * BUCKET_ROW_BYTES, at_least=parallelism))
+    packed = (frame.select("id", F.col("is_index").cast("boolean").alias("is_index"), "band_keys")
+              .mapInArrow(_pack_bucket_rows(parts), PACKED)
+              .repartition(len(parts), "part"))
+    pairs = packed.mapInArrow(_packed_bucket_pairs(max_full_pairs, budget.rows(BUCKET_ROW_BYTES)),
+                              "src string, dst string")
+    return pairs.distinct() if distinct else pairs
+
+
+PACKED = "part int, rows binary"
+PACKED_ROW_OVERHEAD = 3  # a partition's rows in Python: the blobs, their concatenation and the sorted copy
+
+
+def spark_hash_int(value: int, seed: int = 42) -> int:
+    """Spark's ``hash()`` of an int column's value (Murmur3 x86 32-bit, ``hashInt``), as a signed 32-bit int.
+
+    >>> spark_hash_int(0), spark_hash_int(1)
+    (933211791, -559580957)
+    """
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
+
+    k1 = rotl((value & 0xFFFFFFFF) * 0xCC9E2D51 & 0xFFFFFFFF, 15) * 0x1B873593 & 0xFFFFFFFF
+    h1 = (rotl(seed ^ k1, 13) * 5 + 0xE6546B64) & 0xFFFFFFFF
+    h1 ^= 4
+    h1 = (h1 ^ (h1 >> 16)) * 0x85EBCA6B & 0xFFFFFFFF
+    h1 = (h1 ^ (h1 >> 13)) * 0xC2B2AE35 & 0xFFFFFFFF
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
+def partition_values(partitions: int) -> list[int]:
+    """For each partition j < ``partitions``, the smallest int that ``repartition(partitions, col)`` sends to j.
+
+    Hash partitioning sends value v to pmod(hash(v), partitions); P arbitrary values would leave some partitions
+    empty and give others two shares, so each share is labelled with a value chosen to land in its own partition.
+    """
+    values: list[int | None] = [None] * partitions
+    v, found = 0, 0
+    while found < partitions:
+        j = spark_hash_int(v) % partitions
+        if values[j] is None:
+            values[j], found = v, found + 1
+        v += 1
+    return values  # type: ignore[return-value]
+
+
+def _pack_bucket_rows(parts: list[int]):
+    """id, is_index, band_keys -> (part, Arrow IPC blob of the (band, key, id, is_index) rows bound for it)."""
+    schema = pa.schema([("band", pa.int32()), ("key", pa.int64()), ("id", pa.string()), ("is_index", pa.bool_())])
+
+    def pack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            lists = batch.column("band_keys")
+            if not batch.num_rows:
+                continue
+            lengths = lists.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            key = lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+            row = np.repeat(np.arange(batch.num_rows), lengths)
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            band = (np.arange(key.size) - np.repeat(starts, lengths)).astype(np.int32)
+            # Band keys are already 64-bit hashes: their low bits pick the partition.
+            target = (key.view(np.uint64) % np.uint64(len(parts))).astype(np.int64)
+            order = np.argsort(target, kind="stable")
+            bounds = np.searchsorted(target[order], np.arange(len(parts) + 1))
+            ids, index = batch.column("id"), batch.column("is_index")
+            labels, blobs = [], []
+            for j in range(len(parts)):
+                chosen = order[bounds[j] : bounds[j + 1]]
+                if not chosen.size:
+                    continue
+                take = pa.array(row[chosen])
+                table = pa.Table.from_arrays([pa.array(band[chosen]), pa.array(key[chosen]), ids.take(take),
+                                              index.take(take)], schema=schema)
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, schema) as writer:
+                    writer.write_table(table)
+                labels.append(parts[j])
+                blobs.append(sink.getvalue())
+            data = [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
+            offsets = np.concatenate(([0], np.cumsum([d.size for d in data]))).astype(np.int64)
+            yield pa.RecordBatch.from_arrays([pa.array(labels, pa.int32()),
+                                              binary_array(np.concatenate(data), offsets)], names=["part", "rows"])
+    return pack
+
+
+def _packed_bucket_pairs(max_full_pairs: int, rows_per_step: int):
+    """The blobs of one bucket partition -> its (src, dst) pairs (``_bucket_pair_batches`` over the sorted rows)."""
+    walk = _bucket_pair_batches(max_full_pairs, rows_per_step)
+
+    def pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tables = [pa.ipc.open_stream(blobs[i].as_buffer()).read_all()
+                  for blobs in (batch.column("rows") for batch in batches) for i in range(len(blobs))]
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        del tables
+        order = pc.sort_indices(table, sort_keys=[("band", "ascending"), ("key", "ascending"), ("id", "ascending")])
+        table = table.take(order)
+        yield from walk(iter(table.to_batches(max_chunksize=rows_per_step)))
+    return pairs
 
 
 def _bucket_pair_batches(max_full_pairs: int, rows_per_step: int):
@@ -314,29 +423,29 @@ def _pairs_batch(src: list[pa.Array], dst: list[pa.Array]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([column(src), column(dst)], names=["src", "dst"])
 
 
-def _explode_bands(df: DataFrame) -> DataFrame:
-    extra = ["is_index"] if "is_index" in df.columns else []
-    return df.select("id", *extra, F.posexplode("band_keys").alias("band", "key"))
-
-
-def _join_sides(pairs: DataFrame, sides: DataFrame, values: list[str], partitions: int) -> DataFrame:
+def _join_sides(pairs: DataFrame, sides: DataFrame, values: list[str], partitions: int, distinct: bool = False
+                ) -> DataFrame:
     """``pairs`` (src, dst) with ``sides``' ``values`` columns of both ends, as ``src_<value>``, ``dst_<value>``.
 
     ``sides`` is partitioned by id into ``partitions``: the pairs are shuffled to their source's partition, and the
     joined rows (now carrying the source's values) to their destination's, so each pair moves one side, never two.
+    ``distinct``: duplicate pairs are dropped in the source's partition (a pair's copies meet there), so the
+    deduplication costs no shuffle of its own.
     """
     def side(prefix: str) -> DataFrame:
         return sides.select(F.col("id").alias(prefix), *(F.col(v).alias(f"{prefix}_{v}") for v in values))
 
-    with_src = pairs.repartition(partitions, "src").join(side("src"), "src")
+    by_src = pairs.repartition(partitions, "src")
+    with_src = (by_src.distinct() if distinct else by_src).join(side("src"), "src")
     return with_src.repartition(partitions, "dst").join(side("dst"), "dst")
 
 
 def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partitions: int,
-               flags: tuple[str, ...] = ()) -> DataFrame:
-    """(src, dst, [src_<flag>, dst_<flag> ...], estimated_jaccard) of ``pairs``, with ``signed``'s signatures."""
+               flags: tuple[str, ...] = (), distinct: bool = False) -> DataFrame:
+    """(src, dst, [src_<flag>, dst_<flag> ...], estimated_jaccard) of ``pairs`` (deduplicated first if
+    ``distinct``), with ``signed``'s signatures."""
     joined = _join_sides(pairs.select("src", "dst"), signed.withColumnRenamed("signature", "sig"),
-                         ["sig", *flags], partitions)
+                         ["sig", *flags], partitions, distinct)
     out = ["src", "dst", *(f"{end}_{flag}" for flag in flags for end in ("src", "dst"))]
     return joined.select(*out, "src_sig", "dst_sig").mapInArrow(_estimate_batches(cfg.num_perm), T.StructType(
         [joined.schema[name] for name in out] + [T.StructField("estimated_jaccard", T.DoubleType())]))
@@ -357,6 +466,13 @@ def _keepers(components: DataFrame, attrs: DataFrame) -> DataFrame:
 
 def _persist(df: DataFrame) -> DataFrame:
     return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _persist_sets(df: DataFrame) -> DataFrame:
+    """Shingle sets are persisted on disk only: a partition read back from disk is streamed batch by batch, while
+    a ``MEMORY_AND_DISK`` block that spilled is read back into memory whole, and at 8x the held-out corpus two
+    tasks doing so ran the 4 GB driver out of heap (notes/issue-19.md)."""
+    return df.persist(StorageLevel.DISK_ONLY)
 
 
 def configure(spark, budget: MemoryBudget, largest_file: int, signed_row_bytes: int, largest_cached_row: int) -> None:
@@ -399,6 +515,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     with phase(log, "signatures"):
         counts = signed.agg(F.count("*"), F.count(F.when(F.col("band_keys").isNull(), 1))).first()
     metrics["too_short_to_shingle"] = int(counts[1])
+    shingled_files = int(counts[0] - counts[1])
     log.info("near dedup: %d files signed, %d too short to shingle", counts[0], counts[1])
     live = signed.where(F.col("band_keys").isNotNull()).withColumn("is_index", F.lit(False))
 
@@ -406,7 +523,8 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     removed_repos = None
     if cfg.repo_level:
         with phase(log, "repository level"):
-            removed_repos, repo_dups = _repo_level(signed, live, cfg, metrics, budget, partitions)
+            removed_repos, repo_dups = _repo_level(signed, live, cfg, metrics, budget, partitions,
+                                                   shingled_files * hasher.bands)
             duplicates.append(repo_dups)
             drops["near_duplicate_repo"] = signed.join(removed_repos, "repo", "left_semi").count()
         live = live.join(removed_repos, "repo", "left_anti")
@@ -424,36 +542,43 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
         metrics["index_files"] = index.count()
 
     with phase(log, "candidate pairs and estimates"):
-        pairs = bucket_pairs(_explode_bands(live), cfg.max_bucket_full_pairs, budget.rows(BUCKET_ROW_BYTES))
+        bucket_rows = (shingled_files + metrics["index_files"]) * hasher.bands
+        pairs = bucket_pairs(live, cfg.max_bucket_full_pairs, budget, rows=bucket_rows, distinct=False)
         # Persisted: split three ways below, counted once.
-        estimated = _persist(_estimates(pairs, live, cfg, partitions, flags=("is_index",)))
+        estimated = _persist(_estimates(pairs, live, cfg, partitions, flags=("is_index",), distinct=True))
         floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0
+        ceiling = estimate_ceiling(cfg.num_perm, cfg.threshold, cfg.estimate_accept_error) if cfg.verify else 2.0
         by_index = F.col("src_is_index") | F.col("dst_is_index")
         plausible = ~by_index & (F.col("estimated_jaccard") > floor)
+        sure = plausible & (F.col("estimated_jaccard") >= ceiling)
         counts = estimated.agg(F.count("*"), F.count(F.when(plausible, 1)), F.count(F.when(by_index, 1)),
-                               F.count(F.when(by_index & (F.col("estimated_jaccard") >= cfg.threshold), 1))).first()
+                               F.count(F.when(by_index & (F.col("estimated_jaccard") >= cfg.threshold), 1)),
+                               F.count(F.when(sure, 1))).first()
     metrics["candidate_pairs"] = int(counts[0])
     metrics["rejected_by_estimate"] = int(counts[0] - counts[1] - counts[2]) if cfg.verify else 0
-    log.info("near dedup: %d candidate pairs, %d rejected by their estimate (<= %.3f), %d to verify exactly",
-             counts[0], metrics["rejected_by_estimate"], floor, counts[1])
+    metrics["accepted_by_estimate"] = int(counts[4]) if cfg.verify else 0
+    to_check = int(counts[1] - counts[4])
+    log.info("near dedup: %d candidate pairs, %d rejected by their estimate (<= %.3f), %d accepted by it (>= %.3f), "
+             "%d to verify exactly", counts[0], metrics["rejected_by_estimate"], floor,
+             metrics["accepted_by_estimate"], ceiling, to_check)
 
     index_edges = estimated.where(by_index & (F.col("estimated_jaccard") >= cfg.threshold)).select("src", "dst")
-    involved_bytes = min(total_bytes, 2 * counts[1] * total_bytes // max(total_files, 1))
+    involved_bytes = min(total_bytes, 2 * to_check * total_bytes // max(total_files, 1))
     set_partitions = budget.partitions(involved_bytes * SET_BYTES_PER_CONTENT_BYTE, at_least=parallelism)
     if cfg.verify:
         with phase(log, "exact verification"):
-            to_verify = estimated.where(plausible).select("src", "dst")
+            to_verify = estimated.where(plausible & ~sure).select("src", "dst")
             involved = to_verify.select(F.col("src").alias("id")).unionByName(
                 to_verify.select(F.col("dst").alias("id"))).distinct()
-            if 2 * counts[1] * KEEP_ROW_BYTES <= budget.partition_bytes:  # the ids fit every task: broadcast them
+            if 2 * to_check * KEEP_ROW_BYTES <= budget.partition_bytes:  # the ids fit every task: broadcast them
                 involved = F.broadcast(involved)
-            sets = _persist(files.select("id", "content").join(involved, "id", "left_semi")
-                            .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
-                            .repartition(set_partitions, "id"))
+            sets = _persist_sets(files.select("id", "content").join(involved, "id", "left_semi")
+                                 .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
+                                 .repartition(set_partitions, "id"))
             exact = _persist(_exact(to_verify, sets, set_partitions))
             verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
-            metrics["verified_pairs"] = verified.count() + int(counts[3])
-        edges = verified.unionByName(index_edges)
+            metrics["verified_pairs"] = verified.count() + int(counts[3]) + metrics["accepted_by_estimate"]
+        edges = verified.unionByName(estimated.where(sure).select("src", "dst")).unionByName(index_edges)
     else:
         sets = None
         edges = estimated.select("src", "dst")
@@ -472,7 +597,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
         F.col("id").alias("src"), F.col("keeper").alias("dst"))
     scored = _estimates(removed, live, cfg, partitions)
-    if sets is not None:
+    if sets is not None:  # exact where both files' shingle sets were built (the local engine's rule), else null
         scored = scored.join(_exact(removed, sets, set_partitions), ["src", "dst"], "left")
     else:
         scored = scored.withColumn("jaccard", F.lit(None).cast("double"))
@@ -501,13 +626,15 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
 
 
 def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metrics: dict, budget: MemoryBudget,
-                partitions: int):
+                partitions: int, bucket_rows: int):
+    """Repositories whose MinHash estimates a Jaccard >= ``repo_threshold``: (removed repository ids, their
+    duplicate rows). ``bucket_rows``: an upper bound of the repositories' bucket rows (files x bands)."""
     repo_sigs = _persist(  # Persisted: read 3 times.
         live.select("repo", "signature").repartition(partitions, "repo").sortWithinPartitions("repo")
         .mapInArrow(_repo_signature_batches(cfg), "repo string, signature binary, band_keys array<long>")
         .withColumnRenamed("repo", "id"))
-    pairs = bucket_pairs(_explode_bands(repo_sigs), cfg.max_bucket_full_pairs, budget.rows(BUCKET_ROW_BYTES))
-    scored = _persist(_estimates(pairs, repo_sigs, cfg, partitions))
+    pairs = bucket_pairs(repo_sigs, cfg.max_bucket_full_pairs, budget, rows=bucket_rows, distinct=False)
+    scored = _persist(_estimates(pairs, repo_sigs, cfg, partitions, distinct=True))
     counts = scored.agg(F.count("*"), F.count(F.when(F.col("estimated_jaccard") >= cfg.repo_threshold, 1))).first()
     metrics["repo_candidate_pairs"], metrics["repo_verified_pairs"] = int(counts[0]), int(counts[1])
     edges = scored.where(F.col("estimated_jaccard") >= cfg.repo_threshold).select("src", "dst")

@@ -23,7 +23,7 @@ from spark_jobs.near_dedup.shingles import (
     shingles,
     tokens,
 )
-from spark_jobs.near_dedup.signing import estimate_floor, sign_documents
+from spark_jobs.near_dedup.signing import estimate_ceiling, estimate_floor, sign_documents
 from tests.spark_jobs.near_dedup.corpus_helpers import edit, stdlib_sources
 
 
@@ -208,6 +208,18 @@ def test_estimate_floor_is_the_binomial_tail_bound(num_perm, threshold, error):
     k = round(estimate_floor(num_perm, threshold, error) * num_perm)
     assert binom.cdf(k, num_perm, threshold) <= error < binom.cdf(k + 1, num_perm, threshold)
     assert estimate_floor(num_perm, threshold, 0.0) == -1.0  # nothing rejected unverified
+
+
+@pytest.mark.parametrize("num_perm,threshold,error", [(250, 0.8, 1e-6), (128, 0.7, 1e-3), (250, 0.9, 1e-9)])
+def test_estimate_ceiling_is_the_upper_binomial_tail_bound(num_perm, threshold, error):
+    from scipy.stats import binom
+
+    k = round(estimate_ceiling(num_perm, threshold, error) * num_perm)
+    # P(estimate >= k / num_perm) at the threshold is within the error; one agreement fewer is not.
+    assert binom.sf(k - 1, num_perm, threshold) <= error < binom.sf(k - 2, num_perm, threshold)
+    assert estimate_floor(num_perm, threshold, error) < threshold < k / num_perm
+    assert estimate_ceiling(num_perm, threshold, 0.0) == 2.0  # nothing accepted unverified
+    assert estimate_ceiling(num_perm, 1.0, error) == 2.0  # a pair below 1.0 can show 1.0: always verify
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,7 +7,16 @@ import random
 from spark_jobs.near_dedup.components import connected_components as spark_components
 from spark_jobs.near_dedup.components import is_star_forest
 from spark_jobs.near_dedup.graph import candidate_pairs, connected_components
-from spark_jobs.near_dedup.spark import bucket_pairs
+from spark_jobs.near_dedup.budget import MemoryBudget
+from spark_jobs.near_dedup.spark import bucket_pairs, partition_values, spark_hash_int
+
+BUDGET = MemoryBudget(MemoryBudget.MIN_TASK_BYTES)
+
+
+def band_frame(spark, keys: dict[str, list[int]], index: set[str] = frozenset()):
+    """(id, band_keys, is_index) rows: file -> its key at each band position."""
+    return spark.createDataFrame([(doc, ks, doc in index) for doc, ks in keys.items()],
+                                 "id string, band_keys array<long>, is_index boolean")
 
 
 def test_large_star_small_star_matches_union_find(spark):
@@ -40,20 +49,39 @@ def test_star_forest_test_accepts_only_min_centred_stars(spark):
 
 
 def test_bucket_pairs_skip_two_index_files_but_keep_index_vs_new(spark):
-    rows = [("i1@s", 0, 5, True), ("i2@s", 0, 5, True), ("n1", 0, 5, False)]
-    rows += [(f"j{i:03d}@s", 1, 9, True) for i in range(40)] + [("n2", 1, 9, False)]  # a star bucket
-    members = spark.createDataFrame(rows, "id string, band int, key long, is_index boolean")
-    got = {(r.src, r.dst) for r in bucket_pairs(members, 32).collect()}
+    # Band 0: bucket 5 holds two index files and a new one; band 1: bucket 9 is a star of 40 index files and a new
+    # one. Every other key is unique to its file.
+    keys = {"i1@s": [5, 101], "i2@s": [5, 102], "n1": [5, 103]}
+    keys |= {f"j{i:03d}@s": [200 + i, 9] for i in range(40)} | {"n2": [300, 9]}
+    frame = band_frame(spark, keys, index={k for k in keys if k.endswith("@s")})
+    got = {(r.src, r.dst) for r in bucket_pairs(frame, 32, BUDGET).collect()}
     assert got == {("i1@s", "n1"), ("i2@s", "n1"), ("j000@s", "n2")}
 
 
 def test_skewed_bucket_gives_a_star_on_spark_too(spark):
     keys = {f"d{i:04d}": [7, i, 1000 + i // 3] for i in range(300)}  # band 0: one bucket of 300; band 2: triples
-    rows = [(doc, band, key) for doc, ks in keys.items() for band, key in enumerate(ks)]
-    members = spark.createDataFrame(rows, "id string, band int, key long")
-    got = {(r.src, r.dst) for r in bucket_pairs(members, 32).collect()}
+    frame = band_frame(spark, keys).drop("is_index")
+    got = {(r.src, r.dst) for r in bucket_pairs(frame, 32, BUDGET).collect()}
     assert got == candidate_pairs(keys, 32)
     assert len(got) == 299 + 100 * 3 - 2  # star + triples, less the two triple pairs the star already has
+    # The same key at another band position is another bucket; many bucket partitions give the same pairs.
+    shifted = {doc: [ks[0] + 1, *ks[1:]] if int(doc[1:]) % 2 else [ks[1], ks[0], ks[2]] for doc, ks in keys.items()}
+    frame = band_frame(spark, shifted).repartition(7)
+    rows = 5 * BUDGET.partition_bytes // 300  # sized for five bucket partitions
+    got = {(r.src, r.dst) for r in bucket_pairs(frame, 32, BUDGET, rows=rows).collect()}
+    assert got == candidate_pairs(shifted, 32)
+
+
+def test_each_bucket_partition_label_lands_in_its_own_spark_partition(spark):
+    from pyspark.sql import functions as F
+
+    assert [spark_hash_int(v) for v in range(50)] == [
+        r[0] for r in spark.range(50).select(F.hash(F.col("id").cast("int"))).collect()]
+    for n in (1, 2, 3, 8, 13):
+        labels = partition_values(n)
+        frame = spark.createDataFrame([(v,) for v in labels], "part int").repartition(n, "part")
+        landed = frame.rdd.glom().map(lambda rows: [r.part for r in rows]).collect()
+        assert landed == [[v] for v in labels]
 
 
 def test_bucket_pass_matches_the_reference_rule_for_any_batch_split():

@@ -9,6 +9,7 @@ import pytest
 
 from lake.stage import Lake, StageNotCommitted
 from spark_jobs.near_dedup.__main__ import main
+from spark_jobs.near_dedup.signing import estimate_ceiling
 from spark_jobs.near_dedup.stage import run_near_dedup
 from tests.spark_jobs.near_dedup.corpus_helpers import commit_input, edit, record, stdlib_sources
 
@@ -36,13 +37,18 @@ def test_local_engine_removes_the_seeded_copies_and_keeps_the_best(make_config, 
     by_id = {r["id"]: r for r in corpus}
     for removed, kept, level, exact, estimate in out["dups"]:
         assert level == "file" and by_id[kept]["repo"] == "orig/a" and by_id[kept]["path"] == by_id[removed]["path"]
-        assert exact >= 0.8 and abs(exact - estimate) < 0.2
+        if exact is None:  # accepted on its estimate alone (signing.estimate_ceiling): no shingle sets were built
+            assert estimate >= estimate_ceiling(250, 0.8, 1e-6)
+        else:
+            assert exact >= 0.8 and abs(exact - estimate) < 0.2
     stats = lake.stats("s1", "near_dedup")
     assert stats["drop_reasons"] == {"near_duplicate_file": 6, "near_duplicate_repo": 0}
     assert stats["records_in"] == len(corpus) and stats["records_out"] == len(corpus) - 6
     m = stats["metrics"]
     assert m["too_short_to_shingle"] == 1 and m["verified_pairs"] == 6 and m["components"] == 6
     assert m["candidate_pairs"] >= 6 and set(m["s_curve"]) == {"0.50", "0.70", "0.80", "0.90"}
+    # Clusters of two: a pair accepted on its estimate has no shingle sets, so no exact Jaccard; the others do.
+    assert m["accepted_by_estimate"] == sum(d[3] is None for d in out["dups"])
     assert len(out["sigs"]) == len(out["kept"]) - 1  # the too-short file has no signature
     # what the UI shows: kept files per language, and the clusters (each seeded copy with its original)
     assert sum(m["records_out_by_language"].values()) == stats["records_out"]
@@ -51,6 +57,15 @@ def test_local_engine_removes_the_seeded_copies_and_keeps_the_best(make_config, 
     for c in clusters["largest"]:
         assert c["size"] == 2 and c["kept"].startswith("orig/a/") and c["example"].startswith("copy/")
         assert c["kept"].removeprefix("orig/a/") == c["example"].split("/", 2)[2]
+
+
+def test_without_the_estimate_ceiling_every_pair_is_verified(make_config, corpus):
+    cfg = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], estimate_accept_error=0.0)})
+    commit_input(cfg.open_lake(), "s1", corpus)
+    run_near_dedup(cfg, "s1", engine="local")
+    dups = outputs(cfg.open_lake(), "s1")["dups"]
+    assert len(dups) == 6 and all(d[3] is not None and d[3] >= 0.8 for d in dups)
+    assert cfg.open_lake().stats("s1", "near_dedup")["metrics"]["accepted_by_estimate"] == 0
 
 
 @pytest.mark.slow
@@ -74,8 +89,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \
         [d[:3] for d in local["dups"]]
-    for key in ("candidate_pairs", "rejected_by_estimate", "verified_pairs", "components", "too_short_to_shingle",
-                "repos_removed", "records_out_by_language", "clusters"):
+    for key in ("candidate_pairs", "rejected_by_estimate", "accepted_by_estimate", "verified_pairs", "components",
+                "too_short_to_shingle", "repos_removed", "records_out_by_language", "clusters"):
         assert lstats["metrics"][key] == sstats["metrics"][key], key
     assert lstats["metrics"]["clusters"]["repo"]["largest"] == [{"size": 2, "kept": "orig/a", "example": "fork/a"}]
 

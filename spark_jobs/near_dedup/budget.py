@@ -5,13 +5,14 @@ the shingle sets (8 bytes per distinct shingle: up to 8x the content for punctua
 signatures (4 bytes per permutation). Record counts do not bound bytes: 512 files of 40 KB are 20 MB, of 1 MB half a
 gigabyte. So every unit of work is sized in bytes from the executor's memory:
 
-- an Arrow batch to or from a Python worker holds at most ``batch_bytes`` (Spark's ``arrow.maxBytesPerBatch``
-  going in, our own splitting coming out), and a Parquet reader batch or an in-memory cache batch at most that many
-  bytes of its largest rows;
+- an Arrow batch to or from a Python worker holds at most ``batch_bytes`` (our own splitting coming out), and a
+  Parquet reader batch or an in-memory cache batch at most that many bytes of its largest rows; going in (Spark's
+  ``arrow.maxBytesPerBatch``) at most ``input_batch_bytes``, smaller, so the JVM fills the next batch while
+  Python works on this one;
+- the bucket pass holds one bucket partition, packed, at most ``partition_bytes``;
 - a persisted partition (a cache block is read back whole) or a row group being written holds at most
   ``partition_bytes``;
-- the union-find that contracts the verified edges of one partition holds at most ``union_find_edges`` edges;
-- the bucket pass holds ``rows(bucket row)`` rows plus one unfinished bucket.
+- the union-find that contracts the verified edges of one partition holds at most ``union_find_edges`` edges.
 
 A task gets ``(heap - reserved) x spark.memory.fraction / concurrent tasks`` of the executor's heap (Spark's unified
 memory model): 1.1 GB for the local profile's 4 GB driver with 2 task slots.
@@ -27,6 +28,10 @@ from dataclasses import dataclass
 RESERVED_BYTES = 300 * 2**20  # Spark's reserved system memory (spark.testing.reservedMemory overrides it)
 UNION_FIND_BYTES_PER_EDGE = 600  # two id strings + dict entries + the Arrow rows, measured in the Python worker
 MIN_BATCH_BYTES = 1 * 2**20
+# Arrow batches into a Python worker: the JVM converts batch n + 1 while Python signs batch n. At task / 16 (71 MB on
+# the local profile) a signing task had three batches, and each side mostly waited for the other: 8 MB cut the
+# signing stage of the 1x held-out corpus from 4.6-4.7 s to 4.1-4.3 s (benchmarks/RESULTS-near-dedup.md).
+INPUT_BATCH_BYTES = 8 * 2**20
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
 
 
@@ -83,6 +88,11 @@ class MemoryBudget:
     def batch_bytes(self) -> int:
         """One Arrow batch, Parquet reader batch or in-memory cache batch."""
         return max(MIN_BATCH_BYTES, self.task_bytes // 16)
+
+    @property
+    def input_batch_bytes(self) -> int:
+        """One Arrow batch into a Python worker (a larger row goes alone)."""
+        return min(self.batch_bytes, INPUT_BATCH_BYTES)
 
     @property
     def partition_bytes(self) -> int:

@@ -480,7 +480,7 @@ def configure(spark, budget: MemoryBudget, largest_file: int, signed_row_bytes: 
     in-memory cache batches (Spark reads the cache's batch size when a cache is built, so one value, sized for
     the largest persisted rows, serves every cache of the job)."""
     conf = spark.conf
-    conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(budget.batch_bytes))
+    conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(budget.input_batch_bytes))
     # Few-byte files would otherwise make output batches (a signature per file) many times their input.
     conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(budget.rows(signed_row_bytes, most=10_000)))
     conf.set("spark.sql.parquet.columnarReaderBatchSize", str(budget.rows(largest_file, most=4096)))

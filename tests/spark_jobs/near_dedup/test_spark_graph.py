@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
+from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.components import connected_components as spark_components
 from spark_jobs.near_dedup.components import is_star_forest
 from spark_jobs.near_dedup.graph import candidate_pairs, connected_components
-from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.spark import bucket_pairs, partition_values, spark_hash_int
 
 BUDGET = MemoryBudget(MemoryBudget.MIN_TASK_BYTES)

@@ -7,8 +7,9 @@ import pyarrow as pa
 from lake.schemas import TS
 
 # One removed record per row. level "file": ids are file ids; level "repo": ids are repository names (every file
-# of the removed repository is dropped). jaccard: exact Jaccard of the two shingle sets where both are in this
-# snapshot and verification is on, else null; estimated_jaccard: the MinHash estimate (signature agreement).
+# of the removed repository is dropped). jaccard: exact Jaccard of the two shingle sets where verification built
+# both (each file is in some candidate pair verified exactly), else null (a pair accepted or rejected on its
+# estimate alone, an index file, verification off); estimated_jaccard: the MinHash estimate (signature agreement).
 DUPLICATES = pa.schema([
     pa.field("removed_id", pa.string(), nullable=False),
     pa.field("kept_id", pa.string(), nullable=False),

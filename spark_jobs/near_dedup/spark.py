@@ -4,8 +4,10 @@ The plan, each step one pass over bounded batches:
 
 1. **signatures**: one Python pass (``mapInArrow``) over the content emits each file's shingle count, signature and
    band keys next to its keep-rule columns (~1.3 KB a file, whatever its size), persisted partitioned by id;
-2. **buckets**: (band, key, id) rows, one shuffle sorted by bucket, one vectorized pass over the sorted runs (a
-   bucket bigger than ``max_bucket_full_pairs`` is a star; a bucket running over batches is carried by its centre);
+2. **buckets**: the (band, key, id) rows of a batch bound for one bucket partition are packed into one Arrow blob
+   by the Python worker (no Spark row per file and band), one shuffle of the blobs, then per partition a sort and
+   one vectorized pass over the sorted runs (a bucket bigger than ``max_bucket_full_pairs`` is a star; a bucket
+   running over steps is carried by its centre);
 3. **estimates**: the pairs are deduplicated in their source's partition and get each candidate pair's MinHash
    estimate (joins on the id-partitioned signatures); a pair estimated at or below ``signing.estimate_floor`` (a
    pair at the threshold shows such an estimate with probability at most ``estimate_reject_error``) is rejected
@@ -315,6 +317,8 @@ def _pack_bucket_rows(parts: list[int]):
                     writer.write_table(table)
                 labels.append(parts[j])
                 blobs.append(sink.getvalue())
+            if not blobs:  # every list of the batch empty
+                continue
             data = [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
             offsets = np.concatenate(([0], np.cumsum([d.size for d in data]))).astype(np.int64)
             yield pa.RecordBatch.from_arrays([pa.array(labels, pa.int32()),
@@ -470,8 +474,8 @@ def _persist(df: DataFrame) -> DataFrame:
 
 def _persist_sets(df: DataFrame) -> DataFrame:
     """Shingle sets are persisted on disk only: a partition read back from disk is streamed batch by batch, while
-    a ``MEMORY_AND_DISK`` block that spilled is read back into memory whole, and at 8x the held-out corpus two
-    tasks doing so ran the 4 GB driver out of heap (notes/issue-19.md)."""
+    a ``MEMORY_AND_DISK`` block that spilled is read back into memory whole (two tasks doing so at once were the
+    suspect of the 8x held-out run's heap exhaustion before; it has not recurred since: notes/issue-19.md)."""
     return df.persist(StorageLevel.DISK_ONLY)
 
 

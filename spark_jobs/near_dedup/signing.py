@@ -32,6 +32,14 @@ def sign_documents(contents, hasher: MinHasher, ngram: int) -> SignedBatch:
     return SignedBatch(counts, signatures, hasher.band_keys(signatures))
 
 
+def _binomial_pmf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) = k), in logs (n up to thousands)."""
+    if p >= 1:
+        return float(k == n)
+    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                    + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
 def estimate_floor(num_perm: int, threshold: float, error: float) -> float:
     """The highest MinHash estimate a pair of Jaccard ``threshold`` shows with probability at most ``error``.
 
@@ -45,20 +53,11 @@ def estimate_floor(num_perm: int, threshold: float, error: float) -> float:
     """
     floor, cdf = -1, 0.0
     for k in range(num_perm + 1):
-        cdf += math.exp(math.lgamma(num_perm + 1) - math.lgamma(k + 1) - math.lgamma(num_perm - k + 1)
-                        + k * math.log(threshold) + (num_perm - k) * math.log1p(-threshold)) if threshold < 1 else \
-            float(k == num_perm)
+        cdf += _binomial_pmf(k, num_perm, threshold)
         if cdf > error:
             break
         floor = k
     return floor / num_perm if floor >= 0 else -1.0
-
-
-def _binomial_pmf(k: int, n: int, p: float) -> float:
-    if p >= 1:
-        return float(k == n)
-    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                    + k * math.log(p) + (n - k) * math.log1p(-p))
 
 
 def estimate_ceiling(num_perm: int, threshold: float, error: float) -> float:

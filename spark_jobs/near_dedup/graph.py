@@ -1,7 +1,8 @@
 """Candidate pairs from LSH buckets and connected components, in plain Python (the single-process engine).
 
-The Spark engine (``spark.py``) implements the same two rules with DataFrame operations; the parity test runs
-both on one input and requires the same kept set.
+The Spark engine (``spark.py``) implements the same two rules with DataFrame operations (and runs
+``estimated_candidates`` itself in one task when the signatures fit one); the parity test runs both on one input and
+requires the same kept set.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 
 import numpy as np
+
+PAIRS_PER_STEP = 65_536  # candidate pairs estimated at once
 
 
 def bucket_pairs(members: list[str], max_full_pairs: int) -> list[tuple[str, str]]:
@@ -77,6 +80,26 @@ def band_pairs(keys: np.ndarray, max_full_pairs: int) -> tuple[np.ndarray, np.nd
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     codes = np.unique(np.concatenate(src_parts).astype(np.int64) * n + np.concatenate(dst_parts))
     return codes // n, codes % n
+
+
+def estimated_candidates(keys: np.ndarray, signatures: np.ndarray, is_index: np.ndarray, max_full_pairs: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, MinHash estimate) of every candidate pair of the rows (``band_pairs``; rows in id order) but pairs of
+    two index rows (their snapshot already deduplicated them).
+
+    >>> sigs = np.array([[1, 2], [1, 2], [1, 3]], dtype=np.uint32)
+    >>> [x.tolist() for x in estimated_candidates(sigs, sigs, np.array([False, True, True]), 32)]
+    [[0, 0], [1, 2], [1.0, 0.5]]
+    """
+    from spark_jobs.near_dedup import kernels  # numba: loaded on first use
+
+    src, dst = band_pairs(keys, max_full_pairs)
+    keep = ~(is_index[src] & is_index[dst])
+    src, dst = src[keep], dst[keep]
+    estimate = np.concatenate([kernels.indexed_agreement(signatures, src[i : i + PAIRS_PER_STEP],
+                                                         dst[i : i + PAIRS_PER_STEP])
+                               for i in range(0, src.size, PAIRS_PER_STEP)] or [np.empty(0)])
+    return src, dst, estimate
 
 
 def connected_components(nodes: Iterable[Hashable], edges: Iterable[tuple[Hashable, Hashable]]) -> dict:

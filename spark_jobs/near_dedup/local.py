@@ -21,7 +21,7 @@ from spark_jobs.keep_rule import keep_key
 from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import band_pairs, connected_components
+from spark_jobs.near_dedup.graph import band_pairs, connected_components, estimated_candidates
 from spark_jobs.near_dedup.minhash import signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
@@ -30,7 +30,6 @@ from spark_jobs.near_dedup.signing import estimate_ceiling, estimate_floor, sign
 
 log = logging.getLogger(__name__)
 LOCAL_TASK_BYTES = 2**30  # the local engine's budget when task_memory_bytes is not set
-PAIRS_PER_STEP = 65_536  # candidate pairs estimated at once
 BATCH_BYTES = 8 * 2**20  # content signed per kernel call (small enough to keep every thread busy)
 STRING_BYTES = 2**31 - 1  # the most bytes one Arrow ``string`` array holds (32-bit offsets)
 
@@ -190,12 +189,7 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
     file_row[~is_index] = live[order[~is_index]]
 
     with phase(log, "candidate pairs and estimates"):
-        src, dst = band_pairs(node_keys, cfg.max_bucket_full_pairs)
-        keep = ~(is_index[src] & is_index[dst])
-        src, dst = src[keep], dst[keep]
-        estimate = np.concatenate([kernels.indexed_agreement(node_sigs, src[i : i + PAIRS_PER_STEP],
-                                                             dst[i : i + PAIRS_PER_STEP])
-                                   for i in range(0, src.size, PAIRS_PER_STEP)] or [np.empty(0)])
+        src, dst, estimate = estimated_candidates(node_keys, node_sigs, is_index, cfg.max_bucket_full_pairs)
     metrics["candidate_pairs"] = int(src.size)
     by_index = is_index[src] | is_index[dst]
     floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0

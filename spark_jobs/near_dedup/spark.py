@@ -20,6 +20,13 @@ The plan, each step one pass over bounded batches:
    a window, and the removed file's exact Jaccard (where both shingle sets were built) and estimate against its
    keeper.
 
+**One-task steps** (``one_task_steps``): where a step's whole input fits one task's budget -- every signature for
+steps 2-3 and the removed files' estimates, every shingle set built for step 4's exact Jaccards -- the step runs in
+one task instead: the candidates by the one-process engine's vectorized step (``graph.estimated_candidates``) over
+the signatures coalesced into one partition; the pair measures over one partition holding the pairs and their sides
+(a union, no join). At 32k files this took the candidate phase from 3.3 s to 1.4 s; larger inputs take the
+distributed path, which the tests run on the same data.
+
 Nothing is collected to the driver but counts. Per-job cost dominates a Spark job at this scale, so metrics come
 from one aggregation per phase; ``benchmarks/RESULTS-near-dedup.md`` has the measurements.
 """
@@ -43,6 +50,7 @@ from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.components import connected_components
 from spark_jobs.near_dedup.config import NearDedupConfig
+from spark_jobs.near_dedup.graph import PAIRS_PER_STEP, estimated_candidates
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
 from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
@@ -165,6 +173,70 @@ def _estimate_batches(num_perm: int):
             yield pa.RecordBatch.from_arrays([*(batch.column(k) for k in keep), pa.array(est, pa.float64())],
                                              names=[*keep, "estimated_jaccard"])
     return estimate
+
+
+def _one_task_candidates(cfg: NearDedupConfig):
+    """Every signature row (id, is_index, signature, band_keys) of the job in one task -> the candidate pairs with
+    their flags and estimates, by the one-process engine's step (``graph.estimated_candidates``)."""
+    num_perm, bands, max_full = cfg.num_perm, cfg.bands, cfg.max_bucket_full_pairs
+
+    def run(batches):
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches).sort_by("id")  # rows in id order: a star's centre is its first row
+        ids, flags = table.column("id").combine_chunks(), table.column("is_index").combine_chunks()
+        signatures = _signature_matrix(table.column("signature").combine_chunks(), num_perm)
+        keys = table.column("band_keys").combine_chunks().flatten().to_numpy().reshape(-1, bands)
+        src, dst, estimate = estimated_candidates(keys, signatures, flags.to_numpy(zero_copy_only=False), max_full)
+        for i in range(0, src.size, PAIRS_PER_STEP):
+            a, b = pa.array(src[i : i + PAIRS_PER_STEP]), pa.array(dst[i : i + PAIRS_PER_STEP])
+            yield pa.RecordBatch.from_arrays(
+                [ids.take(a), ids.take(b), flags.take(a), flags.take(b),
+                 pa.array(estimate[i : i + PAIRS_PER_STEP], pa.float64())],
+                names=["src", "dst", "src_is_index", "dst_is_index", "estimated_jaccard"])
+    return run
+
+
+ONE_TASK_ROW_FACTOR = 3  # a row in a one-task step: its Arrow row, the sorted or filtered copy, the matrices
+
+
+def _one_task_measure(column: str, num_perm: int = 0):
+    """One task's rows (src, dst, value) -> (src, dst, ``column``): rows with a null dst carry one side's value (a
+    signature, or a shingle set) under its id in src; the others are pairs, measured by the MinHash estimate
+    (``estimated_jaccard``) or the exact Jaccard (``jaccard``) of their two sides. A pair with a side missing is
+    dropped (as the joins of the distributed path drop it)."""
+    def run(batches):
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        is_side = pc.is_null(table.column("dst"))
+        sides, pairs = table.filter(is_side), table.filter(pc.invert(is_side))
+        ids, values = sides.column("src"), sides.column("value").combine_chunks()
+        a = pc.index_in(pairs.column("src"), value_set=ids).fill_null(-1).to_numpy()
+        b = pc.index_in(pairs.column("dst"), value_set=ids).fill_null(-1).to_numpy()
+        both = (a >= 0) & (b >= 0)
+        pairs, a, b = pairs.filter(pa.array(both)), a[both], b[both]
+        if column == "jaccard":
+            data, offsets = _shingle_csr(values)
+            measure = kernels.indexed_jaccard(data, offsets, a, b) if a.size else np.empty(0)
+        else:
+            measure = kernels.indexed_agreement(_signature_matrix(values, num_perm), a, b) if a.size else np.empty(0)
+        for i in range(0, a.size, PAIRS_PER_STEP):
+            part = pairs.slice(i, PAIRS_PER_STEP)
+            yield pa.RecordBatch.from_arrays(
+                [part.column("src").combine_chunks(), part.column("dst").combine_chunks(),
+                 pa.array(measure[i : i + PAIRS_PER_STEP], pa.float64())], names=["src", "dst", column])
+    return run
+
+
+def _in_one_task(pairs: DataFrame, sides: DataFrame, value: str, column: str, num_perm: int = 0) -> DataFrame:
+    """``pairs`` (src, dst) with ``column`` measured from ``sides``' (id, ``value``) rows, all in one task: the
+    pairs and the sides are one union coalesced into one partition (no shuffle, no join)."""
+    rows = pairs.select("src", "dst", F.lit(None).cast("binary").alias("value")).unionByName(
+        sides.select(F.col("id").alias("src"), F.lit(None).cast("string").alias("dst"), F.col(value).alias("value")))
+    return rows.coalesce(1).mapInArrow(_one_task_measure(column, num_perm), f"src string, dst string, {column} double")
 
 
 def _exact_batches(batches):
@@ -445,9 +517,12 @@ def _join_sides(pairs: DataFrame, sides: DataFrame, values: list[str], partition
 
 
 def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partitions: int,
-               flags: tuple[str, ...] = (), distinct: bool = False) -> DataFrame:
+               flags: tuple[str, ...] = (), distinct: bool = False, one_task: bool = False) -> DataFrame:
     """(src, dst, [src_<flag>, dst_<flag> ...], estimated_jaccard) of ``pairs`` (deduplicated first if
-    ``distinct``), with ``signed``'s signatures."""
+    ``distinct``), with ``signed``'s signatures; ``one_task``: every signature fits one task (no flags, no
+    duplicates)."""
+    if one_task and not flags and not distinct:
+        return _in_one_task(pairs, signed, "signature", "estimated_jaccard", cfg.num_perm)
     joined = _join_sides(pairs.select("src", "dst"), signed.withColumnRenamed("signature", "sig"),
                          ["sig", *flags], partitions, distinct)
     out = ["src", "dst", *(f"{end}_{flag}" for flag in flags for end in ("src", "dst"))]
@@ -455,7 +530,9 @@ def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partit
         [joined.schema[name] for name in out] + [T.StructField("estimated_jaccard", T.DoubleType())]))
 
 
-def _exact(pairs: DataFrame, sets: DataFrame, partitions: int) -> DataFrame:
+def _exact(pairs: DataFrame, sets: DataFrame, partitions: int, one_task: bool = False) -> DataFrame:
+    if one_task:
+        return _in_one_task(pairs, sets, "shingles", "jaccard")
     joined = _join_sides(pairs.select("src", "dst"), sets, ["shingles"], partitions)
     return joined.select("src", "dst", "src_shingles", "dst_shingles").mapInArrow(
         _exact_batches, "src string, dst string, jaccard double")
@@ -546,10 +623,17 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
         metrics["index_files"] = index.count()
 
     with phase(log, "candidate pairs and estimates"):
-        bucket_rows = (shingled_files + metrics["index_files"]) * hasher.bands
-        pairs = bucket_pairs(live, cfg.max_bucket_full_pairs, budget, rows=bucket_rows, distinct=False)
-        # Persisted: split three ways below, counted once.
-        estimated = _persist(_estimates(pairs, live, cfg, partitions, flags=("is_index",), distinct=True))
+        nodes = shingled_files + metrics["index_files"]
+        metrics["candidates_in_one_task"] = one_task = (
+            cfg.one_task_steps and nodes * signed_row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+        if one_task:  # every signature fits one task: no bucket shuffle, no joins
+            estimated = live.select("id", "is_index", "signature", "band_keys").coalesce(1).mapInArrow(
+                _one_task_candidates(cfg), "src string, dst string, src_is_index boolean, dst_is_index boolean, "
+                                           "estimated_jaccard double")
+        else:
+            pairs = bucket_pairs(live, cfg.max_bucket_full_pairs, budget, rows=nodes * hasher.bands, distinct=False)
+            estimated = _estimates(pairs, live, cfg, partitions, flags=("is_index",), distinct=True)
+        estimated = _persist(estimated)  # split three ways below, counted once
         floor = estimate_floor(cfg.num_perm, cfg.threshold, cfg.estimate_reject_error) if cfg.verify else -1.0
         ceiling = estimate_ceiling(cfg.num_perm, cfg.threshold, cfg.estimate_accept_error) if cfg.verify else 2.0
         by_index = F.col("src_is_index") | F.col("dst_is_index")
@@ -579,12 +663,15 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
             sets = _persist_sets(files.select("id", "content").join(involved, "id", "left_semi")
                                  .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
                                  .repartition(set_partitions, "id"))
-            exact = _persist(_exact(to_verify, sets, set_partitions))
+            set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)  # builds them
+            metrics["exact_in_one_task"] = sets_one_task = (
+                cfg.one_task_steps and set_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+            exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))
             verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
             metrics["verified_pairs"] = verified.count() + int(counts[3]) + metrics["accepted_by_estimate"]
         edges = verified.unionByName(estimated.where(sure).select("src", "dst")).unionByName(index_edges)
     else:
-        sets = None
+        sets, sets_one_task = None, False
         edges = estimated.select("src", "dst")
         metrics["verified_pairs"] = int(counts[0])
     edges = _persist(edges)
@@ -600,9 +687,9 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     keepers = _keepers(comps, live.select(*KEEP_COLUMNS, "is_index"))
     removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
         F.col("id").alias("src"), F.col("keeper").alias("dst"))
-    scored = _estimates(removed, live, cfg, partitions)
+    scored = _estimates(removed, live, cfg, partitions, one_task=one_task)
     if sets is not None:  # exact where both files' shingle sets were built (the local engine's rule), else null
-        scored = scored.join(_exact(removed, sets, set_partitions), ["src", "dst"], "left")
+        scored = scored.join(_exact(removed, sets, set_partitions, sets_one_task), ["src", "dst"], "left")
     else:
         scored = scored.withColumn("jaccard", F.lit(None).cast("double"))
     file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.

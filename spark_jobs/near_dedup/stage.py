@@ -86,12 +86,17 @@ def _run_local(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str
 def _run_spark(lake: Lake, run: StageRun, nd: NearDedupConfig, earlier: list[str], spark) -> None:
     from pyspark.sql import functions as F
 
+    from lake.schemas import FILES, to_spark_schema
+    from spark_jobs.near_dedup.outputs import SIGNATURES
     from spark_jobs.near_dedup.spark import dedup_frames
 
-    files = spark.read.parquet(lake.dataset_uri(run.snapshot, nd.input, "files", for_spark=True))
+    # Read with the lake's schemas: inferring them from the Parquet footers is a Spark job of its own.
+    files = spark.read.schema(to_spark_schema(FILES)).parquet(
+        lake.dataset_uri(run.snapshot, nd.input, "files", for_spark=True))
     index = None
     if earlier:
-        index = spark.read.parquet(*[lake.dataset_uri(s, STAGE, "signatures", for_spark=True) for s in earlier])
+        index = spark.read.schema(to_spark_schema(SIGNATURES)).parquet(
+            *[lake.dataset_uri(s, STAGE, "signatures", for_spark=True) for s in earlier])
         check_scheme({r[0] for r in index.select("scheme").distinct().collect()}, scheme_tag(nd), earlier)
     result = dedup_frames(files, nd, snapshot=run.snapshot, index=index)
     for name, df, key in (("files", result.kept, "id"), ("duplicates", result.duplicates, "removed_id"),

@@ -66,11 +66,13 @@ def outputs(result) -> dict:
     return {"kept": sorted(result["kept"]), "duplicates": rows(result["duplicates"])}
 
 
-def test_tiny_task_budget_splits_the_work_and_keeps_the_pairs(spark, tmp_path):
+@pytest.mark.parametrize("one_task", [True, False], ids=["one-task-steps", "distributed"])
+def test_tiny_task_budget_splits_the_work_and_keeps_the_pairs(spark, tmp_path, one_task):
     """The smallest task budget (8 MB: 1 MB Arrow batches, persisted partitions of 2 MB) on files up to 900 KB."""
     records = large_files(24 * 2**20)
     pq.write_table(table(records), tmp_path / "files.parquet", row_group_size=64)
-    cfg = NearDedupConfig(repo_level=False, output_partitions=2, task_memory_bytes=MemoryBudget.MIN_TASK_BYTES)
+    cfg = NearDedupConfig(repo_level=False, output_partitions=2, task_memory_bytes=MemoryBudget.MIN_TASK_BYTES,
+                          one_task_steps=one_task)
     local = dedup_table(table(records), cfg, snapshot="m")
     got = dedup_frames(spark.read.parquet(str(tmp_path / "files.parquet")), cfg, snapshot="m")
     assert outputs({"kept": [r.id for r in got.kept.select("id").collect()],

@@ -116,3 +116,57 @@ def test_bucket_pass_matches_the_reference_rule_for_any_batch_split():
         for out in _bucket_pair_batches(max_full, rows_per_step=rng.choice([1, 5, 64]))(iter(batches)):
             got |= set(zip(out.column("src").to_pylist(), out.column("dst").to_pylist(), strict=True))
         assert got == expected
+
+
+def test_one_task_steps_match_the_joins(spark):
+    """The one-task path of the estimate and exact steps (pairs and sides unioned into one partition) gives the
+    rows of the distributed path (two shuffle joins), drops a pair whose side is missing in both, and the one-task
+    candidate step gives the distributed bucket pass's pairs with the same flags and estimates."""
+    import numpy as np
+
+    from spark_jobs.near_dedup.config import NearDedupConfig
+    from spark_jobs.near_dedup.shingles import shingle_set_arrays
+    from spark_jobs.near_dedup.signing import sign_documents
+    from spark_jobs.near_dedup.spark import (
+        SETS,
+        _estimates,
+        _exact,
+        _one_task_candidates,
+        _shingle_set_batches,
+        bucket_pairs,
+    )
+
+    rng = random.Random(4)
+    base = [" ".join(f"w{rng.randint(0, 60)}" for _ in range(40)) for _ in range(6)]
+    texts = [b + f" tail{i % 3}" * (i % 4) for i, b in enumerate(base * 5)]  # 30 files, near copies of 6
+    ids = [f"f{i:02d}" for i in range(len(texts))]
+    cfg = NearDedupConfig(num_perm=32, bands=8, rows=4)
+    signed = sign_documents(texts, cfg.hasher(), cfg.ngram)
+    sigs = [np.ascontiguousarray(s).view(np.uint8).tobytes() for s in signed.signatures]
+    index = {"f03", "f09", "f15"}
+    live = spark.createDataFrame([(i, s, [int(k) for k in keys], i in index) for i, s, keys in
+                                  zip(ids, sigs, signed.band_keys, strict=True)],
+                                 "id string, signature binary, band_keys array<long>, is_index boolean")
+
+    def rows(df, *cols):
+        return sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in df.select(*cols).collect())
+
+    one_task = live.coalesce(1).mapInArrow(_one_task_candidates(cfg), "src string, dst string, src_is_index "
+                                           "boolean, dst_is_index boolean, estimated_jaccard double")
+    pairs = bucket_pairs(live, cfg.max_bucket_full_pairs, BUDGET, distinct=False)
+    joined = _estimates(pairs, live, cfg, 3, flags=("is_index",), distinct=True)
+    cols = ("src", "dst", "src_is_index", "dst_is_index", "estimated_jaccard")
+    assert rows(one_task, *cols) == rows(joined, *cols) and one_task.count() > 20
+    assert not one_task.where("src_is_index and dst_is_index").count()
+
+    some = pairs.distinct().union(spark.createDataFrame([("f00", "zz-missing")], "src string, dst string"))
+    assert rows(_estimates(some, live, cfg, 3, one_task=True), "src", "dst", "estimated_jaccard") == \
+        rows(_estimates(some, live, cfg, 3), "src", "dst", "estimated_jaccard")
+    content = spark.createDataFrame(list(zip(ids[:-2], texts[:-2], strict=True)), "id string, content string")
+    sets = content.mapInArrow(_shingle_set_batches(cfg.ngram, 2**20), SETS)  # the last two files have no set
+    one, joins = rows(_exact(some, sets, 3, one_task=True), "*"), rows(_exact(some, sets, 3), "*")
+    assert one == joins and len(one) < some.count()
+    for src, dst, jaccard in one:  # against the sets themselves
+        values, offsets = shingle_set_arrays([texts[ids.index(src)], texts[ids.index(dst)]], cfg.ngram)
+        a, b = set(values[offsets[0]:offsets[1]].tolist()), set(values[offsets[1]:offsets[2]].tolist())
+        assert jaccard == round(len(a & b) / len(a | b), 9)

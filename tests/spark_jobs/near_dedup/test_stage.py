@@ -69,7 +69,8 @@ def test_without_the_estimate_ceiling_every_pair_is_verified(make_config, corpus
 
 
 @pytest.mark.slow
-def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
+@pytest.mark.parametrize("one_task", [True, False], ids=["one-task-steps", "distributed"])
+def test_spark_and_local_keep_the_same_files(make_config, corpus, spark, one_task):
     rng = random.Random(3)
     # A fork of orig/a (every file lightly edited, fewer stars): repository level removes it as a whole.
     fork = [record("fork/a", r["path"], edit(r["content"], rng, 1), stars=2) for r in corpus if r["repo"] == "orig/a"]
@@ -77,7 +78,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
     results = {}
     for engine in ("local", "spark"):
         # One lake for both runs: without index_snapshots: [] the second would dedup against the first.
-        cfg = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], index_snapshots=[])})
+        cfg = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], index_snapshots=[],
+                                                     one_task_steps=one_task)})
         lake = cfg.open_lake()
         snapshot = f"par-{engine}"
         commit_input(lake, snapshot, records)
@@ -85,6 +87,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark):
         results[engine] = outputs(lake, snapshot), lake.stats(snapshot, "near_dedup")
     (local, lstats), (spk, sstats) = results["local"], results["spark"]
     assert local == spk
+    # The small corpus fits one task: both Spark paths are the ones asked for.
+    assert sstats["metrics"]["candidates_in_one_task"] is sstats["metrics"]["exact_in_one_task"] is one_task
     assert lstats["drop_reasons"] == sstats["drop_reasons"] == {"near_duplicate_file": 6,
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \
@@ -148,12 +152,13 @@ def test_a_snapshot_waits_for_every_earlier_snapshots_near_dedup(make_config, co
 
 
 @pytest.mark.slow
-def test_incremental_on_spark_matches_local(make_config, corpus, spark):
+@pytest.mark.parametrize("one_task", [True, False], ids=["one-task-steps", "distributed"])
+def test_incremental_on_spark_matches_local(make_config, corpus, spark, one_task):
     rng = random.Random(5)
     later = [record("new/c", r["path"], edit(r["content"], rng, 1)) for r in corpus[:4]]
     kept = {}
     for engine in ("local", "spark"):
-        cfg = make_config(stages=STAGES)
+        cfg = make_config(stages={"near_dedup": dict(STAGES["near_dedup"], one_task_steps=one_task)})
         lake = cfg.open_lake()
         commit_input(lake, "a", corpus)
         run_near_dedup(cfg, "a", engine="local")

@@ -663,9 +663,11 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
             sets = _persist_sets(files.select("id", "content").join(involved, "id", "left_semi")
                                  .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
                                  .repartition(set_partitions, "id"))
-            set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)  # builds them
-            metrics["exact_in_one_task"] = sets_one_task = (
-                cfg.one_task_steps and set_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+            sets_one_task = False
+            if one_task:  # the signatures fit one task: see whether the sets do (measuring them builds them)
+                set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)
+                sets_one_task = set_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
+            metrics["exact_in_one_task"] = sets_one_task
             exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))
             verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
             metrics["verified_pairs"] = verified.count() + int(counts[3]) + metrics["accepted_by_estimate"]

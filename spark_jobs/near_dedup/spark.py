@@ -199,6 +199,7 @@ def _one_task_candidates(cfg: NearDedupConfig):
 
 
 ONE_TASK_ROW_FACTOR = 3  # a row in a one-task step: its Arrow row, the sorted or filtered copy, the matrices
+PAIR_ROW_BYTES = 200  # src, dst (64-character ids) and the row indices of a pair in a one-task step
 
 
 def _one_task_measure(column: str, num_perm: int = 0):
@@ -666,7 +667,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
             sets_one_task = False
             if one_task:  # the signatures fit one task: see whether the sets do (measuring them builds them)
                 set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)
-                sets_one_task = set_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
+                sets_one_task = (set_bytes + to_check * PAIR_ROW_BYTES) * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
             metrics["exact_in_one_task"] = sets_one_task
             exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))
             verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")

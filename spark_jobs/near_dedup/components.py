@@ -78,12 +78,13 @@ def connected_components(edges: DataFrame, src: str = "src", dst: str = "dst", m
     spans partitions. Returns the DataFrame and the number of those rounds (0 when the contraction left stars on
     the smallest nodes). Raises if ``max_iterations`` rounds do not converge.
     """
-    if num_edges is not None:
-        partitions = max(1, -(-num_edges // max_local_edges))
+    partitions = max(1, -(-num_edges // max_local_edges)) if num_edges is not None else 0
+    if partitions:
         edges = edges.repartition(partitions) if partitions > 1 else edges.coalesce(1)
     current = _canonical(edges.mapInArrow(_local_stars(src, dst), "u string, v string"), "u", "v").localCheckpoint()
     round_ = 0
-    while not is_star_forest(current):
+    # One partition: its union-find left one star per component on the smallest node, no test needed.
+    while partitions != 1 and not is_star_forest(current):
         if round_ == max_iterations:
             raise RuntimeError(f"connected components did not converge in {max_iterations} rounds "
                                "(raise stages.near_dedup.max_cc_iterations)")

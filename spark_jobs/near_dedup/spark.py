@@ -202,11 +202,15 @@ ONE_TASK_ROW_FACTOR = 3  # a row in a one-task step: its Arrow row, the sorted o
 PAIR_ROW_BYTES = 200  # src, dst (64-character ids) and the row indices of a pair in a one-task step
 
 
-def _one_task_measure(column: str, num_perm: int = 0):
-    """One task's rows (src, dst, value) -> (src, dst, ``column``): rows with a null dst carry one side's value (a
-    signature, or a shingle set) under its id in src; the others are pairs, measured by the MinHash estimate
-    (``estimated_jaccard``) or the exact Jaccard (``jaccard``) of their two sides. A pair with a side missing is
-    dropped (as the joins of the distributed path drop it)."""
+MEASURED = {"estimated_jaccard": "signature", "jaccard": "shingles"}  # a one-task measure -> the sides' value
+
+
+def _one_task_measure(columns: tuple[str, ...], num_perm: int = 0):
+    """One task's rows (src, dst, signature, shingles) -> (src, dst, *``columns``): rows with a null dst are sides, a
+    signature or a shingle set under its id in src; the others are pairs, measured by the MinHash estimate
+    (``estimated_jaccard``) and/or the exact Jaccard (``jaccard``) of their two sides. A pair with a side of the first
+    measure missing is dropped (as the distributed path's joins drop it); a later measure is null where a side is
+    missing (as a left join leaves it)."""
     def run(batches):
         batches = [b for b in batches if b.num_rows]
         if not batches:
@@ -214,30 +218,49 @@ def _one_task_measure(column: str, num_perm: int = 0):
         table = pa.Table.from_batches(batches)
         is_side = pc.is_null(table.column("dst"))
         sides, pairs = table.filter(is_side), table.filter(pc.invert(is_side))
-        ids, values = sides.column("src"), sides.column("value").combine_chunks()
-        a = pc.index_in(pairs.column("src"), value_set=ids).fill_null(-1).to_numpy()
-        b = pc.index_in(pairs.column("dst"), value_set=ids).fill_null(-1).to_numpy()
-        both = (a >= 0) & (b >= 0)
-        pairs, a, b = pairs.filter(pa.array(both)), a[both], b[both]
-        if column == "jaccard":
-            data, offsets = _shingle_csr(values)
-            measure = kernels.indexed_jaccard(data, offsets, a, b) if a.size else np.empty(0)
-        else:
-            measure = kernels.indexed_agreement(_signature_matrix(values, num_perm), a, b) if a.size else np.empty(0)
-        for i in range(0, a.size, PAIRS_PER_STEP):
+        ends = []
+        for column in columns:
+            have = sides.filter(pc.is_valid(sides.column(MEASURED[column])))
+            ends.append([have.column(MEASURED[column]).combine_chunks(),
+                         *(pc.index_in(pairs.column(end), value_set=have.column("src")).fill_null(-1).to_numpy()
+                           for end in ("src", "dst"))])
+        keep = (ends[0][1] >= 0) & (ends[0][2] >= 0)
+        pairs, out = pairs.filter(pa.array(keep)), []
+        for column, (values, a, b) in zip(columns, ends, strict=True):
+            a, b = a[keep], b[keep]
+            found = (a >= 0) & (b >= 0)
+            measure = np.full(a.size, np.nan)
+            if found.any() and column == "jaccard":
+                data, offsets = _shingle_csr(values)
+                measure[found] = kernels.indexed_jaccard(data, offsets, a[found], b[found])
+            elif found.any():
+                measure[found] = kernels.indexed_agreement(_signature_matrix(values, num_perm), a[found], b[found])
+            out.append(pa.array(measure, pa.float64(), mask=~found))
+        for i in range(0, pairs.num_rows, PAIRS_PER_STEP):
             part = pairs.slice(i, PAIRS_PER_STEP)
             yield pa.RecordBatch.from_arrays(
                 [part.column("src").combine_chunks(), part.column("dst").combine_chunks(),
-                 pa.array(measure[i : i + PAIRS_PER_STEP], pa.float64())], names=["src", "dst", column])
+                 *(m[i : i + PAIRS_PER_STEP] for m in out)], names=["src", "dst", *columns])
     return run
 
 
-def _in_one_task(pairs: DataFrame, sides: DataFrame, value: str, column: str, num_perm: int = 0) -> DataFrame:
-    """``pairs`` (src, dst) with ``column`` measured from ``sides``' (id, ``value``) rows, all in one task: the
-    pairs and the sides are one union coalesced into one partition (no shuffle, no join)."""
-    rows = pairs.select("src", "dst", F.lit(None).cast("binary").alias("value")).unionByName(
-        sides.select(F.col("id").alias("src"), F.lit(None).cast("string").alias("dst"), F.col(value).alias("value")))
-    return rows.coalesce(1).mapInArrow(_one_task_measure(column, num_perm), f"src string, dst string, {column} double")
+def _in_one_task(pairs: DataFrame, signatures: DataFrame | None = None, sets: DataFrame | None = None,
+                 num_perm: int = 0) -> DataFrame:
+    """``pairs`` (src, dst) with their MinHash estimates from ``signatures`` (id, signature) and/or their exact
+    Jaccards from ``sets`` (id, shingles), all in one task: the pairs and the sides are one union coalesced into one
+    partition (no shuffle, no join). Dropped and null as ``_one_task_measure`` says, the first measure given first."""
+    def rows(frame: DataFrame, *columns: str | None) -> DataFrame:  # (src, dst, signature, shingles); None: null
+        names, types = ("src", "dst", "signature", "shingles"), ("string", "string", "binary", "binary")
+        return frame.select(*(F.col(c).alias(n) if c else F.lit(None).cast(t).alias(n)
+                              for c, n, t in zip(columns, names, types, strict=True)))
+
+    union, columns = rows(pairs, "src", "dst", None, None), []
+    if signatures is not None:
+        union, columns = union.unionByName(rows(signatures, "id", None, "signature", None)), ["estimated_jaccard"]
+    if sets is not None:
+        union, columns = union.unionByName(rows(sets, "id", None, None, "shingles")), [*columns, "jaccard"]
+    return union.coalesce(1).mapInArrow(_one_task_measure(tuple(columns), num_perm),
+                                        ", ".join(["src string", "dst string", *(f"{c} double" for c in columns)]))
 
 
 def _exact_batches(batches):
@@ -523,7 +546,7 @@ def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partit
     ``distinct``), with ``signed``'s signatures; ``one_task``: every signature fits one task (no flags, no
     duplicates)."""
     if one_task and not flags and not distinct:
-        return _in_one_task(pairs, signed, "signature", "estimated_jaccard", cfg.num_perm)
+        return _in_one_task(pairs, signatures=signed, num_perm=cfg.num_perm)
     joined = _join_sides(pairs.select("src", "dst"), signed.withColumnRenamed("signature", "sig"),
                          ["sig", *flags], partitions, distinct)
     out = ["src", "dst", *(f"{end}_{flag}" for flag in flags for end in ("src", "dst"))]
@@ -533,7 +556,7 @@ def _estimates(pairs: DataFrame, signed: DataFrame, cfg: NearDedupConfig, partit
 
 def _exact(pairs: DataFrame, sets: DataFrame, partitions: int, one_task: bool = False) -> DataFrame:
     if one_task:
-        return _in_one_task(pairs, sets, "shingles", "jaccard")
+        return _in_one_task(pairs, sets=sets)
     joined = _join_sides(pairs.select("src", "dst"), sets, ["shingles"], partitions)
     return joined.select("src", "dst", "src_shingles", "dst_shingles").mapInArrow(
         _exact_batches, "src string, dst string, jaccard double")
@@ -589,11 +612,18 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
              "%d signature partitions", total_files, total_bytes / 1e6, largest, budget.task_bytes >> 20,
              budget.batch_bytes >> 20, partitions)
 
-    # Persisted, partitioned by id: the only pass over the content until verification; every step below reads it.
+    metrics["index_files"] = index_files = index.count() if index is not None else 0
+    # Every signature fits one task even if no file is too short to shingle: the candidates and measures will run
+    # in one task (below), so the signatures need no partitioning by id for the joins of the distributed path.
+    surely_one_task = cfg.one_task_steps and (
+        (total_files + index_files) * signed_row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+
+    # Persisted (partitioned by id for the distributed path's joins): the only pass over the content until
+    # verification; every step below reads it.
     keep_schema = files.select(*KEEP_COLUMNS).schema
-    signed = _persist(files.select(*KEEP_COLUMNS, "content")
-                      .mapInArrow(_sign_batches(cfg), T.StructType([*keep_schema.fields, *SIGNED_FIELDS]))
-                      .repartition(partitions, "id"))
+    signed = (files.select(*KEEP_COLUMNS, "content")
+              .mapInArrow(_sign_batches(cfg), T.StructType([*keep_schema.fields, *SIGNED_FIELDS])))
+    signed = _persist(signed if surely_one_task else signed.repartition(partitions, "id"))
     with phase(log, "signatures"):
         counts = signed.agg(F.count("*"), F.count(F.when(F.col("band_keys").isNull(), 1))).first()
     metrics["too_short_to_shingle"] = int(counts[1])
@@ -612,7 +642,6 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
         live = live.join(removed_repos, "repo", "left_anti")
     live = live.select(*KEEP_COLUMNS, "is_index", "signature", "band_keys")
 
-    metrics["index_files"] = 0
     if index is not None:
         indexed = (index.withColumn("id", F.concat_ws("@", "id", "snapshot"))
                    .select(*KEEP_COLUMNS, "signature")
@@ -621,10 +650,9 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                         T.StructField("band_keys", T.ArrayType(T.LongType()))])))
         live = live.unionByName(indexed.select(*KEEP_COLUMNS, F.lit(True).alias("is_index"), "signature",
                                                "band_keys"))
-        metrics["index_files"] = index.count()
 
     with phase(log, "candidate pairs and estimates"):
-        nodes = shingled_files + metrics["index_files"]
+        nodes = shingled_files + index_files
         metrics["candidates_in_one_task"] = one_task = (
             cfg.one_task_steps and nodes * signed_row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
         if one_task:  # every signature fits one task: no bucket shuffle, no joins
@@ -690,11 +718,15 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     keepers = _keepers(comps, live.select(*KEEP_COLUMNS, "is_index"))
     removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
         F.col("id").alias("src"), F.col("keeper").alias("dst"))
-    scored = _estimates(removed, live, cfg, partitions, one_task=one_task)
-    if sets is not None:  # exact where both files' shingle sets were built (the local engine's rule), else null
-        scored = scored.join(_exact(removed, sets, set_partitions, sets_one_task), ["src", "dst"], "left")
+    # Exact where both files' shingle sets were built (the local engine's rule), else null.
+    if sets is not None and sets_one_task:  # both measures in one task
+        scored = _in_one_task(removed, signatures=live, sets=sets, num_perm=cfg.num_perm)
+    elif sets is not None:
+        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).join(
+            _exact(removed, sets, set_partitions), ["src", "dst"], "left")
     else:
-        scored = scored.withColumn("jaccard", F.lit(None).cast("double"))
+        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).withColumn(
+            "jaccard", F.lit(None).cast("double"))
     file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.
         scored.select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
                       "jaccard", "estimated_jaccard"))

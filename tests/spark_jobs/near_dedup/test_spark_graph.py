@@ -20,6 +20,8 @@ def band_frame(spark, keys: dict[str, list[int]], index: set[str] = frozenset())
 
 
 def test_large_star_small_star_matches_union_find(spark):
+    from pyspark.sql import functions as F
+
     rng = random.Random(4)
     nodes = [f"n{i:03d}" for i in range(60)]
     edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(45)]
@@ -33,8 +35,11 @@ def test_large_star_small_star_matches_union_find(spark):
     comps, rounds = spark_components(frame, num_edges=len(edges), max_local_edges=8)
     assert dict(comps.collect()) == connected_components([], edges)
     assert 0 < rounds < 20
-    # All edges in one partition: the contraction alone gives the stars.
-    assert spark_components(frame, num_edges=len(edges), max_local_edges=len(edges))[1] == 0
+    # All edges in one partition: the contraction alone gives the stars (the star test is skipped; checked here).
+    comps, rounds = spark_components(frame, num_edges=len(edges), max_local_edges=len(edges))
+    assert rounds == 0 and dict(comps.collect()) == connected_components([], edges)
+    star_edges = comps.where("node != component").select(F.col("component").alias("u"), F.col("node").alias("v"))
+    assert is_star_forest(star_edges)
 
 
 def test_star_forest_test_accepts_only_min_centred_stars(spark):
@@ -120,8 +125,9 @@ def test_bucket_pass_matches_the_reference_rule_for_any_batch_split():
 
 def test_one_task_steps_match_the_joins(spark):
     """The one-task path of the estimate and exact steps (pairs and sides unioned into one partition) gives the
-    rows of the distributed path (two shuffle joins), drops a pair whose side is missing in both, and the one-task
-    candidate step gives the distributed bucket pass's pairs with the same flags and estimates."""
+    rows of the distributed path (two shuffle joins), drops a pair whose side is missing in both, both measures in
+    one task give the joins' estimates and left-joined exact Jaccards, and the one-task candidate step gives the
+    distributed bucket pass's pairs with the same flags and estimates."""
     import numpy as np
 
     from spark_jobs.near_dedup.config import NearDedupConfig
@@ -131,6 +137,7 @@ def test_one_task_steps_match_the_joins(spark):
         SETS,
         _estimates,
         _exact,
+        _in_one_task,
         _one_task_candidates,
         _shingle_set_batches,
         bucket_pairs,
@@ -170,3 +177,8 @@ def test_one_task_steps_match_the_joins(spark):
         values, offsets = shingle_set_arrays([texts[ids.index(src)], texts[ids.index(dst)]], cfg.ngram)
         a, b = set(values[offsets[0]:offsets[1]].tolist()), set(values[offsets[1]:offsets[2]].tolist())
         assert jaccard == round(len(a & b) / len(a | b), 9)
+    # Both measures in one task (the keep rule's scores): the estimates' pairs, exact Jaccards of a left join.
+    both = rows(_in_one_task(some, signatures=live, sets=sets, num_perm=cfg.num_perm), "*")
+    left = (_estimates(some, live, cfg, 3).join(_exact(some, sets, 3), ["src", "dst"], "left")
+            .select("src", "dst", "estimated_jaccard", "jaccard"))
+    assert both == rows(left, "*") and any(r[3] is None for r in both) and len(both) > len(one)

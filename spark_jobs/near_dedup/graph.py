@@ -8,7 +8,7 @@ requires the same kept set.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -124,3 +124,33 @@ def connected_components(nodes: Iterable[Hashable], edges: Iterable[tuple[Hashab
             lo, hi = (ra, rb) if ra < rb else (rb, ra)
             parent[hi] = lo
     return {n: find(n) for n in parent}
+
+
+def keepers(edges: list[tuple[int, int]], is_index: np.ndarray, records: Callable[[list[int]], dict[int, dict]]
+            ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The keep rule over the components of ``edges`` (node numbers): (removed, keeper, component sizes).
+
+    Each component keeps one node, an index node first (its snapshot already kept it), else the smallest
+    ``keep_key`` of its record (``records``: nodes -> node -> keep-rule record); every other node that is not an
+    index node is removed, in favour of that keeper.
+
+    >>> recs = {0: {"stars": 1}, 1: {"stars": 9}, 2: {"stars": 5}, 3: {"stars": 0}}
+    >>> [x.tolist() if hasattr(x, "tolist") else x for x in keepers([(0, 1), (1, 2)], np.zeros(4, bool),
+    ...                                                              lambda nodes: {n: recs[n] for n in nodes})]
+    [[0, 2], [1, 1], [3]]
+    """
+    from spark_jobs.keep_rule import keep_key
+
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for node, root in connected_components([], edges).items():
+        members[root].append(node)
+    record = records([n for m in members.values() for n in m])
+    removed, keeper = [], []
+    for group in members.values():
+        best = min(group, key=lambda node: (0 if is_index[node] else 1, keep_key(record[node])))
+        for node in sorted(group):
+            if node != best and not is_index[node]:
+                removed.append(node)
+                keeper.append(best)
+    return (np.array(removed, dtype=np.int64), np.array(keeper, dtype=np.int64),
+            [len(m) for m in members.values()])

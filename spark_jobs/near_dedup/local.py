@@ -21,7 +21,7 @@ from spark_jobs.keep_rule import keep_key
 from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import band_pairs, connected_components, estimated_candidates
+from spark_jobs.near_dedup.graph import band_pairs, connected_components, estimated_candidates, keepers
 from spark_jobs.near_dedup.minhash import signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
@@ -215,21 +215,10 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
     metrics["verified_pairs"] = int(accepted.sum())
     edges = list(zip(src[accepted].tolist(), dst[accepted].tolist(), strict=True))
 
-    members: dict[int, list[int]] = defaultdict(list)
     with phase(log, "connected components"):
-        for node, root in connected_components([], edges).items():
-            members[root].append(node)
-    metrics["components"] = len(members)
-    metrics["largest_component"] = max((len(m) for m in members.values()), default=0)
-    records = _records(attrs, file_row, index_rows, names, is_index, [n for m in members.values() for n in m])
-    removed, keeper = [], []
-    for group in members.values():
-        best = min(group, key=lambda node: (0 if is_index[node] else 1, keep_key(records[node])))
-        for node in sorted(group):
-            if node != best and not is_index[node]:
-                removed.append(node)
-                keeper.append(best)
-    removed, keeper = np.array(removed, dtype=np.int64), np.array(keeper, dtype=np.int64)
+        removed, keeper, sizes = keepers(edges, is_index, lambda nodes: _records(attrs, file_row, index_rows, names,
+                                                                                 is_index, nodes))
+    metrics["components"], metrics["largest_component"] = len(sizes), max(sizes, default=0)
     both_sets = (set_of[removed] >= 0) & (set_of[keeper] >= 0)
     kept_exact = np.full(removed.size, np.nan)
     kept_exact[both_sets] = kernels.indexed_jaccard(values, offsets, set_of[removed[both_sets]],

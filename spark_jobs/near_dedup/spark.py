@@ -3,7 +3,8 @@
 The plan, each step one pass over bounded batches:
 
 1. **signatures**: one Python pass (``mapInArrow``) over the content emits each file's shingle count, signature and
-   band keys next to its keep-rule columns (~1.3 KB a file, whatever its size), persisted partitioned by id;
+   band keys next to its keep-rule columns (~1.3 KB a file, whatever its size), persisted partitioned by id (not
+   partitioned when the one-task steps below will surely run: nothing joins on it then);
 2. **buckets**: the (band, key, id) rows of a batch bound for one bucket partition are packed into one Arrow blob
    by the Python worker (no Spark row per file and band), one shuffle of the blobs, then per partition a sort and
    one vectorized pass over the sorted runs (a bucket bigger than ``max_bucket_full_pairs`` is a star; a bucket
@@ -24,8 +25,11 @@ The plan, each step one pass over bounded batches:
 steps 2-3 and the removed files' estimates, every shingle set built for step 4's exact Jaccards -- the step runs in
 one task instead: the candidates by the one-process engine's vectorized step (``graph.estimated_candidates``) over
 the signatures coalesced into one partition; the pair measures over one partition holding the pairs and their sides
-(a union, no join). At 32k files this took the candidate phase from 3.3 s to 1.4 s; larger inputs take the
-distributed path, which the tests run on the same data.
+(a union, no join). When the signatures, the shingle sets, the pairs and the edges' union-find all fit one task,
+steps 4-5 after the sets are built are one task too (``_one_task_graph``): exact Jaccards, union-find, the keep rule
+(``graph.keepers``, the one-process engine's) and the removed files' scores, emitting the edges, the removed files
+and a summary of counts. At 32k files the candidate phase went from 3.3 s to 1.4 s, and steps 4-5 from ~3.5 s to
+~2.3 s (five jobs to one); larger inputs take the distributed path, which the tests run on the same data.
 
 Nothing is collected to the driver but counts. Per-job cost dominates a Spark job at this scale, so metrics come
 from one aggregation per phase; ``benchmarks/RESULTS-near-dedup.md`` has the measurements.
@@ -33,6 +37,7 @@ from one aggregation per phase; ``benchmarks/RESULTS-near-dedup.md`` has the mea
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,7 +55,7 @@ from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.components import connected_components
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import PAIRS_PER_STEP, estimated_candidates
+from spark_jobs.near_dedup.graph import PAIRS_PER_STEP, estimated_candidates, keepers
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
 from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
@@ -261,6 +266,96 @@ def _in_one_task(pairs: DataFrame, signatures: DataFrame | None = None, sets: Da
         union, columns = union.unionByName(rows(sets, "id", None, None, "shingles")), [*columns, "jaccard"]
     return union.coalesce(1).mapInArrow(_one_task_measure(tuple(columns), num_perm),
                                         ", ".join(["src string", "dst string", *(f"{c} double" for c in columns)]))
+
+
+GRAPH_OUT = "kind string, src string, dst string, jaccard double, estimated_jaccard double"
+
+
+def _one_task_graph(cfg: NearDedupConfig):
+    """Every row the rest of the job needs, in one task -> its edges, its removed files and a summary.
+
+    Input rows by ``kind``: ``node`` (a live file or index entry: id in src, its signature in value, is_index and
+    the keep-rule columns), ``set`` (id in src, its shingle set in value), ``check`` (a pair to verify exactly) and
+    ``edge`` (a pair accepted on its estimate). As the one-process engine does it: the check pairs whose exact
+    Jaccard reaches the threshold join the edges (a pair with a set missing is dropped, as a join drops it), the
+    keep rule runs over the components (``graph.keepers``), and each removed file is scored against its keeper
+    (estimate; exact where both sets exist, else null). Output rows: ``edge`` (src, dst), ``dup`` (removed file in
+    src, keeper in dst, jaccard, estimated_jaccard) and one ``summary`` (JSON counts in src)."""
+    num_perm, threshold = cfg.num_perm, cfg.threshold
+
+    def rows(kind: str, src: pa.Array, dst: pa.Array, jaccard: np.ndarray, estimate: np.ndarray):
+        for i in range(0, len(src), PAIRS_PER_STEP):
+            j, e = jaccard[i : i + PAIRS_PER_STEP], estimate[i : i + PAIRS_PER_STEP]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([kind] * len(j), pa.string()), src.slice(i, PAIRS_PER_STEP), dst.slice(i, PAIRS_PER_STEP),
+                 pa.array(j, pa.float64(), mask=np.isnan(j)), pa.array(e, pa.float64(), mask=np.isnan(e))],
+                names=["kind", "src", "dst", "jaccard", "estimated_jaccard"])
+
+    def summary(**counts):
+        return rows("summary", pa.array([json.dumps(counts)]), pa.array([None], pa.string()), np.full(1, np.nan),
+                    np.full(1, np.nan))
+
+    def run(batches):
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            yield from summary(verified_pairs=0, components=0, largest_component=0, file_duplicates=0,
+                               removed_below_threshold_to_keeper=0)
+            return
+        table = pa.Table.from_batches(batches)
+        kind = table.column("kind")
+        nodes = table.filter(pc.equal(kind, "node")).sort_by("src")  # node numbers in id order, as the local engine
+        sets = table.filter(pc.equal(kind, "set"))
+        pairs = table.filter(pc.is_in(kind, value_set=pa.array(["check", "edge"])))
+        names = nodes.column("src").combine_chunks()
+        is_index = nodes.column("is_index").to_numpy(zero_copy_only=False).astype(bool)
+        a, b = (pc.index_in(pairs.column(end), value_set=names).fill_null(-1).to_numpy() for end in ("src", "dst"))
+        set_of = pc.index_in(names, value_set=sets.column("src")).fill_null(-1).to_numpy()
+        set_of = np.append(set_of, -1)  # a pair end missing from the nodes (-1) has no set either
+        data, offsets = _shingle_csr(sets.column("value").combine_chunks())
+        check = pc.equal(pairs.column("kind"), "check").to_numpy(zero_copy_only=False).astype(bool)
+        measured = check & (set_of[a] >= 0) & (set_of[b] >= 0)
+        exact = np.full(a.size, np.nan)
+        exact[measured] = kernels.indexed_jaccard(data, offsets, set_of[a[measured]], set_of[b[measured]])
+        accepted = (a >= 0) & (b >= 0) & (~check | (exact >= threshold))
+        edges = list(zip(a[accepted].tolist(), b[accepted].tolist(), strict=True))
+        others = [c for c in KEEP_COLUMNS if c != "id"]
+        attrs = nodes.select(["src", *others]).rename_columns(["id", *others])  # keep-rule records
+        removed, keeper, sizes = keepers(edges, is_index, lambda found: dict(zip(
+            found, attrs.take(pa.array(found, pa.int64())).to_pylist(), strict=True)))
+        estimate = kernels.indexed_agreement(_signature_matrix(nodes.column("value").combine_chunks(), num_perm),
+                                             removed, keeper)
+        both = (set_of[removed] >= 0) & (set_of[keeper] >= 0)
+        kept_exact = np.full(removed.size, np.nan)
+        kept_exact[both] = kernels.indexed_jaccard(data, offsets, set_of[removed[both]], set_of[keeper[both]])
+        done = pa.array(accepted)
+        yield from rows("edge", pairs.column("src").filter(done).combine_chunks(),
+                        pairs.column("dst").filter(done).combine_chunks(),
+                        np.full(len(edges), np.nan), np.full(len(edges), np.nan))
+        yield from rows("dup", names.take(pa.array(removed)), names.take(pa.array(keeper)), kept_exact, estimate)
+        yield from summary(verified_pairs=len(edges), components=len(sizes), largest_component=max(sizes, default=0),
+                           file_duplicates=int(removed.size),
+                           removed_below_threshold_to_keeper=int((kept_exact < threshold).sum()))
+    return run
+
+
+def _graph_in_one_task(nodes: DataFrame, sets: DataFrame, checks: DataFrame, accepted: DataFrame,
+                       cfg: NearDedupConfig) -> DataFrame:
+    """``_one_task_graph`` over ``nodes`` (KEEP_COLUMNS, is_index, signature), ``sets`` (id, shingles), the pairs
+    to verify (``checks``) and the pairs accepted on their estimates (``accepted``), unioned into one partition."""
+    attrs = {f.name: f.dataType for f in nodes.schema.fields if f.name in KEEP_COLUMNS and f.name != "id"}
+    columns = {"kind": T.StringType(), "src": T.StringType(), "dst": T.StringType(), "value": T.BinaryType(),
+               "is_index": T.BooleanType(), **attrs}
+
+    def rows(frame: DataFrame, kind: str, **given) -> DataFrame:
+        given["kind"] = F.lit(kind)
+        return frame.select(*(given.get(name, F.lit(None)).cast(dtype).alias(name) for name, dtype in columns.items()))
+
+    union = rows(nodes, "node", src=F.col("id"), value=F.col("signature"), is_index=F.col("is_index"),
+                 **{name: F.col(name) for name in attrs})
+    union = union.unionByName(rows(sets, "set", src=F.col("id"), value=F.col("shingles")))
+    union = union.unionByName(rows(checks, "check", src=F.col("src"), dst=F.col("dst")))
+    union = union.unionByName(rows(accepted, "edge", src=F.col("src"), dst=F.col("dst")))
+    return union.coalesce(1).mapInArrow(_one_task_graph(cfg), GRAPH_OUT)
 
 
 def _exact_batches(batches):
@@ -683,7 +778,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     involved_bytes = min(total_bytes, 2 * to_check * total_bytes // max(total_files, 1))
     set_partitions = budget.partitions(involved_bytes * SET_BYTES_PER_CONTENT_BYTE, at_least=parallelism)
     if cfg.verify:
-        with phase(log, "exact verification"):
+        with phase(log, "shingle sets"):
             to_verify = estimated.where(plausible & ~sure).select("src", "dst")
             involved = to_verify.select(F.col("src").alias("id")).unionByName(
                 to_verify.select(F.col("dst").alias("id"))).distinct()
@@ -697,42 +792,44 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                 set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)
                 sets_one_task = (set_bytes + to_check * PAIR_ROW_BYTES) * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
             metrics["exact_in_one_task"] = sets_one_task
-            exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))
-            verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
-            metrics["verified_pairs"] = verified.count() + int(counts[3]) + metrics["accepted_by_estimate"]
-        edges = verified.unionByName(estimated.where(sure).select("src", "dst")).unionByName(index_edges)
+            # The rest of the graph in the same task too: the signatures, sets and pairs fit, and so do the edges'
+            # union-find (at most every pair to check, plus those accepted on their estimates).
+            edge_bound = to_check + int(counts[3]) + metrics["accepted_by_estimate"]
+            graph_one_task = sets_one_task and edge_bound <= budget.union_find_edges and (
+                (nodes * signed_row_bytes + set_bytes + (to_check + edge_bound) * PAIR_ROW_BYTES)
+                * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+        if not graph_one_task:
+            with phase(log, "exact verification"):
+                exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))
+                verified = exact.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
+                metrics["verified_pairs"] = verified.count() + int(counts[3]) + metrics["accepted_by_estimate"]
+            edges = verified.unionByName(estimated.where(sure).select("src", "dst")).unionByName(index_edges)
     else:
-        sets, sets_one_task = None, False
+        sets, sets_one_task, graph_one_task = None, False, False
         edges = estimated.select("src", "dst")
         metrics["verified_pairs"] = int(counts[0])
-    edges = _persist(edges)
-    log.info("near dedup: %d edges", metrics["verified_pairs"])
+    metrics["graph_in_one_task"] = graph_one_task
 
-    with phase(log, "connected components"):
-        comps, rounds = connected_components(edges, max_iterations=cfg.max_cc_iterations,
-                                             num_edges=metrics["verified_pairs"],
-                                             max_local_edges=budget.union_find_edges)
-        sizes = comps.groupBy("component").count().agg(F.count("*"), F.max("count")).first()
-    metrics["cc_rounds"] = rounds
-    metrics["components"], metrics["largest_component"] = int(sizes[0]), int(sizes[1] or 0)
-    keepers = _keepers(comps, live.select(*KEEP_COLUMNS, "is_index"))
-    removed = keepers.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
-        F.col("id").alias("src"), F.col("keeper").alias("dst"))
-    # Exact where both files' shingle sets were built (the local engine's rule), else null.
-    if sets is not None and sets_one_task:  # both measures in one task
-        scored = _in_one_task(removed, signatures=live, sets=sets, num_perm=cfg.num_perm)
-    elif sets is not None:
-        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).join(
-            _exact(removed, sets, set_partitions), ["src", "dst"], "left")
+    if graph_one_task:
+        with phase(log, "verification, components and keep rule in one task"):
+            graph = _persist(_graph_in_one_task(
+                live, sets, to_verify, estimated.where(sure).select("src", "dst").unionByName(index_edges), cfg))
+            row = graph.where(F.col("kind") == "summary").select("src").first()
+        summary = json.loads(row[0])
+        edges = graph.where(F.col("kind") == "edge").select("src", "dst")
+        file_dups = graph.where(F.col("kind") == "dup").select(
+            F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
+            "jaccard", "estimated_jaccard")
+        metrics["cc_rounds"] = 0
+        for name in ("verified_pairs", "components", "largest_component", "removed_below_threshold_to_keeper"):
+            metrics[name] = summary[name]
+        drops["near_duplicate_file"] = summary["file_duplicates"]
+        log.info("near dedup: %d edges", metrics["verified_pairs"])
     else:
-        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).withColumn(
-            "jaccard", F.lit(None).cast("double"))
-    file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.
-        scored.select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
-                      "jaccard", "estimated_jaccard"))
-    with phase(log, "keep rule"):
-        counts = file_dups.agg(F.count("*"), F.count(F.when(F.col("jaccard") < cfg.threshold, 1))).first()
-    drops["near_duplicate_file"], metrics["removed_below_threshold_to_keeper"] = int(counts[0]), int(counts[1])
+        edges = _persist(edges)
+        log.info("near dedup: %d edges", metrics["verified_pairs"])
+        file_dups = _graph_in_steps(edges, live, sets, sets_one_task, set_partitions, one_task, partitions, cfg,
+                                    budget, metrics, drops)
     duplicates.append(file_dups)
 
     removed_ids = file_dups.select(F.col("removed_id").alias("id"))
@@ -749,6 +846,39 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                                             "signature").select(*SIGNATURES.names)
     return SparkDedup(kept, all_dups, signature_rows, drops, metrics, edges, (total_files, total_bytes),
                       min(DEFAULT_ROW_GROUP_BYTES, budget.partition_bytes))
+
+
+def _graph_in_steps(edges: DataFrame, live: DataFrame, sets: DataFrame | None, sets_one_task: bool,
+                    set_partitions: int, one_task: bool, partitions: int, cfg: NearDedupConfig, budget: MemoryBudget,
+                    metrics: dict, drops: dict) -> DataFrame:
+    """Connected components of the accepted ``edges`` (distributed), the keep rule and the removed files' scores:
+    the removed files' rows (persisted), with their counts in ``metrics`` and ``drops``."""
+    with phase(log, "connected components"):
+        comps, rounds = connected_components(edges, max_iterations=cfg.max_cc_iterations,
+                                             num_edges=metrics["verified_pairs"],
+                                             max_local_edges=budget.union_find_edges)
+        sizes = comps.groupBy("component").count().agg(F.count("*"), F.max("count")).first()
+    metrics["cc_rounds"] = rounds
+    metrics["components"], metrics["largest_component"] = int(sizes[0]), int(sizes[1] or 0)
+    keeper_rows = _keepers(comps, live.select(*KEEP_COLUMNS, "is_index"))
+    removed = keeper_rows.where(~F.col("is_index") & (F.col("id") != F.col("keeper"))).select(
+        F.col("id").alias("src"), F.col("keeper").alias("dst"))
+    # Exact where both files' shingle sets were built (the local engine's rule), else null.
+    if sets is not None and sets_one_task:  # both measures in one task
+        scored = _in_one_task(removed, signatures=live, sets=sets, num_perm=cfg.num_perm)
+    elif sets is not None:
+        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).join(
+            _exact(removed, sets, set_partitions), ["src", "dst"], "left")
+    else:
+        scored = _estimates(removed, live, cfg, partitions, one_task=one_task).withColumn(
+            "jaccard", F.lit(None).cast("double"))
+    file_dups = _persist(  # Persisted: counted, then written, then the anti-join key of the kept files.
+        scored.select(F.col("src").alias("removed_id"), F.col("dst").alias("kept_id"), F.lit("file").alias("level"),
+                      "jaccard", "estimated_jaccard"))
+    with phase(log, "keep rule"):
+        counts = file_dups.agg(F.count("*"), F.count(F.when(F.col("jaccard") < cfg.threshold, 1))).first()
+    drops["near_duplicate_file"], metrics["removed_below_threshold_to_keeper"] = int(counts[0]), int(counts[1])
+    return file_dups
 
 
 def _repo_level(signed: DataFrame, live: DataFrame, cfg: NearDedupConfig, metrics: dict, budget: MemoryBudget,

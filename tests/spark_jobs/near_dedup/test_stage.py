@@ -88,7 +88,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark, one_tas
     (local, lstats), (spk, sstats) = results["local"], results["spark"]
     assert local == spk
     # The small corpus fits one task: both Spark paths are the ones asked for.
-    assert sstats["metrics"]["candidates_in_one_task"] is sstats["metrics"]["exact_in_one_task"] is one_task
+    metrics = sstats["metrics"]
+    assert metrics["candidates_in_one_task"] is metrics["exact_in_one_task"] is metrics["graph_in_one_task"] is one_task
     assert lstats["drop_reasons"] == sstats["drop_reasons"] == {"near_duplicate_file": 6,
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \

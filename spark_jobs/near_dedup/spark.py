@@ -210,6 +210,16 @@ PAIR_ROW_BYTES = 200  # src, dst (64-character ids) and the row indices of a pai
 MEASURED = {"estimated_jaccard": "signature", "jaccard": "shingles"}  # a one-task measure -> the sides' value
 
 
+def _fit_one_task(row_bytes: int, budget: MemoryBudget) -> bool:
+    """Whether a one-task step over rows of ``row_bytes`` in all (each held ~``ONE_TASK_ROW_FACTOR`` times) fits."""
+    return row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
+
+
+def _exact_fits_one_task(set_bytes: int, pairs: int, budget: MemoryBudget) -> bool:
+    """Whether the exact step fits one task: the shingle sets built and the pairs to check."""
+    return _fit_one_task(set_bytes + pairs * PAIR_ROW_BYTES, budget)
+
+
 def _one_task_measure(columns: tuple[str, ...], num_perm: int = 0):
     """One task's rows (src, dst, signature, shingles) -> (src, dst, *``columns``): rows with a null dst are sides, a
     signature or a shingle set under its id in src; the others are pairs, measured by the MinHash estimate
@@ -710,8 +720,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     metrics["index_files"] = index_files = index.count() if index is not None else 0
     # Every signature fits one task even if no file is too short to shingle: the candidates and measures will run
     # in one task (below), so the signatures need no partitioning by id for the joins of the distributed path.
-    surely_one_task = cfg.one_task_steps and (
-        (total_files + index_files) * signed_row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+    surely_one_task = cfg.one_task_steps and _fit_one_task((total_files + index_files) * signed_row_bytes, budget)
 
     # Persisted (partitioned by id for the distributed path's joins): the only pass over the content until
     # verification; every step below reads it.
@@ -749,7 +758,7 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
     with phase(log, "candidate pairs and estimates"):
         nodes = shingled_files + index_files
         metrics["candidates_in_one_task"] = one_task = (
-            cfg.one_task_steps and nodes * signed_row_bytes * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+            cfg.one_task_steps and _fit_one_task(nodes * signed_row_bytes, budget))
         if one_task:  # every signature fits one task: no bucket shuffle, no joins
             estimated = live.select("id", "is_index", "signature", "band_keys").coalesce(1).mapInArrow(
                 _one_task_candidates(cfg), "src string, dst string, src_is_index boolean, dst_is_index boolean, "
@@ -784,20 +793,22 @@ def dedup_frames(files: DataFrame, cfg: NearDedupConfig, *, snapshot: str, index
                 to_verify.select(F.col("dst").alias("id"))).distinct()
             if 2 * to_check * KEEP_ROW_BYTES <= budget.partition_bytes:  # the ids fit every task: broadcast them
                 involved = F.broadcast(involved)
-            sets = _persist_sets(files.select("id", "content").join(involved, "id", "left_semi")
-                                 .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS)
-                                 .repartition(set_partitions, "id"))
+            sets = (files.select("id", "content").join(involved, "id", "left_semi")
+                    .mapInArrow(_shingle_set_batches(cfg.ngram, budget.batch_bytes), SETS))
             sets_one_task = False
             if one_task:  # the signatures fit one task: see whether the sets do (measuring them builds them)
-                set_bytes = int(sets.agg(F.sum(F.length("shingles"))).first()[0] or 0)
-                sets_one_task = (set_bytes + to_check * PAIR_ROW_BYTES) * ONE_TASK_ROW_FACTOR <= budget.partition_bytes
+                built = _persist_sets(sets)  # as read: a one-task step needs no partitioning by id
+                set_bytes = int(built.agg(F.sum(F.length("shingles"))).first()[0] or 0)
+                sets_one_task = _exact_fits_one_task(set_bytes, to_check, budget)
+                sets = built
+            if not sets_one_task:  # for the joins: partitioned by id (each pair moves one side)
+                sets = _persist_sets(sets.repartition(set_partitions, "id"))
             metrics["exact_in_one_task"] = sets_one_task
             # The rest of the graph in the same task too: the signatures, sets and pairs fit, and so do the edges'
             # union-find (at most every pair to check, plus those accepted on their estimates).
             edge_bound = to_check + int(counts[3]) + metrics["accepted_by_estimate"]
-            graph_one_task = sets_one_task and edge_bound <= budget.union_find_edges and (
-                (nodes * signed_row_bytes + set_bytes + (to_check + edge_bound) * PAIR_ROW_BYTES)
-                * ONE_TASK_ROW_FACTOR <= budget.partition_bytes)
+            graph_one_task = sets_one_task and edge_bound <= budget.union_find_edges and _fit_one_task(
+                nodes * signed_row_bytes + set_bytes + (to_check + edge_bound) * PAIR_ROW_BYTES, budget)
         if not graph_one_task:
             with phase(log, "exact verification"):
                 exact = _persist(_exact(to_verify, sets, set_partitions, sets_one_task))

@@ -69,8 +69,11 @@ def test_without_the_estimate_ceiling_every_pair_is_verified(make_config, corpus
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("one_task", [True, False], ids=["one-task-steps", "distributed"])
-def test_spark_and_local_keep_the_same_files(make_config, corpus, spark, one_task):
+@pytest.mark.parametrize("one_task,sets_fit", [(True, True), (True, False), (False, False)],
+                         ids=["one-task-steps", "one-task-candidates", "distributed"])
+def test_spark_and_local_keep_the_same_files(make_config, corpus, spark, one_task, sets_fit, monkeypatch):
+    if not sets_fit:  # the sets "too large" for one task: the exact step and the rest take the joins
+        monkeypatch.setattr("spark_jobs.near_dedup.spark._exact_fits_one_task", lambda *_: False)
     rng = random.Random(3)
     # A fork of orig/a (every file lightly edited, fewer stars): repository level removes it as a whole.
     fork = [record("fork/a", r["path"], edit(r["content"], rng, 1), stars=2) for r in corpus if r["repo"] == "orig/a"]
@@ -89,7 +92,8 @@ def test_spark_and_local_keep_the_same_files(make_config, corpus, spark, one_tas
     assert local == spk
     # The small corpus fits one task: both Spark paths are the ones asked for.
     metrics = sstats["metrics"]
-    assert metrics["candidates_in_one_task"] is metrics["exact_in_one_task"] is metrics["graph_in_one_task"] is one_task
+    assert metrics["candidates_in_one_task"] is one_task
+    assert metrics["exact_in_one_task"] is metrics["graph_in_one_task"] is sets_fit
     assert lstats["drop_reasons"] == sstats["drop_reasons"] == {"near_duplicate_file": 6,
                                                                 "near_duplicate_repo": len(fork)}
     assert ("fork/a", "orig/a", "repo") == local["dups"][0][:3] or ("fork/a", "orig/a", "repo") in \

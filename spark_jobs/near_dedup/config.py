@@ -47,10 +47,11 @@ class NearDedupConfig(StrictModel):
     max_bucket_full_pairs: int = Field(32, ge=2)
     # Steps over small data in one task, when their inputs fit its memory budget (x3 for the copies it makes): the
     # candidate pairs and estimates (every signature; the one-process engine's vectorized step instead of the bucket
-    # shuffle and two signature joins), and the exact Jaccards of the pairs to verify (every shingle set built,
-    # instead of moving each pair's sets to meet). Measured on the held-out corpus at 32k files: candidate pairs
-    # 3.3 s -> 1.4 s of the job (benchmarks/RESULTS-near-dedup.md). Bigger inputs take the distributed path; false:
-    # always distributed.
+    # shuffle and two signature joins), the exact Jaccards of the pairs to verify (every shingle set built, instead
+    # of moving each pair's sets to meet), and when all of it fits together, verification, components, keep rule and
+    # scores as one task (the one-process engine's code). Measured on the held-out corpus at 32k files: candidate
+    # pairs 3.3 s -> 1.4 s, verification to keep rule ~3.5 s -> ~2 s (benchmarks/RESULTS-near-dedup.md). Bigger
+    # inputs take the distributed path; false: always distributed.
     one_task_steps: bool = True
     # Repository level: repositories whose whole-repository MinHash (the minimum over their files' signatures, i.e.
     # the MinHash of the union of their shingles) estimates a Jaccard >= repo_threshold are forks/copies; only the

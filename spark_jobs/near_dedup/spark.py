@@ -259,21 +259,25 @@ def _one_task_measure(columns: tuple[str, ...], num_perm: int = 0):
     return run
 
 
+def _aligned(frame: DataFrame, layout: dict, **given) -> DataFrame:
+    """``frame`` as the columns of ``layout`` (name -> Spark type): each the ``given`` expression, else a typed null
+    (the rows of one union of different kinds)."""
+    return frame.select(*(given.get(name, F.lit(None)).cast(dtype).alias(name) for name, dtype in layout.items()))
+
+
 def _in_one_task(pairs: DataFrame, signatures: DataFrame | None = None, sets: DataFrame | None = None,
                  num_perm: int = 0) -> DataFrame:
     """``pairs`` (src, dst) with their MinHash estimates from ``signatures`` (id, signature) and/or their exact
     Jaccards from ``sets`` (id, shingles), all in one task: the pairs and the sides are one union coalesced into one
     partition (no shuffle, no join). Dropped and null as ``_one_task_measure`` says, the first measure given first."""
-    def rows(frame: DataFrame, *columns: str | None) -> DataFrame:  # (src, dst, signature, shingles); None: null
-        names, types = ("src", "dst", "signature", "shingles"), ("string", "string", "binary", "binary")
-        return frame.select(*(F.col(c).alias(n) if c else F.lit(None).cast(t).alias(n)
-                              for c, n, t in zip(columns, names, types, strict=True)))
-
-    union, columns = rows(pairs, "src", "dst", None, None), []
+    layout = {"src": T.StringType(), "dst": T.StringType(), "signature": T.BinaryType(), "shingles": T.BinaryType()}
+    union, columns = _aligned(pairs, layout, src=F.col("src"), dst=F.col("dst")), []
     if signatures is not None:
-        union, columns = union.unionByName(rows(signatures, "id", None, "signature", None)), ["estimated_jaccard"]
+        union = union.unionByName(_aligned(signatures, layout, src=F.col("id"), signature=F.col("signature")))
+        columns.append("estimated_jaccard")
     if sets is not None:
-        union, columns = union.unionByName(rows(sets, "id", None, None, "shingles")), [*columns, "jaccard"]
+        union = union.unionByName(_aligned(sets, layout, src=F.col("id"), shingles=F.col("shingles")))
+        columns.append("jaccard")
     return union.coalesce(1).mapInArrow(_one_task_measure(tuple(columns), num_perm),
                                         ", ".join(["src string", "dst string", *(f"{c} double" for c in columns)]))
 
@@ -357,8 +361,7 @@ def _graph_in_one_task(nodes: DataFrame, sets: DataFrame, checks: DataFrame, acc
                "is_index": T.BooleanType(), **attrs}
 
     def rows(frame: DataFrame, kind: str, **given) -> DataFrame:
-        given["kind"] = F.lit(kind)
-        return frame.select(*(given.get(name, F.lit(None)).cast(dtype).alias(name) for name, dtype in columns.items()))
+        return _aligned(frame, columns, kind=F.lit(kind), **given)
 
     union = rows(nodes, "node", src=F.col("id"), value=F.col("signature"), is_index=F.col("is_index"),
                  **{name: F.col(name) for name in attrs})

@@ -154,3 +154,21 @@ def keepers(edges: list[tuple[int, int]], is_index: np.ndarray, records: Callabl
                 keeper.append(best)
     return (np.array(removed, dtype=np.int64), np.array(keeper, dtype=np.int64),
             [len(m) for m in members.values()])
+
+
+def set_jaccards(values: np.ndarray, offsets: np.ndarray, set_of: np.ndarray, a: np.ndarray, b: np.ndarray
+                 ) -> np.ndarray:
+    """Exact Jaccard of the node pairs (``a``, ``b``) whose two shingle sets were built (``set_of``: node -> its
+    set's row in the CSR ``values``/``offsets``, -1 if none), NaN for the others (the keep rule's scores and the
+    checked pairs of both engines).
+
+    >>> values, offsets = np.array([1, 2, 3, 2, 3, 4], np.uint64), np.array([0, 3, 6])
+    >>> set_jaccards(values, offsets, np.array([0, -1, 1]), np.array([0, 0]), np.array([2, 1])).tolist()
+    [0.5, nan]
+    """
+    from spark_jobs.near_dedup import kernels  # numba: loaded on first use
+
+    both = (set_of[a] >= 0) & (set_of[b] >= 0)
+    out = np.full(a.size, np.nan)
+    out[both] = kernels.indexed_jaccard(values, offsets, set_of[a[both]], set_of[b[both]])
+    return out

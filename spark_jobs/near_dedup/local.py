@@ -21,7 +21,13 @@ from spark_jobs.keep_rule import keep_key
 from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import band_pairs, connected_components, estimated_candidates, keepers
+from spark_jobs.near_dedup.graph import (
+    band_pairs,
+    connected_components,
+    estimated_candidates,
+    keepers,
+    set_jaccards,
+)
 from spark_jobs.near_dedup.minhash import signature_from_bytes
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
@@ -219,10 +225,7 @@ def dedup_table(files: pa.Table, cfg: NearDedupConfig, *, snapshot: str, index: 
         removed, keeper, sizes = keepers(edges, is_index, lambda nodes: _records(attrs, file_row, index_rows, names,
                                                                                  is_index, nodes))
     metrics["components"], metrics["largest_component"] = len(sizes), max(sizes, default=0)
-    both_sets = (set_of[removed] >= 0) & (set_of[keeper] >= 0)
-    kept_exact = np.full(removed.size, np.nan)
-    kept_exact[both_sets] = kernels.indexed_jaccard(values, offsets, set_of[removed[both_sets]],
-                                                    set_of[keeper[both_sets]])
+    kept_exact = set_jaccards(values, offsets, set_of, removed, keeper)
     kept_estimate = kernels.indexed_agreement(node_sigs, removed, keeper)
     metrics["removed_below_threshold_to_keeper"] = int((kept_exact < cfg.threshold).sum())
     for r, k, j, e in zip(removed.tolist(), keeper.tolist(), kept_exact.tolist(), kept_estimate.tolist(), strict=True):

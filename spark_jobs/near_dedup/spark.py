@@ -55,7 +55,7 @@ from spark_jobs.near_dedup import kernels
 from spark_jobs.near_dedup.budget import MemoryBudget
 from spark_jobs.near_dedup.components import connected_components
 from spark_jobs.near_dedup.config import NearDedupConfig
-from spark_jobs.near_dedup.graph import PAIRS_PER_STEP, estimated_candidates, keepers
+from spark_jobs.near_dedup.graph import PAIRS_PER_STEP, estimated_candidates, keepers, set_jaccards
 from spark_jobs.near_dedup.outputs import DUPLICATES, KEEP_COLUMNS, SIGNATURES, scheme_tag
 from spark_jobs.near_dedup.phases import phase
 from spark_jobs.near_dedup.shingles import arrow_var_width, shingle_set_arrays
@@ -327,9 +327,8 @@ def _one_task_graph(cfg: NearDedupConfig):
         set_of = np.append(set_of, -1)  # a pair end missing from the nodes (-1) has no set either
         data, offsets = _shingle_csr(sets.column("value").combine_chunks())
         check = pc.equal(pairs.column("kind"), "check").to_numpy(zero_copy_only=False).astype(bool)
-        measured = check & (set_of[a] >= 0) & (set_of[b] >= 0)
         exact = np.full(a.size, np.nan)
-        exact[measured] = kernels.indexed_jaccard(data, offsets, set_of[a[measured]], set_of[b[measured]])
+        exact[check] = set_jaccards(data, offsets, set_of, a[check], b[check])
         accepted = (a >= 0) & (b >= 0) & (~check | (exact >= threshold))
         edges = list(zip(a[accepted].tolist(), b[accepted].tolist(), strict=True))
         others = [c for c in KEEP_COLUMNS if c != "id"]
@@ -338,9 +337,7 @@ def _one_task_graph(cfg: NearDedupConfig):
             found, attrs.take(pa.array(found, pa.int64())).to_pylist(), strict=True)))
         estimate = kernels.indexed_agreement(_signature_matrix(nodes.column("value").combine_chunks(), num_perm),
                                              removed, keeper)
-        both = (set_of[removed] >= 0) & (set_of[keeper] >= 0)
-        kept_exact = np.full(removed.size, np.nan)
-        kept_exact[both] = kernels.indexed_jaccard(data, offsets, set_of[removed[both]], set_of[keeper[both]])
+        kept_exact = set_jaccards(data, offsets, set_of, removed, keeper)
         done = pa.array(accepted)
         yield from rows("edge", pairs.column("src").filter(done).combine_chunks(),
                         pairs.column("dst").filter(done).combine_chunks(),

@@ -39,6 +39,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from spark_jobs.filters.c_compile import CONTEXT_SUFFIXES, PARSE_ERROR, CompileCheck, Repository
 from spark_jobs.filters.c_tokens import tokens
 from spark_jobs.filters.syntax_filter import SyntaxFilter
 
@@ -50,13 +51,10 @@ C_SUFFIXES = (".c",)
 CPP_SUFFIXES = (".cpp", ".cc", ".cxx", ".hpp", ".hh", ".hxx")
 MAX_BYTES = 200_000
 
-# The first error decides the label. Parse errors are the grammar's (and the lexer's / preprocessor's); the rest
-# are name lookup and typing, which need the declarations a syntax check does not have.
-SYNTAX_ERROR = re.compile(
-    r"expected|stray |missing terminating|unterminated|without #if|after #else|extra tokens|does not name a type|"
-    r"invalid preprocessing directive|empty character constant|at end of input|unbalanced|parse error|"
-    r"label at end of compound statement|before numeric constant|ISO C\+\+ forbids declaration of .* with no type|"
-    r"expected unqualified-id|is not a template|template argument .* is invalid|invalid declarator")
+# The first error decides the label: a parse error (the grammar's, the lexer's, the preprocessor's) is invalid; name
+# lookup and typing need declarations a syntax check may not have. The filter's compile check uses the same
+# definition of a parse error, but the labels come from the full context (every header present).
+SYNTAX_ERROR = PARSE_ERROR
 
 
 def search_roots(language: str) -> list[tuple[Path, tuple[str, ...]]]:
@@ -243,20 +241,93 @@ def build(language: str, base: int, pool: int, workdir: Path, workers: int) -> d
     return data
 
 
-def evaluate(data: dict) -> dict:
-    language = data["language"]
-    step = SyntaxFilter()
+# The filter's context, simulated. In production the crawl gives a file its repository's whole tree and the Spark
+# image carries the system headers of libc, the kernel's uapi and libstdc++ only. Here a file's "repository" is the
+# Debian package that installed it (its C-family files), or, outside dpkg, its project directory (a site-packages
+# package, a pyenv Python, a /usr/share tree); the system headers are a tree of links to those four packages'
+# headers. Headers of other packages (Python.h for an extension, X11 for a toolkit) are external dependencies the
+# filter does not have, as it would not for a GitHub repository.
+SYSTEM_PACKAGES = ("libc6-dev", "linux-libc-dev", "libstdc++-12-dev", "libgcc-12-dev")
 
-    def dropped(name: str, text: str) -> bool:
-        return not step.process({"path": name, "language": language, "content": text}).keep
+
+def dpkg_files() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(path -> package, package -> paths) of everything dpkg installed."""
+    owner: dict[str, str] = {}
+    files: dict[str, list[str]] = {}
+    for listing in sorted(Path("/var/lib/dpkg/info").glob("*.list")):
+        package = listing.name[:-len(".list")].split(":")[0]
+        for line in listing.read_text(errors="replace").splitlines():
+            owner[line] = package
+            files.setdefault(package, []).append(line)
+    return owner, files
+
+
+def system_headers(workdir: Path, files: dict[str, list[str]]) -> tuple[str, ...]:
+    """Include directories (``-nostdinc -isystem ...``) of a tree linking only SYSTEM_PACKAGES' headers."""
+    root = workdir / "sysroot"
+    for package in SYSTEM_PACKAGES:
+        for name in files.get(package, []):
+            if name.startswith("/usr/include/") and os.path.isfile(name):
+                link = root / name[1:]
+                if not link.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(os.path.realpath(name))
+    gcc_include = subprocess.run(["gcc", "-print-file-name=include"], capture_output=True, text=True).stdout.strip()
+    usr = root / "usr/include"
+    return (str(usr / "c++/12"), str(usr / "x86_64-linux-gnu/c++/12"), str(usr / "c++/12/backward"), gcc_include,
+            str(usr / "x86_64-linux-gnu"), str(usr))
+
+
+class Repositories:
+    """The simulated repository of each file (see SYSTEM_PACKAGES), built once per repository."""
+
+    def __init__(self) -> None:
+        self.owner, self.files = dpkg_files()
+        self.cache: dict[str, Repository] = {}
+
+    def root(self, path: str) -> tuple[str, list[str]]:
+        package = self.owner.get(path)
+        if package:
+            return f"dpkg:{package}", self.files[package]
+        parts = Path(path).parts
+        if "site-packages" in parts:
+            top = Path(*parts[:parts.index("site-packages") + 2])
+        elif path.startswith("/root/.pyenv/versions/"):
+            top = Path(*parts[:5])
+        else:
+            top = Path(*parts[:4])
+        return str(top), [str(p) for p in sorted(top.rglob("*")) if p.suffix in CONTEXT_SUFFIXES]
+
+    def of(self, path: str) -> Repository:
+        key, names = self.root(path)
+        if key not in self.cache:
+            repo = Repository()
+            for name in names:
+                if (name.endswith(CONTEXT_SUFFIXES) or "/include/c++/" in name) and os.path.isfile(name) \
+                        and os.path.getsize(name) <= MAX_BYTES:
+                    try:
+                        repo.add(name.lstrip("/"), Path(name).read_text(encoding="utf-8"))
+                    except (UnicodeDecodeError, OSError):
+                        continue
+            self.cache[key] = repo
+        return self.cache[key]
+
+
+def evaluate(data: dict, step: SyntaxFilter, repositories: Repositories | None) -> dict:
+    """Recall and drops of ``step``; ``repositories`` gives each file its repository (None: the file alone)."""
+    language = data["language"]
+
+    def dropped(name: str, origin: str, text: str) -> bool:
+        step.repository = repositories.of(origin) if repositories else Repository()
+        return not step.process({"path": origin.lstrip("/"), "language": language, "content": text}).keep
 
     t0, size = time.perf_counter(), 0
     verdicts = []
     for s in data["samples"]:
         size += len(s["text"].encode())
-        verdicts.append(dropped(s["name"], s["text"]))
+        verdicts.append(dropped(s["name"], s["origin"], s["text"]))
     seconds = time.perf_counter() - t0
-    wider = [dropped(w["name"], w["text"]) for w in data["wider"]]
+    wider = [dropped(w["name"], w["name"], w["text"]) for w in data["wider"]]
     per_kind: dict[str, Counter] = {}
     tp = fp = fn = 0
     for s, d in zip(data["samples"], verdicts, strict=True):
@@ -279,20 +350,11 @@ def evaluate(data: dict) -> dict:
             "per_kind": {k: {"invalid": c["invalid"], "recall": c["invalid_dropped"] / max(c["invalid"], 1),
                              "valid": c["valid"], "valid_dropped": c["valid_dropped"], "semantic": c["semantic"]}
                          for k, c in sorted(per_kind.items())},
-            "mb_per_s": size / seconds / 1e6, "files_per_s": len(verdicts) / seconds}
-
-
-def misses(data: dict, limit: int) -> list[str]:
-    """Names of invalid samples the filter kept and valid real files it dropped (for a look at why)."""
-    step = SyntaxFilter()
-    out = []
-    for s in data["samples"]:
-        verdict = step.process({"path": s["name"], "language": data["language"], "content": s["text"]})
-        if s["label"] == "invalid" and verdict.keep:
-            out.append(f"kept   {s['name']}  ({s.get('first_error')})")
-        elif s["label"] == "valid" and not verdict.keep:
-            out.append(f"dropped {s['name']}  ({verdict.detail})")
-    return out[:limit]
+            "mb_per_s": size / seconds / 1e6, "files_per_s": len(verdicts) / seconds,
+            "misses": [f"kept    {s['name']}  ({s.get('first_error')})"
+                       for s, d in zip(data["samples"], verdicts, strict=True) if s["label"] == "invalid" and not d]
+            + [f"dropped {s['name']}" for s, d in zip(data["samples"], verdicts, strict=True) if s["label"] == "valid" and d]
+            + [f"dropped {w['name']} (pool)" for w, d in zip(data["wider"], wider, strict=True) if d]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,27 +369,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "seedcoder-cfamily")
     parser.add_argument("--workers", type=int, default=2, help="parallel compiler processes")
     parser.add_argument("--show-misses", type=int, default=0, help="print up to N misclassified samples")
+    parser.add_argument("--filters", default="compile,compile-no-context,tree-sitter",
+                        help="filters to measure: compile (the stage's default: compiled against the file's "
+                             "repository), compile-no-context (the file alone), tree-sitter (no compile check)")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
     guard = MachineGuard.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     load_before = os.getloadavg()
     print(f"# C-family syntax check vs gcc 12 ({platform.machine()}, load average before {load_before[0]:.1f})")
+    owner_files = dpkg_files()[1]
+    system = system_headers(args.workdir, owner_files)
+    repositories = Repositories()
     for language in args.languages.split(","):
         data = build(language, args.base, args.pool, args.workdir, args.workers)
-        r = evaluate(data)
-        print(f"{language}: {r['files']} labelled files ({r['valid_real']} real, {r['invalid']} invalid, "
-              f"{r['semantic']} semantic-only and {r['unseen']} in skipped #if branches left out, "
-              f"{r['unseen_dropped']} of those dropped); recall {r['recall']:.3f} precision {r['precision']:.3f} "
-              f"(tp {r['tp']} fp {r['fp']} fn {r['fn']}); valid real dropped {r['valid_real_dropped']:.3f}; "
-              f"wider pool of {r['wider']} real files dropped {r['wider_dropped']:.3f}; "
-              f"{r['files_per_s']:.0f} files/s {r['mb_per_s']:.2f} MB/s "
-              f"({'quiet machine' if guard.quiet_before else 'UNDER LOAD: provisional'})")
-        for kind, k in r["per_kind"].items():
-            print(f"   {kind:<18} invalid {k['invalid']:>4} recall {k['recall']:.3f}   valid {k['valid']:>4} "
-                  f"dropped {k['valid_dropped']:>3}   semantic {k['semantic']}")
-        for line in misses(data, args.show_misses):
-            print("   " + line)
+        for name in args.filters.split(","):
+            check = CompileCheck(system_include_dirs=system) if name.startswith("compile") else None
+            step = SyntaxFilter(compile_check=check)
+            r = evaluate(data, step, repositories if name == "compile" else None)
+            print(f"{language} [{name}]: {r['files']} labelled files ({r['valid_real']} real, {r['invalid']} invalid, "
+                  f"{r['semantic']} semantic-only and {r['unseen']} in skipped #if branches left out, "
+                  f"{r['unseen_dropped']} of those dropped); recall {r['recall']:.3f} precision {r['precision']:.3f} "
+                  f"(tp {r['tp']} fp {r['fp']} fn {r['fn']}); valid real dropped {r['valid_real_dropped']:.3f}; "
+                  f"wider pool of {r['wider']} real files dropped {r['wider_dropped']:.3f}; "
+                  f"{r['files_per_s']:.1f} files/s {r['mb_per_s']:.2f} MB/s "
+                  f"({'quiet machine' if guard.quiet_before else 'UNDER LOAD: provisional'})")
+            for kind, k in r["per_kind"].items():
+                print(f"   {kind:<18} invalid {k['invalid']:>4} recall {k['recall']:.3f}   valid {k['valid']:>4} "
+                      f"dropped {k['valid_dropped']:>3}   semantic {k['semantic']}")
+            for line in r["misses"][:args.show_misses]:
+                print("   " + line)
     print(f"# load average after {os.getloadavg()[0]:.1f}")
     print(guard.report())
     return 0

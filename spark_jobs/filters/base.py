@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +52,15 @@ KEEP = Verdict(True)
 
 
 class PipelineStep:
-    """One document in, one verdict out. Subclasses are configured through typed constructor arguments."""
+    """One document in, one verdict out. Subclasses are configured through typed constructor arguments.
+
+    A step that needs a document's repository (the C-family compile check needs its headers) names the languages in
+    ``context_languages``; the runner then sets ``repository`` (a :class:`~spark_jobs.filters.c_compile.Repository`
+    of the repository's files in those languages) before each such document."""
 
     name = "step"
+    context_languages: frozenset[str] = frozenset()
+    repository: Any = None
 
     def __init__(self) -> None:
         self._metrics: Counter[str] = Counter()
@@ -114,17 +120,82 @@ def process_record(step: PipelineStep, record: dict[str, Any], stage: str) -> di
     return record
 
 
-def apply_batch(step: PipelineStep, batch: pa.RecordBatch, stage: str) -> pa.RecordBatch:
-    """A batch of FILES rows through ``step``: the OUTCOME rows, in input order."""
-    rows = [process_record(step, row, stage) for row in batch.to_pylist()]
+def apply_batch(step: PipelineStep, batch: pa.RecordBatch, stage: str,
+                repositories: Mapping[str, Any] | None = None) -> pa.RecordBatch:
+    """A batch of FILES rows through ``step``: the OUTCOME rows, in input order. ``repositories`` (repo name ->
+    its files, for the step's ``context_languages``) gives each such document its repository."""
+    rows = []
+    for row in batch.to_pylist():
+        if repositories is not None and row.get("language") in step.context_languages:
+            step.repository = repositories.get(row["repo"])
+        rows.append(process_record(step, row, stage))
     return pa.RecordBatch.from_pylist(rows, schema=OUTCOME)
 
 
-def apply_batches(step: PipelineStep, batches: Iterator[pa.RecordBatch], stage: str) -> Iterator[pa.RecordBatch]:
+def apply_batches(step: PipelineStep, batches: Iterator[pa.RecordBatch], stage: str,
+                  repositories: Mapping[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body: input columns are projected onto FILES so an extra upstream column cannot break us."""
     for batch in batches:
         if batch.num_rows:
-            yield apply_batch(step, conform(batch), stage)
+            yield apply_batch(step, conform(batch), stage, repositories)
+
+
+CONTEXT_FLAG = "_context"  # a row of the repository context rather than a document to judge
+
+
+def apply_batches_in_context(step: PipelineStep, batches: Iterator[pa.RecordBatch], stage: str,
+                             max_context_bytes: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body over rows clustered by repository, each repository's context rows (``_context`` true,
+    in path order) before its documents: the context becomes the repository the step sees for each document.
+    Holds one repository's context at a time; a context is cut at ``max_context_bytes`` (files taken in path
+    order while they fit; the repository is marked ``truncated``)."""
+    from spark_jobs.filters.c_compile import Repository
+
+    name, repository, used, out = None, Repository(), 0, []
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        flags = batch.column(CONTEXT_FLAG).to_pylist()
+        for row, is_context in zip(conform(batch).to_pylist(), flags, strict=True):
+            if row["repo"] != name:
+                name, repository, used = row["repo"], Repository(), 0
+            if is_context:
+                size = row["size_bytes"] or 0
+                if used + size > max_context_bytes:
+                    repository.truncated = True
+                else:
+                    used += size
+                    repository.add(row["path"], row["content"] or "")
+                continue
+            step.repository = repository
+            out.append(process_record(step, row, stage))
+            if len(out) >= batch_rows:
+                yield pa.RecordBatch.from_pylist(out, schema=OUTCOME)
+                out = []
+    if out:
+        yield pa.RecordBatch.from_pylist(out, schema=OUTCOME)
+
+
+def repositories_of(rows: Iterator[dict[str, Any]], max_context_bytes: int) -> dict[str, Any]:
+    """repo -> Repository of ``rows`` (repo, path, content, size_bytes), each cut at ``max_context_bytes`` in path
+    order: what :func:`apply_batches_in_context` builds, for the local engine."""
+    from spark_jobs.filters.c_compile import Repository
+
+    by_repo: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_repo.setdefault(row["repo"], []).append(row)
+    out = {}
+    for name, members in by_repo.items():
+        repository, used = Repository(), 0
+        for row in sorted(members, key=lambda r: r["path"]):
+            size = row["size_bytes"] or 0
+            if used + size > max_context_bytes:
+                repository.truncated = True
+                continue
+            used += size
+            repository.add(row["path"], row["content"] or "")
+        out[name] = repository
+    return out
 
 
 def conform(batch: pa.RecordBatch) -> pa.RecordBatch:

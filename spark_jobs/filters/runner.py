@@ -28,11 +28,28 @@ from pydantic import Field
 from lake.config import PlatformConfig, StrictModel
 from lake.faults import FailureTally, check_failures
 from lake.stage import OUT_BY_LANGUAGE, StageRun
-from spark_jobs.filters.base import OUTCOME, PipelineStep, apply_batches, split_outcomes
+from spark_jobs.filters.base import (
+    CONTEXT_FLAG,
+    OUTCOME,
+    PipelineStep,
+    apply_batches,
+    apply_batches_in_context,
+    repositories_of,
+    split_outcomes,
+)
 
 log = logging.getLogger(__name__)
 
 StepFactory = Callable[[Any], PipelineStep]  # called with the SparkSession (None locally) so a step can broadcast
+
+
+class RepositoryContext(StrictModel):
+    """Where a step with ``context_languages`` finds each document's repository (the compile check's headers)."""
+
+    # The stage whose files are the repositories (the crawl: whole trees). Null, or not committed for the snapshot:
+    # the stage's own input (recorded in the stats as `context_input`).
+    stage: str | None = "crawl"
+    max_bytes: int = 256 << 20
 
 
 class FilterStageConfig(StrictModel):
@@ -93,16 +110,22 @@ class StageOutcome:
 
 
 def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: FilterStageConfig,
-                     make_step: StepFactory) -> StageRun:
-    """Run ``make_step``'s step over ``conf.input``'s committed files and commit ``stage``."""
+                     make_step: StepFactory, context: RepositoryContext | None = None) -> StageRun:
+    """Run ``make_step``'s step over ``conf.input``'s committed files and commit ``stage``. A step with
+    ``context_languages`` gets each such document's repository from ``context``."""
     lake = cfg.open_lake()
     lake.require(snapshot, conf.input)
-    params = {"input": conf.input, "config": conf.model_dump(mode="json")}
+    context = context or RepositoryContext()
+    context_input = context.stage if context.stage and lake.commit_info(snapshot, context.stage) else conf.input
+    if context.stage and context_input != context.stage:
+        log.warning("%s: context stage %r is not committed for %s; repositories come from the input %r", stage,
+                    context.stage, snapshot, conf.input)
+    params = {"input": conf.input, "config": conf.model_dump(mode="json"), "context_input": context_input}
     with StageRun(lake, snapshot, stage, resume=conf.engine == "local", params=params) as run:
         if conf.engine == "spark":
-            _run_spark(run, cfg, conf, make_step)
+            _run_spark(run, cfg, conf, make_step, context_input, context.max_bytes)
         else:
-            _run_local(run, conf, make_step(None), _fingerprint(params))
+            _run_local(run, conf, make_step(None), _fingerprint(params), context_input, context.max_bytes)
         run.stats.metrics["input"] = conf.input
         run.stats.metrics["engine"] = conf.engine
         step_metrics = run.stats.metrics.get("step", {})
@@ -112,7 +135,8 @@ def run_filter_stage(stage: str, snapshot: str, cfg: PlatformConfig, conf: Filte
     return run
 
 
-def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make_step: StepFactory) -> None:
+def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make_step: StepFactory,
+               context_input: str, max_context_bytes: int) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -123,8 +147,24 @@ def _run_spark(run: StageRun, cfg: PlatformConfig, conf: FilterStageConfig, make
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.batch_size))
     files = spark.read.parquet(run.lake.dataset_uri(run.snapshot, conf.input, "files", for_spark=True))
     step, stage = make_step(spark), run.stage
-    outcomes = files.select(*FILES.names).mapInArrow(lambda batches: apply_batches(step, batches, stage),
-                                                     to_spark_schema(OUTCOME))
+    schema = to_spark_schema(OUTCOME)
+    languages = sorted(step.context_languages)
+    if not languages:
+        outcomes = files.select(*FILES.names).mapInArrow(lambda batches: apply_batches(step, batches, stage), schema)
+    else:
+        # Documents in `languages` meet their repository: the context stage's files in those languages and the
+        # documents, clustered by repository, context first (in path order). One repository's context in memory.
+        in_context = F.coalesce(F.col("language").isin(languages), F.lit(False))
+        plain = files.where(~in_context).select(*FILES.names).mapInArrow(
+            lambda batches: apply_batches(step, batches, stage), schema)
+        repos = spark.read.parquet(run.lake.dataset_uri(run.snapshot, context_input, "files", for_spark=True))
+        grouped = (repos.where(in_context).select(*FILES.names, F.lit(True).alias(CONTEXT_FLAG))
+                   .unionByName(files.where(in_context).select(*FILES.names, F.lit(False).alias(CONTEXT_FLAG)))
+                   .repartition("repo").sortWithinPartitions("repo", F.desc(CONTEXT_FLAG), "path"))
+        rows = conf.batch_size
+        outcomes = plain.unionByName(grouped.mapInArrow(
+            lambda batches: apply_batches_in_context(step, batches, stage, max_context_bytes, rows), schema))
+        run.stats.metrics["context_input"] = context_input
     # Persisted: the two writes and the stats all read the outcomes; recomputing would re-run the step (re-parse,
     # re-scan) three times. Disk-backed so a big partition never fails for lack of executor memory.
     outcomes = outcomes.persist(StorageLevel.MEMORY_AND_DISK)
@@ -157,11 +197,22 @@ def _fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep, fingerprint: str) -> None:
+def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep, fingerprint: str, context_input: str,
+               max_context_bytes: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    repositories = None
+    if step.context_languages:  # the same repositories Spark's clustering gives (repositories_of documents it)
+        wanted = sorted(step.context_languages)
+        rows = (row for batch in run.lake.iter_batches(run.snapshot, context_input, "files",
+                                                       ["repo", "path", "language", "content", "size_bytes"])
+                for row in batch.filter(pc.is_in(batch.column("language"), pa.array(wanted))).to_pylist())
+        repositories = repositories_of(rows, max_context_bytes)
+        log.info("%s: %d repositories with %s files as context (from %s)", run.stage, len(repositories),
+                 "/".join(wanted), context_input)
+        run.stats.metrics["context_input"] = context_input
     keys = [k for k in run.lake.dataset_keys(run.snapshot, conf.input, "files") if k.endswith(".parquet")]
     totals = StageOutcome()
     t0 = time.monotonic()
@@ -176,7 +227,8 @@ def _run_local(run: StageRun, conf: FilterStageConfig, step: PipelineStep, finge
             log.info("%s: %s was done under another configuration, redoing it", run.stage, shard)
         source = list(pq.ParquetFile(io.BytesIO(run.storage.read_bytes(key))).iter_batches(
             batch_size=conf.batch_size))
-        table = pa.Table.from_batches(list(apply_batches(step, iter(source), run.stage)), schema=OUTCOME)
+        table = pa.Table.from_batches(list(apply_batches(step, iter(source), run.stage, repositories)),
+                                      schema=OUTCOME)
         kept, quarantine = split_outcomes(table)
         run.write_table("files", kept, index)
         run.write_table("quarantine", quarantine, index)

@@ -19,8 +19,11 @@ files are first checked on their token stream (:mod:`spark_jobs.filters.c_tokens
 literals closed, brackets nested on every preprocessor path, ``#if`` groups closed. A failure there is a syntax
 error whatever the share (reason ``syntax_error``, detail naming the bracket and line). The error share is then
 measured on the preprocessor's first path (directives and branches not taken blanked, offsets kept): tree-sitter
-cannot parse a construct split over ``#if`` branches, and that was most of its errors on valid files. Measured
-against gcc with ``benchmarks/syntax_cfamily.py`` (benchmarks/RESULTS-filters.md).
+cannot parse a construct split over ``#if`` branches, and that was most of its errors on valid files. C and C++
+files that pass both are compiled against their repository's own headers (:mod:`spark_jobs.filters.c_compile`;
+the runner hands each such document its repository from the crawl) and dropped when the compiler's first error is
+a parse error that tree-sitter confirms within ``confirm_lines``: that catches the stray tokens and swapped lines
+the share lets through. Measured against gcc with ``benchmarks/syntax_cfamily.py`` (benchmarks/RESULTS-filters.md).
 
 Bounds: files over ``max_bytes`` are not parsed (reason ``syntax_too_large``); a parse running longer than
 ``max_parse_seconds`` is cancelled through tree-sitter's progress callback (reason ``syntax_timeout``). The
@@ -40,8 +43,9 @@ from pydantic import Field
 from lake.cli import run_stage, stage_parser
 from lake.languages import grammar_of, language_of
 from spark_jobs.filters.base import BaseFilter
+from spark_jobs.filters.c_compile import CompileCheck
 from spark_jobs.filters.c_tokens import check_and_project
-from spark_jobs.filters.runner import FilterStageConfig, run_filter_stage
+from spark_jobs.filters.runner import FilterStageConfig, RepositoryContext, run_filter_stage
 
 STAGE = "syntax_filter"
 
@@ -78,6 +82,23 @@ class SyntaxFilterConfig(FilterStageConfig):
     default_max_error_share: float = Field(0.0, ge=0, le=1)
     # Per-language thresholds (language names as in lake/languages.py).
     max_error_share: dict[str, float] = dict(MEASURED_THRESHOLDS)
+    # C and C++ files that pass the token check and the error share are compiled against their repository's
+    # headers (spark_jobs/filters/c_compile.py; needs `compiler` on PATH, which the Spark image carries) and dropped
+    # when the compiler's first error is a parse error on a line where tree-sitter also sees one (within
+    # `confirm_lines`). Measured against gcc on benchmarks/syntax_cfamily.py's labelled set.
+    compile_check: bool = True
+    compile_languages: tuple[str, ...] = ("C", "C++")
+    compiler: str = "gcc"
+    compile_timeout_s: float = Field(20.0, gt=0)
+    confirm_lines: int = Field(1, ge=0)
+    # Explicit system include directories (with -nostdinc); unset: the compiler's own (the image's libc, kernel
+    # uapi and libstdc++ headers).
+    system_include_dirs: tuple[str, ...] | None = None
+    # The stage whose files give each repository's headers: the crawl has whole trees (dedup removed copies of
+    # shared headers from all but one repository). Null, or a stage not committed for the snapshot: the input.
+    context_input: str | None = "crawl"
+    # A repository's context is cut at this many bytes of C-family files (in path order; metric context_truncated).
+    max_context_bytes: int = Field(256 << 20, ge=0)
     # Languages whose grammar cannot judge real files: passed through unparsed (metric unchecked:<language>).
     unchecked_languages: tuple[str, ...] = UNCHECKED_LANGUAGES
     # Languages whose comments, literals, brackets and #if groups must close on every preprocessor path.
@@ -163,6 +184,30 @@ def error_share(root, size: int) -> tuple[float, int | None]:
     return min(1.0, bad_bytes / max(size, 1)), first
 
 
+def error_lines(root) -> list[int]:
+    """1-based lines that an ERROR or MISSING node covers (a MISSING token no child list shows: its parent's
+    first line), sorted.
+
+    >>> error_lines(parser_for("c").parse(b"int a;\\nint b = (1;\\nint c;\\n").root_node)
+    [2]
+    """
+    lines: set[int] = set()
+    stack = [root] if root.has_error else []
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            first, last = node.start_point[0], node.end_point[0]
+            if last > first and node.end_point[1] == 0:
+                last -= 1  # ends at the start of a line: that line is not covered
+            lines.update(range(first + 1, last + 2))
+        elif node.has_error:
+            children = node.children
+            stack.extend(c for c in children if c.has_error or c.is_error or c.is_missing)
+            if not any(c.has_error or c.is_error or c.is_missing for c in children):
+                lines.add(node.start_point[0] + 1)
+    return sorted(lines)
+
+
 # Python errors tree-sitter's recovery leaves unmarked: a block without a statement (what truncating a file right
 # after `def f():` leaves) and a `try` without `except`/`finally`. They were 30 of the 31 missed corruptions of
 # the seeded benchmark. Blocks are found with a query, not a Python tree walk, so the check costs ~10% of a parse.
@@ -210,7 +255,9 @@ class SyntaxFilter(BaseFilter):
     def __init__(self, max_bytes: int = 1 << 20, max_parse_seconds: float = 10.0,
                  default_max_error_share: float = 0.0, max_error_share: dict[str, float] | None = None,
                  unchecked_languages: tuple[str, ...] = UNCHECKED_LANGUAGES,
-                 token_checked_languages: tuple[str, ...] = TOKEN_CHECKED_LANGUAGES):
+                 token_checked_languages: tuple[str, ...] = TOKEN_CHECKED_LANGUAGES,
+                 compile_check: CompileCheck | None = None, compile_languages: tuple[str, ...] = ("C", "C++"),
+                 confirm_lines: int = 1):
         super().__init__()
         self.token_checked_languages = frozenset(token_checked_languages)
         self.max_bytes = max_bytes
@@ -218,11 +265,20 @@ class SyntaxFilter(BaseFilter):
         self.default_max_error_share = default_max_error_share
         self.max_error_share = dict(MEASURED_THRESHOLDS if max_error_share is None else max_error_share)
         self.unchecked_languages = frozenset(unchecked_languages)
+        self.compile_check = compile_check
+        self.confirm_lines = confirm_lines
+        # The runner hands these languages' documents their repository (``self.repository``, a c_compile.Repository).
+        self.context_languages = frozenset(compile_languages) if compile_check is not None else frozenset()
 
     @classmethod
     def from_config(cls, conf: SyntaxFilterConfig) -> SyntaxFilter:
+        check = None
+        if conf.compile_check:
+            check = CompileCheck(conf.compiler, conf.compile_timeout_s, conf.system_include_dirs)
+            check.require()
         return cls(conf.max_bytes, conf.max_parse_seconds, conf.default_max_error_share, conf.max_error_share,
-                   conf.unchecked_languages, conf.token_checked_languages)
+                   conf.unchecked_languages, conf.token_checked_languages, check, conf.compile_languages,
+                   conf.confirm_lines)
 
     def threshold(self, language: str) -> float:
         return self.max_error_share.get(language, self.default_max_error_share)
@@ -231,7 +287,12 @@ class SyntaxFilter(BaseFilter):
         """(error share, first error line) of ``source``: the best over the language's grammar and its fallbacks.
 
         Raises ParseTimeout when a parse runs past ``max_parse_seconds``."""
-        best: tuple[float, int | None] | None = None
+        share, line, _root = self.measure_tree(language, grammar, source)
+        return share, line
+
+    def measure_tree(self, language: str, grammar: str, source: bytes) -> tuple[float, int | None, Any]:
+        """:meth:`measure` and the tree it was measured on (None when no parser loaded)."""
+        best: tuple[float, int | None, Any] | None = None
         for name in (grammar, *FALLBACK_GRAMMARS.get(language, ())):
             parser = parser_for(name)
             if parser is None:
@@ -243,10 +304,10 @@ class SyntaxFilter(BaseFilter):
                 share = min(1.0, share + unmarked / max(len(source), 1))
                 line = min(filter(None, (line, unmarked_line)))
             if best is None or share < best[0]:
-                best = (share, line)
+                best = (share, line, root)
             if share <= self.threshold(language):
                 break
-        return best if best is not None else (0.0, None)
+        return best if best is not None else (0.0, None, None)
 
     def filter(self, doc: dict[str, Any]) -> bool | tuple[bool, str] | tuple[bool, str, str]:
         language = doc.get("language") or language_of(doc.get("path") or "") or ""
@@ -268,7 +329,7 @@ class SyntaxFilter(BaseFilter):
                 return False, "syntax_error", f"{language}: {broken.kind} at line {broken.line}: {broken.detail}"
             source = first_path.encode("utf-8")
         try:
-            share, line = self.measure(language, grammar, source)
+            share, line, root = self.measure_tree(language, grammar, source)
         except ParseTimeout as err:
             return False, "syntax_timeout", str(err)
         self.count(f"parsed:{language}")
@@ -276,9 +337,33 @@ class SyntaxFilter(BaseFilter):
             self.count(f"syntax_error:{language}")
             return False, "syntax_error", f"{language}: error share {share:.4f} > {self.threshold(language)}, " \
                                           f"first error at line {line}"
+        if language in self.context_languages:
+            verdict = self.compiled(language, doc, root)
+            if verdict is not True:
+                return verdict
         if share > 0:
             self.count(f"tolerated_errors:{language}")
         return True
+
+    def compiled(self, language: str, doc: dict[str, Any], root) -> bool | tuple[bool, str, str]:
+        """The compile check (:mod:`spark_jobs.filters.c_compile`) of a C/C++ file that passed the tree-sitter
+        measure: dropped when the compiler's first error is a parse error and tree-sitter sees an error within
+        ``confirm_lines`` of it (a lone compiler error is what an unknown macro from a missing header gives)."""
+        repository = self.repository
+        error = self.compile_check.first_error(language, doc.get("path") or "file", doc["content"], repository)
+        self.count(f"compiled:{language}")
+        if repository is not None and repository.truncated:
+            self.count("context_truncated")
+        if error is None or not error.parse_error:
+            return True
+        near = [n for n in error_lines(root) if abs(n - error.line) <= self.confirm_lines] if root else []
+        if not near:
+            self.count(f"compile_error_unconfirmed:{language}")
+            return True
+        self.count(f"syntax_error:{language}")
+        self.count(f"compile_error:{language}")
+        return False, "syntax_error", (f"{language}: compiler ({error.language}): {error.message[:200]} at line "
+                                       f"{error.line}; tree-sitter error at line {near[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args, cfg) -> None:
         conf = cfg.stage(STAGE, SyntaxFilterConfig)
-        run_filter_stage(STAGE, args.snapshot, cfg, conf, lambda _spark: SyntaxFilter.from_config(conf))
+        context = RepositoryContext(stage=conf.context_input, max_bytes=conf.max_context_bytes)
+        run_filter_stage(STAGE, args.snapshot, cfg, conf, lambda _spark: SyntaxFilter.from_config(conf), context)
 
     return run_stage(parser, argv, body)
 

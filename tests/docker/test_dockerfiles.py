@@ -370,3 +370,16 @@ def test_the_sandbox_image_installs_its_packages_at_the_tested_versions():
     assert wanted and set(wanted) <= pinned
     runs = " ".join(arg for word, arg in instructions("sandbox") if word == "RUN")
     assert "pip install --no-cache-dir -c /tmp/build/gpu.lock -r /tmp/build/sandbox.in" in runs and "pip check" in runs
+
+
+def test_spark_image_has_the_compiler_of_the_syntax_filter():
+    """The syntax filter compiles C and C++ files with its configured compiler (spark_jobs/filters/c_compile.py):
+    the Spark image installs it with the C and C++ system headers and checks at build time that it works."""
+    from spark_jobs.filters.syntax_filter import SyntaxFilterConfig
+
+    conf = SyntaxFilterConfig()
+    assert conf.compile_check and conf.compiler == "gcc"
+    runs = [arg for word, arg in instructions("spark") if word == "RUN"]
+    installs = next(run for run in runs if "apt-get install" in run).split()
+    assert "g++" in installs  # g++ brings gcc, libc6-dev, linux-libc-dev and libstdc++-dev
+    assert any("CompileCheck" in run and "require()" in run and "<vector>" in run for run in runs)

@@ -174,7 +174,7 @@ def _poisoned_local_engine(monkeypatch, poisoned: set[str]):
     """Make the stage's real step raise on the documents named in ``poisoned`` (local engine)."""
     real = runner_module._run_local
 
-    def run_local(run, conf, step, fingerprint):
+    def run_local(run, conf, step, fingerprint, *context):
         process = step.process
 
         def maybe_raise(doc):
@@ -183,7 +183,7 @@ def _poisoned_local_engine(monkeypatch, poisoned: set[str]):
             return process(doc)
 
         step.process = maybe_raise
-        return real(run, conf, step, fingerprint)
+        return real(run, conf, step, fingerprint, *context)
 
     monkeypatch.setattr(runner_module, "_run_local", run_local)
 
@@ -214,3 +214,48 @@ def test_a_systematic_step_failure_fails_the_stage_loudly(lake, config_path, mon
     with pytest.raises(TooManyItemFailures, match=r"syntax_filter: 12 of 12 items failed"):
         syntax_filter.main(["--snapshot", SNAPSHOT, "--config", config_path("local")])
     assert lake.commit_info(SNAPSHOT, "syntax_filter") is None, "nothing committed"
+
+
+API_H = '#pragma once\n#define EXPORT __attribute__((visibility("default")))\ntypedef struct { int x, y; } point;\n'
+FILLER = "".join(f"static int f{i}(int a) {{\n    return a + {i};\n}}\n" for i in range(60))
+
+
+def c_repository() -> dict[str, dict]:
+    """A C repository whose sources need its header (EXPORT, point), one of them with a stray token that the
+    tree-sitter error share alone lets through, and a header another repository shares (dedup kept that copy)."""
+    head = '#include "lib/api.h"\n' + FILLER
+    return {
+        "api": record("include/lib/api.h", API_H, repo="org/c"),
+        "good": record("src/good.c", head + "EXPORT int g(point p) {\n    return p.x + p.y;\n}\n", repo="org/c"),
+        "bad": record("src/bad.c", head + "EXPORT int g(point p) {\n    return p.x p.y;\n}\n", repo="org/c"),
+        "other": record("include/api.h", API_H, repo="org/other"),
+    }
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("engine", ["spark", "local"])
+def test_c_files_are_compiled_with_their_repository_from_the_crawl(spark, engine, lake, config_path):
+    """The input lost org/c's header to dedup; the crawl has the whole tree, and the compile check reads it."""
+    files = c_repository()
+    commit_input(lake, [[files["api"], files["good"]], [files["bad"], files["other"]]], stage="crawl")
+    commit_input(lake, [[files["good"]], [files["bad"], files["other"]]])
+    assert syntax_filter.main(["--snapshot", SNAPSHOT, "--config", config_path(engine)]) == 0
+    kept = {(r["repo"], r["path"]) for r in lake.read_table(SNAPSHOT, "syntax_filter", "files").to_pylist()}
+    assert kept == {("org/c", "src/good.c"), ("org/other", "include/api.h")}
+    (dropped,) = lake.read_table(SNAPSHOT, "syntax_filter", "quarantine").to_pylist()
+    assert dropped["path"] == "src/bad.c" and dropped["reason"] == "syntax_error"
+    assert "compiler (C): expected" in dropped["detail"] and "at line 183" in dropped["detail"]
+    stats = lake.stats(SNAPSHOT, "syntax_filter")
+    assert stats["metrics"]["context_input"] == "crawl"
+    assert stats["metrics"]["step"]["compiled:C"] == 3 and stats["metrics"]["step"]["compile_error:C"] == 1
+
+
+@pytest.mark.parametrize("engine", ["local"])
+def test_without_a_committed_crawl_the_input_is_the_context(engine, lake, config_path, caplog):
+    files = c_repository()
+    commit_input(lake, [[files["good"], files["bad"]]])  # the header is nowhere: EXPORT and point are unknown
+    assert syntax_filter.main(["--snapshot", SNAPSHOT, "--config", config_path(engine)]) == 0
+    assert "context stage 'crawl' is not committed" in caplog.text
+    stats = lake.stats(SNAPSHOT, "syntax_filter")
+    assert stats["metrics"]["context_input"] == "near_dedup"
+    assert stats["records_in"] == 2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system tools the code sandbox needs (training/sandbox), installed from apt when missing (as root):
 #   bubblewrap (namespaces), util-linux (setpriv, prlimit, unshare), and the toolchains of the languages it runs:
-#   python3, g++, a JDK 17 (javac/java), nodejs, golang-go.
+#   python3, g++, a JDK 17 (javac/java), nodejs, golang-go. g++ (with gcc and the C/C++ system headers) is also
+#   the syntax filter's C-family compile check (spark_jobs/filters/c_compile.py).
 # Usage: scripts/toolchains.sh        (idempotent; prints what it installed)
 set -euo pipefail
 

@@ -14,9 +14,13 @@ be in its repository: every ``#include`` is looked up
 
 The headers found are written into a scratch tree (at their repository paths and under the spelling they were
 included by), the file at its own path, and the compiler runs with ``-nostdinc`` when the system headers are
-given explicitly. Its first error in the file itself decides: a parse error (``expected ...``, ``stray ...``,
-``unterminated ...``) is a syntax error; an unknown name or type is not (it is what a missing external header
-gives). A C header that is C++ (``.h`` is labelled C) is compiled as C++ too and the better result kept.
+given explicitly. A computed include (``#include FT_CONFIG_H``), which no scan sees, is placed when the compiler
+names it missing, and the compile retried. The first error in the file itself decides: a parse error
+(``expected ...``, ``stray ...``, ``unterminated ...``) is a syntax error; an unknown name or type is not (it is
+what a missing external header gives); a first error in another file, a time-out or an include that cannot be
+placed gives no verdict. A header with a parse error is compiled again inside a repository file that includes
+it (headers are often not self-contained), provided the preprocessor opens it there (``-H``). A C header that is
+C++ (``.h`` is labelled C) is compiled as C++ too, and the result that reads further kept.
 
 A parse error caused by an unknown macro from a missing header looks like any other parse error, so the filter
 drops a file only when tree-sitter sees an error on the same line (``confirm_lines`` either side):
@@ -59,7 +63,7 @@ PARSE_ERROR = re.compile(
     r"label at end of compound statement|before numeric constant|ISO C\+\+ forbids declaration of .* with no type|"
     r"expected unqualified-id|is not a template|template argument .* is invalid|invalid declarator")
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.M)
-_MISSING = re.compile(r"fatal error: (.+?): No such file or directory")
+_MISSING = re.compile(r"(.+?): No such file or directory")
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:\d+:)? (?P<kind>error|fatal error): (?P<message>.*)$")
 HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx", ".h++", ".inc", ".inl", ".ipp", ".tcc", ".tpp")
 _SUFFIX_DEPTH = 6
@@ -214,13 +218,14 @@ class CompileCheck:
         lang = "c++" if language == "C++" else "c"
         system = self._system_dirs(lang)
         with tempfile.TemporaryDirectory(prefix="ccheck-", dir=self.scratch_dir) as tmp:
-            tree, spelled, stubs = Path(tmp, "tree"), Path(tmp, "spelled"), Path(tmp, "stubs")
-            origin, missing = self._lay_out(main, texts, repo, system, tree, spelled, stubs)
+            layout = _Layout(Path(tmp), repo, texts, system)
+            layout.add(main)
             cmd = [self.compiler, "-fsyntax-only", "-w", "-fmax-errors=3", "-x", lang,
                    "-std=gnu17" if lang == "c" else "-std=gnu++20"]
             if self.system_include_dirs is not None:
                 cmd += ["-nostdinc", *[a for d in system for a in ("-isystem", d)]]
-            cmd += ["-I", str(spelled), "-idirafter", str(stubs), str(tree / main)] + (["-H"] if entered else [])
+            cmd += ["-I", str(layout.spelled), "-idirafter", str(layout.stubs), str(layout.tree / main)]
+            cmd += ["-H"] if entered else []
             for _ in range(self.max_missing_rounds):
                 try:
                     done = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
@@ -228,71 +233,92 @@ class CompileCheck:
                 except subprocess.TimeoutExpired:
                     log.warning("compile check of %s ran past %.0f s", main, self.timeout_s)
                     return None
-                lost = _MISSING.search(done.stderr)
+                lost = next((m for m in map(_DIAGNOSTIC.match, done.stderr.splitlines())
+                             if m and m.group("kind") == "fatal error" and _MISSING.match(m.group("message"))), None)
                 if lost is None:
                     break
-                if not _stub(stubs, lost.group(1)):  # a computed or out-of-tree include: no verdict
+                # A computed include (``#include FT_CONFIG_H``) the scan could not see: found in the repository
+                # now, or stubbed; a name that cannot be placed gives no verdict.
+                includer = layout.origin.get(lost.group("file"), main)
+                if not layout.include(_MISSING.match(lost.group("message")).group(1), includer, computed=True):
                     return None
-                missing += 1
             else:
                 return None
             if entered is not None and not any(
-                    origin.get(line.lstrip(".").strip()) == entered for line in done.stderr.splitlines()
+                    layout.origin.get(line.lstrip(".").strip()) == entered for line in done.stderr.splitlines()
                     if line.startswith(".")):
                 return None
             errors = []
             for line in done.stderr.splitlines():
                 found = _DIAGNOSTIC.match(line)
                 if found and found.group("kind") == "error":
-                    where = origin.get(found.group("file"), found.group("file"))
+                    where = layout.origin.get(found.group("file"), found.group("file"))
                     errors.append((where, int(found.group("line")), found.group("message").strip()))
-            return errors, missing
+            return errors, layout.missing
 
-    def _lay_out(self, main: str, texts: dict[str, str], repo: Repository, system: tuple[str, ...], tree: Path,
-                 spelled: Path, stubs: Path) -> tuple[dict[str, str], int]:
-        """Write ``main``, the repository headers it reaches and stubs for the rest: (file system path ->
-        repository path of every copy written, number of stubs)."""
-        def text_of(path: str) -> str:
-            return texts[path] if path in texts else repo.files[path]
 
-        origin = {str(tree / main): main}
-        _write(tree / main, text_of(main))
-        todo, seen, missing = [main], set(), 0
+class _Layout:
+    """The scratch tree of one compile: the file and the repository headers it reaches, each at its repository
+    path (``tree``, for relative includes) and under the name it was included by (``spelled``, on ``-I``), and
+    empty stubs for includes found nowhere (``stubs``, searched last)."""
+
+    def __init__(self, root: Path, repo: Repository, texts: dict[str, str], system: tuple[str, ...]):
+        self.tree, self.spelled, self.stubs = root / "tree", root / "spelled", root / "stubs"
+        self.repo, self.texts, self.system = repo, texts, system
+        self.origin: dict[str, str] = {}  # file system path of every copy -> repository path
+        self.seen: set[tuple[str, str]] = set()
+        self.missing = 0
+
+    def text(self, path: str) -> str:
+        return self.texts[path] if path in self.texts else self.repo.files[path]
+
+    def add(self, path: str) -> None:
+        """Write repository file ``path`` at its place and, transitively, what its ``#include`` lines reach."""
+        todo = []
+        if str(self.tree / path) not in self.origin:
+            self.origin[str(self.tree / path)] = path
+            _write(self.tree / path, self.text(path))
+            todo.append(path)
         while todo:
             includer = todo.pop()
-            for match in _INCLUDE.finditer(text_of(includer)):
-                name = match.group(2).strip()
-                if (includer, name) in seen:
-                    continue
-                seen.add((includer, name))
-                if any(os.path.isfile(os.path.join(d, name)) for d in system):
-                    continue
-                found = name if name in texts and name not in repo.files else repo.resolve(name, includer)
-                if found is None:
-                    missing += _stub(stubs, name)
-                    continue
-                if str(tree / found) not in origin:
-                    origin[str(tree / found)] = found
-                    _write(tree / found, text_of(found))
+            for match in _INCLUDE.finditer(self.text(includer)):
+                found = self.include(match.group(2).strip(), includer)
+                if isinstance(found, str) and str(self.tree / found) not in self.origin:
+                    self.origin[str(self.tree / found)] = found
+                    _write(self.tree / found, self.text(found))
                     todo.append(found)
-                if ".." not in name.split("/") and not name.startswith("/"):
-                    target = spelled / name
-                    if str(target) not in origin:
-                        origin[str(target)] = found
-                        _write(target, text_of(found))
-        return origin, missing
+
+    def include(self, name: str, includer: str, computed: bool = False) -> str | bool:
+        """Place ``#include name`` of ``includer``: the repository path it resolved to (its spelled copy
+        written), True when the system has it or it was stubbed, False when it cannot be placed."""
+        if (includer, name) in self.seen and not computed:
+            return True
+        self.seen.add((includer, name))
+        if not computed and any(os.path.isfile(os.path.join(d, name)) for d in self.system):
+            return True
+        found = name if name in self.texts and name not in self.repo.files else self.repo.resolve(name, includer)
+        placeable = ".." not in name.split("/") and not name.startswith("/")
+        if found is None:
+            if not placeable:
+                return False
+            target = self.stubs / name
+            if target.exists():
+                return not computed  # stubbed already and still missing: give up rather than loop
+            _write(target, "")
+            self.missing += 1
+            return True
+        if placeable:
+            target = self.spelled / name
+            if str(target) not in self.origin:
+                self.origin[str(target)] = found
+                _write(target, self.text(found))
+            elif computed:
+                return False
+        if computed:
+            self.add(found)
+        return found
 
 
 def _write(target: Path, text: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8", errors="surrogateescape")
-
-
-def _stub(stubs: Path, name: str) -> bool:
-    """An empty header at ``name`` under ``stubs``; False when the name cannot be placed there."""
-    if ".." in name.split("/") or name.startswith("/"):
-        return False
-    target = stubs / name
-    if not target.exists():
-        _write(target, "")
-    return True

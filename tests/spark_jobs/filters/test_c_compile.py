@@ -152,3 +152,14 @@ def test_both_engines_cut_a_repository_context_the_same_way():
     assert out.schema == OUTCOME and out.num_rows == 1
     local = repositories_of(iter(rows[::-1]), 100)["org/c"]
     assert step.seen == (local.files, local.truncated) == ({"a.h": "x" * 40, "c.h": "x" * 50}, True)
+
+
+def test_a_computed_include_is_found_in_the_repository_or_stubbed():
+    """``#include CONFIG_H`` is invisible to the include scan; gcc's "No such file" names it, and it is looked up
+    in the repository (then its own includes) or stubbed, and the compile retried."""
+    repo = Repository({"include/cfg/config.h": '#include "types.h"\n#define API extern\n',
+                       "include/cfg/types.h": "typedef int handle;\n"})
+    text = "#define CONFIG_H <cfg/config.h>\n#include CONFIG_H\nAPI handle open_it(void);\n"
+    assert CHECK.first_error("C", "src/a.c", text, repo) is None
+    error = CHECK.first_error("C", "src/a.c", text.replace("<cfg/config.h>", "<cfg/other.h>"), repo)
+    assert error is not None and error.message == "unknown type name ‘API’" and error.missing_headers == 1

@@ -196,9 +196,13 @@ class CompileCheck:
         if not first.parse_error or not path.endswith(HEADER_SUFFIXES):
             return first
         # A header is often not self-contained (Python's boolobject.h expects Python.h's declarations before it):
-        # compiled inside a repository file that includes it, it gets the context its authors gave it.
-        for includer in repo.includers(path)[:self.max_includers]:
-            inside = self._run(language, includer, {path: text}, repo, entered=path)
+        # compiled inside a repository file that includes it, it gets the context its authors gave it. Tried: the
+        # top of each of its first includers' include chains (libstdc++'s bits/regex_automaton.tcc needs <regex>,
+        # not bits/regex.h), then the includer itself.
+        for chain in self._contexts(path, repo):
+            # The chain's files are read from the repository even where the system has a copy of the same name.
+            texts = {**{p: repo.files[p] for p in chain}, path: text}
+            inside = self._run(language, chain[-1], texts, repo, entered=path)
             if inside is None:
                 continue
             errors, _ = inside
@@ -208,6 +212,21 @@ class CompileCheck:
             if where == path:
                 return CompileError(line, message, bool(PARSE_ERROR.search(message)), language, missing)
         return first
+
+    def _contexts(self, path: str, repo: Repository, max_depth: int = 4) -> list[list[str]]:
+        """Include chains to compile ``path`` inside, each ending with the file to compile: for each of its first
+        ``max_includers`` includers, the chain of first includers up to its top (at most ``max_depth`` up, no
+        cycles), then the includer alone."""
+        out: list[list[str]] = []
+        for includer in repo.includers(path)[:self.max_includers]:
+            chain = [includer]
+            for _ in range(max_depth):
+                above = [p for p in repo.includers(chain[-1]) if p not in chain and p != path]
+                if not above:
+                    break
+                chain.append(above[0])
+            out += [c for c in (chain, [includer]) if c not in out]
+        return out
 
     def _run(self, language: str, main: str, texts: dict[str, str], repo: Repository,
              entered: str | None = None) -> tuple[list[tuple[str, int, str]], int] | None:
@@ -294,9 +313,12 @@ class _Layout:
         if (includer, name) in self.seen and not computed:
             return True
         self.seen.add((includer, name))
-        if not computed and any(os.path.isfile(os.path.join(d, name)) for d in self.system):
-            return True
         found = name if name in self.texts and name not in self.repo.files else self.repo.resolve(name, includer)
+        # The system's copy wins, unless the include is the file being judged (a repository that is libc or
+        # libstdc++ itself: its headers must be read as they are in the document, not as installed).
+        if found not in self.texts and not computed and any(os.path.isfile(os.path.join(d, name))
+                                                            for d in self.system):
+            return True
         placeable = ".." not in name.split("/") and not name.startswith("/")
         if found is None:
             if not placeable:

@@ -163,3 +163,18 @@ def test_a_computed_include_is_found_in_the_repository_or_stubbed():
     assert CHECK.first_error("C", "src/a.c", text, repo) is None
     error = CHECK.first_error("C", "src/a.c", text.replace("<cfg/config.h>", "<cfg/other.h>"), repo)
     assert error is not None and error.message == "unknown type name ‘API’" and error.missing_headers == 1
+
+
+def test_a_header_the_system_also_has_is_judged_as_written(tmp_path):
+    """A repository that carries a system header itself (a libc or libstdc++ tree): the document is compiled from
+    its own text inside its includer, not replaced by the installed copy."""
+    system = tmp_path / "sys"
+    (system / "bits").mkdir(parents=True)
+    (system / "cfg.h").write_text("#define API extern\n")
+    (system / "bits" / "part.h").write_text("API int f(void);\n")
+    (system / "all.h").write_text('#include <cfg.h>\n#include <bits/part.h>\n')
+    check = CompileCheck(system_include_dirs=(str(system), *CompileCheck()._system_dirs("c")))
+    repo = Repository({"include/all.h": (system / "all.h").read_text(), "include/bits/part.h": "API int f(void);\n"})
+    assert check.first_error("C", "include/bits/part.h", "API int f(void);\n", repo) is None
+    error = check.first_error("C", "include/bits/part.h", "API int f(void) f;\n", repo)
+    assert error is not None and error.parse_error and error.line == 1

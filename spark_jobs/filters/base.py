@@ -151,21 +151,16 @@ def apply_batches_in_context(step: PipelineStep, batches: Iterator[pa.RecordBatc
     order while they fit; the repository is marked ``truncated``)."""
     from spark_jobs.filters.c_compile import Repository
 
-    name, repository, used, out = None, Repository(), 0, []
+    name, repository, out = None, Repository(), []
     for batch in batches:
         if not batch.num_rows:
             continue
         flags = batch.column(CONTEXT_FLAG).to_pylist()
         for row, is_context in zip(conform(batch).to_pylist(), flags, strict=True):
             if row["repo"] != name:
-                name, repository, used = row["repo"], Repository(), 0
+                name, repository = row["repo"], Repository()
             if is_context:
-                size = row["size_bytes"] or 0
-                if used + size > max_context_bytes:
-                    repository.truncated = True
-                else:
-                    used += size
-                    repository.add(row["path"], row["content"] or "")
+                repository.offer(row["path"], row["content"] or "", row["size_bytes"] or 0, max_context_bytes)
                 continue
             step.repository = repository
             out.append(process_record(step, row, stage))
@@ -186,15 +181,9 @@ def repositories_of(rows: Iterator[dict[str, Any]], max_context_bytes: int) -> d
         by_repo.setdefault(row["repo"], []).append(row)
     out = {}
     for name, members in by_repo.items():
-        repository, used = Repository(), 0
+        out[name] = repository = Repository()
         for row in sorted(members, key=lambda r: r["path"]):
-            size = row["size_bytes"] or 0
-            if used + size > max_context_bytes:
-                repository.truncated = True
-                continue
-            used += size
-            repository.add(row["path"], row["content"] or "")
-        out[name] = repository
+            repository.offer(row["path"], row["content"] or "", row["size_bytes"] or 0, max_context_bytes)
     return out
 
 

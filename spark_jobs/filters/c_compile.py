@@ -75,12 +75,22 @@ class Repository:
 
     files: dict[str, str] = field(default_factory=dict)
     truncated: bool = False  # some files were left out (the context's byte bound)
+    held_bytes: int = 0  # bytes of the files taken through `offer`
     _by_suffix: dict[str, list[str]] | None = field(default=None, repr=False)
     _includers: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def add(self, path: str, text: str) -> None:
         self.files[path] = text
         self._by_suffix = self._includers = None
+
+    def offer(self, path: str, text: str, size: int, max_bytes: int) -> None:
+        """Add a file of ``size`` bytes unless it would take the repository past ``max_bytes`` (then it is left out
+        and the repository marked ``truncated``): the one rule both filter engines cut a context by."""
+        if self.held_bytes + size > max_bytes:
+            self.truncated = True
+        else:
+            self.held_bytes += size
+            self.add(path, text)
 
     def includers(self, path: str) -> list[str]:
         """Repository files whose ``#include`` lines resolve to ``path``, in path order."""
